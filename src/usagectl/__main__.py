@@ -1,0 +1,3 @@
+from usagectl.cli.main import entry
+
+entry()

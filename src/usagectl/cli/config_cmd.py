@@ -1,0 +1,64 @@
+"""usagectl config: show the resolved config (secrets redacted) and check it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from usagectl.cli.context import get_state
+from usagectl.cli.output import info
+
+config_app = typer.Typer(help="Show or check the configuration.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")
+
+
+@config_app.command("show", epilog="Example: usagectl config show --format json")
+def show(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="toml or json.")] = "toml",
+) -> None:
+    """Print the resolved config, with every secret shown only as where it comes from."""
+    from usagectl.config import redacted
+    from usagectl.errors import InputError
+
+    state = get_state(ctx)
+    cfg = state.config()
+    data = redacted(cfg)
+    if fmt == "json":
+        typer.echo(json.dumps(data, indent=2))
+    elif fmt == "toml":
+        import tomli_w
+
+        typer.echo(f"# source: {cfg.source or '(built-in defaults)'}")
+        typer.echo(tomli_w.dumps(_drop_none(data)), nl=False)
+    else:
+        raise InputError(f"--format: {fmt!r} is not one of toml, json")
+
+
+def _drop_none(obj: object) -> object:
+    # TOML has no null.
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
+    return obj
+
+
+@config_app.command("check", epilog="Example: usagectl config check")
+def check(ctx: typer.Context) -> None:
+    """Validate the config and resolve every secret reference (without printing any)."""
+    state = get_state(ctx)
+    cfg = state.config()
+    secrets = cfg.resolve_secrets()
+    where = cfg.source or "(built-in defaults)"
+    info(
+        f"{where}: ok ({len(cfg.tenants)} tenant{'s' if len(cfg.tenants) != 1 else ''}, "
+        f"{len(cfg.pricing.books)} price book{'s' if len(cfg.pricing.books) != 1 else ''}, "
+        f"{len(secrets)} secret{'s' if len(secrets) != 1 else ''} resolved)",
+        quiet=state.quiet,
+    )

@@ -1,0 +1,522 @@
+"""Config discovery, TOML loading, validation (pydantic) and secret resolution.
+
+Secrets are never inlined in the file: a credential is named by an environment variable (`*_env`) or a file
+(`*_file`). They are resolved on demand (collect, `config check`) so that a reporting host needs no provider keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from usagectl.errors import ConfigError
+
+PLAN_TIERS = ("starter", "pro", "elite")
+PlanTier = Literal["starter", "pro", "elite"]
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+ENV_CONFIG = "USAGECTL_CONFIG"
+ENV_DATABASE_URL = "USAGECTL_DATABASE_URL"
+ENV_DATA_DIR = "USAGECTL_DATA_DIR"
+SYSTEM_CONFIG = Path("/etc/usagectl/config.toml")
+
+
+def _to_decimal(value: Any) -> Any:
+    # A TOML float has already lost exactness (0.1 is not 0.1); accept it only through its shortest repr,
+    # which is what the author typed, and prefer strings in the file.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            return value
+    return value
+
+
+Price = Annotated[Decimal, BeforeValidator(_to_decimal), Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    """Where a secret lives. Exactly one of env / file."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def describe(self) -> str:
+        return f"${self.env}" if self.env else f"file {self.file}"
+
+    def resolve(self, key: str) -> SecretStr:
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ConfigError(f"{key}: environment variable {self.env} is not set")
+            return SecretStr(value)
+        assert self.file is not None
+        try:
+            text = self.file.expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read secret file {self.file}: {exc.strerror}") from None
+        if not text:
+            raise ConfigError(f"{key}: secret file {self.file} is empty")
+        return SecretStr(text)
+
+
+def _secret_ref(data: dict[str, Any], name: str) -> SecretRef | None:
+    env = data.pop(f"{name}_env", None)
+    file = data.pop(f"{name}_file", None)
+    if name in data:
+        raise ValueError(
+            f"'{name}' must not hold a secret inline; use {name}_env = \"VAR\" or {name}_file = \"/path\""
+        )
+    if env and file:
+        raise ValueError(f"give one of {name}_env and {name}_file, not both")
+    if env is None and file is None:
+        return None
+    return SecretRef(env=env, file=file)
+
+
+class _WithSecrets(_Model):
+    """Models whose TOML carries `<name>_env` / `<name>_file` pairs for the fields in SECRETS."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_secret_refs(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in cls.SECRETS:
+            if isinstance(data.get(name), SecretRef):
+                continue
+            ref = _secret_ref(data, name)
+            if ref is not None:
+                data[name] = ref
+        return data
+
+
+class DatabaseConfig(_Model):
+    url: str | None = None
+
+
+class ReportConfig(_Model):
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class CollectConfig(_Model):
+    lookback_days: int = Field(default=2, ge=0, le=60)
+    workers: int = Field(default=8, ge=1, le=256)
+
+
+class ModelPrice(_Model):
+    input: Price
+    output: Price
+    cached_input: Price | None = None
+
+
+class PriceBook(_Model):
+    """Unit prices in USD. A book applies from `effective_from` until the next book's date."""
+
+    version: str = Field(min_length=1)
+    effective_from: date
+    sms: Price
+    mms: Price
+    voice_minute: Price
+    email: Price
+    ai_token: Price
+    ai_models: dict[str, ModelPrice] = Field(default_factory=dict)
+
+
+class UnitOverrides(_Model):
+    sms: Price | None = None
+    mms: Price | None = None
+    voice_minute: Price | None = None
+    email: Price | None = None
+    ai_token: Price | None = None
+
+
+class Allowances(_Model):
+    """Monthly included usage; reports show usage against it."""
+
+    sms: int | None = Field(default=None, ge=0)
+    mms: int | None = Field(default=None, ge=0)
+    voice_minutes: int | None = Field(default=None, ge=0)
+    emails: int | None = Field(default=None, ge=0)
+    ai_tokens: int | None = Field(default=None, ge=0)
+
+
+class PlanConfig(_Model):
+    overrides: UnitOverrides = Field(default_factory=UnitOverrides)
+    included: Allowances = Field(default_factory=Allowances)
+
+
+DEFAULT_BOOK = PriceBook(
+    version="v1",
+    effective_from=date(2000, 1, 1),
+    sms=Decimal("0.014"),
+    mms=Decimal("0.02"),
+    voice_minute=Decimal("0.015"),
+    email=Decimal("0.0005"),
+    ai_token=Decimal("0.000002"),
+)
+
+
+class PricingConfig(_Model):
+    books: list[PriceBook] = Field(default_factory=lambda: [DEFAULT_BOOK])
+
+    @field_validator("books")
+    @classmethod
+    def _distinct(cls, books: list[PriceBook]) -> list[PriceBook]:
+        if not books:
+            raise ValueError("at least one price book is needed")
+        seen_dates: set[date] = set()
+        seen_versions: set[str] = set()
+        for b in books:
+            if b.effective_from in seen_dates:
+                raise ValueError(f"two price books take effect on {b.effective_from}")
+            if b.version in seen_versions:
+                raise ValueError(f"price book version {b.version!r} appears twice")
+            seen_dates.add(b.effective_from)
+            seen_versions.add(b.version)
+        return sorted(books, key=lambda b: b.effective_from)
+
+
+class _ProviderBase(_WithSecrets):
+    base_url: str
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    max_retries: int = Field(default=4, ge=0, le=10)
+    # Requests per second towards this provider, shared by all workers; 0 = unlimited.
+    rate_limit: float = Field(default=0, ge=0)
+
+
+class TwilioProvider(_ProviderBase):
+    SECRETS: ClassVar[tuple[str, ...]] = ("auth_token",)
+    base_url: str = "https://api.twilio.com"
+    account_sid: str | None = None
+    # When account_sid is an API key (SK...), the account it belongs to.
+    parent_account_sid: str | None = None
+    auth_token: SecretRef | None = None
+
+
+class SendGridProvider(_ProviderBase):
+    SECRETS: ClassVar[tuple[str, ...]] = ("api_key",)
+    base_url: str = "https://api.sendgrid.com"
+    api_key: SecretRef | None = None
+
+
+class OpenAIProvider(_ProviderBase):
+    SECRETS: ClassVar[tuple[str, ...]] = ("admin_key",)
+    base_url: str = "https://api.openai.com"
+    admin_key: SecretRef | None = None
+    organization: str | None = None
+
+
+class ProvidersConfig(_Model):
+    twilio: TwilioProvider | None = None
+    sendgrid: SendGridProvider | None = None
+    openai: OpenAIProvider | None = None
+
+
+class TenantTwilio(_WithSecrets):
+    SECRETS: ClassVar[tuple[str, ...]] = ("auth_token",)
+    subaccount_sid: str | None = None
+    phone_numbers: list[str] = Field(default_factory=list)
+    # Own credentials: the tenant's own account, polled with its own token.
+    account_sid: str | None = None
+    auth_token: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> TenantTwilio:
+        own = self.account_sid is not None or self.auth_token is not None
+        modes = [self.subaccount_sid is not None, bool(self.phone_numbers), own]
+        if sum(modes) != 1:
+            raise ValueError("give exactly one of subaccount_sid, phone_numbers, or account_sid + auth_token_env")
+        if own and (self.account_sid is None or self.auth_token is None):
+            raise ValueError("own credentials need both account_sid and auth_token_env (or auth_token_file)")
+        for n in self.phone_numbers:
+            if not re.fullmatch(r"\+[1-9]\d{6,14}", n):
+                raise ValueError(f"phone number {n!r} is not in E.164 form (+15551234567)")
+        return self
+
+    @property
+    def mode(self) -> Literal["subaccount", "numbers", "own"]:
+        if self.subaccount_sid:
+            return "subaccount"
+        if self.phone_numbers:
+            return "numbers"
+        return "own"
+
+
+class TenantSendGrid(_Model):
+    subuser: str | None = None
+    category: str | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> TenantSendGrid:
+        if (self.subuser is None) == (self.category is None):
+            raise ValueError("give exactly one of subuser and category")
+        return self
+
+
+class TenantOpenAI(_Model):
+    project_ids: list[str] = Field(default_factory=list)
+    ai_log: Path | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> TenantOpenAI:
+        if not self.project_ids and self.ai_log is None:
+            raise ValueError("give project_ids, ai_log, or both")
+        return self
+
+
+class TenantConfig(_Model):
+    slug: str
+    name: str | None = None
+    plan: PlanTier = "starter"
+    twilio: TenantTwilio | None = None
+    sendgrid: TenantSendGrid | None = None
+    openai: TenantOpenAI | None = None
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid slug (lower-case letters, digits, '-' and '_', 1-63 chars)")
+        return v
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.slug
+
+
+class EventsConfig(_Model):
+    # Extra metrics accepted by record/ingest beyond jobs_executed and storage_bytes.
+    metrics: dict[str, Literal["counter", "gauge"]] = Field(default_factory=dict)
+
+
+class Config(_Model):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    plans: dict[PlanTier, PlanConfig] = Field(default_factory=dict)
+    providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    tenants: list[TenantConfig] = Field(default_factory=list)
+
+    # Where the config came from (None: built-in defaults). Not part of the TOML.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique_slugs(cls, tenants: list[TenantConfig]) -> list[TenantConfig]:
+        seen: set[str] = set()
+        for t in tenants:
+            if t.slug in seen:
+                raise ValueError(f"tenant slug {t.slug!r} appears more than once")
+            seen.add(t.slug)
+        return tenants
+
+    def plan(self, tier: str) -> PlanConfig:
+        return self.plans.get(tier, PlanConfig())  # type: ignore[call-overload]
+
+    def tenant(self, slug: str) -> TenantConfig | None:
+        return next((t for t in self.tenants if t.slug == slug), None)
+
+    def database_url(self) -> str:
+        """Precedence: $USAGECTL_DATABASE_URL, then [database].url, then the SQLite file in the data dir."""
+        env = os.environ.get(ENV_DATABASE_URL)
+        if env:
+            return env
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{default_data_dir() / 'usage.db'}"
+
+    def secret_refs(self) -> list[tuple[str, SecretRef]]:
+        """Every configured secret, with the config key that names it."""
+        refs: list[tuple[str, SecretRef]] = []
+        p = self.providers
+        if p.twilio and p.twilio.auth_token:
+            refs.append(("providers.twilio.auth_token", p.twilio.auth_token))
+        if p.sendgrid and p.sendgrid.api_key:
+            refs.append(("providers.sendgrid.api_key", p.sendgrid.api_key))
+        if p.openai and p.openai.admin_key:
+            refs.append(("providers.openai.admin_key", p.openai.admin_key))
+        for i, t in enumerate(self.tenants):
+            if t.twilio and t.twilio.auth_token:
+                refs.append((f"tenants[{i}].twilio.auth_token", t.twilio.auth_token))
+        return refs
+
+    def resolve_secrets(self) -> dict[str, SecretStr]:
+        """Read every secret; the first missing one is a ConfigError naming its key."""
+        where = f"{self.source}: " if self.source else ""
+        out: dict[str, SecretStr] = {}
+        for key, ref in self.secret_refs():
+            try:
+                out[key] = ref.resolve(key)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}{exc}") from None
+        return out
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("usagectl", appauthor=False))
+
+
+def user_config_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("usagectl", appauthor=False)) / "config.toml"
+
+
+def discover(explicit: Path | None) -> Path | None:
+    """--config, then $USAGECTL_CONFIG, then the user config dir, then /etc. None: run on defaults."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"{explicit}: config file not found")
+        return explicit
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found (from ${ENV_CONFIG})")
+        return p
+    for candidate in (user_config_path(), SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    typ = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if typ == "literal_error":
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return f"{value!r} is not one of {', '.join(options)}"
+    if typ == "extra_forbidden":
+        return "unknown key"
+    if typ == "missing":
+        return "required key is missing"
+    if typ == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return str(err["msg"])
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = list(err["loc"])
+    # Validators on a model report at the model, whose location is fine; drop pydantic's union-branch markers.
+    loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    where = _loc(loc)
+    msg = _message(err)
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{source}: {where}: {msg}{suffix}" if where else f"{source}: {msg}{suffix}"
+
+
+def parse(data: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load(path: Path | None) -> Config:
+    """Load and validate a config file; None gives the built-in defaults (no tenants)."""
+    if path is None:
+        return Config()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    cfg = parse(data, str(path))
+    return cfg.model_copy(update={"source": path})
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain data, secrets shown only by where they come from."""
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, SecretRef):
+            return f"<secret from {obj.describe()}>"
+        if isinstance(obj, SecretStr):
+            return "<redacted>"
+        if isinstance(obj, BaseModel):
+            return {k: walk(getattr(obj, k)) for k in type(obj).model_fields if k != "source"}
+        if isinstance(obj, dict):
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [walk(v) for v in obj]
+        if isinstance(obj, Decimal):
+            return str(obj)
+        if isinstance(obj, Path | date):
+            return str(obj)
+        return obj
+
+    out: dict[str, Any] = walk(cfg)
+    out["database"] = {"url": redact_url(cfg.database_url())}
+    return out
+
+
+def redact_url(url: str) -> str:
+    """Hide a password in a database URL."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

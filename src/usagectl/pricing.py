@@ -1,0 +1,166 @@
+"""Price books, plan tiers and the cost of a tenant-day, exactly.
+
+Each cost line (sms, mms, voice, email, ai) of one tenant-day is rounded once, half-up, to the micro-dollar; a
+day's total is the sum of its lines and a month's total the sum of its days, so figures always reconcile.
+Money is `Decimal` here and integer micro-USD in the database (see store.tables.Money).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+
+from usagectl.config import DEFAULT_BOOK, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
+
+MICRO = Decimal("0.000001")
+MICROS_PER_USD = 1_000_000
+PICOS_PER_USD = 10**12
+PICOS_PER_MICRO = 10**6
+COST_LINES = ("sms", "mms", "voice", "email", "ai")
+
+
+def round_micro(amount: Decimal) -> Decimal:
+    return amount.quantize(MICRO, rounding=ROUND_HALF_UP)
+
+
+def to_micros(amount: Decimal) -> int:
+    """USD -> integer micro-USD; refuses to round silently."""
+    micros = amount * MICROS_PER_USD
+    if micros != micros.to_integral_value():
+        raise ValueError(f"{amount} USD is not a whole number of micro-dollars")
+    return int(micros)
+
+
+def from_micros(micros: int) -> Decimal:
+    return (Decimal(micros) / MICROS_PER_USD).quantize(MICRO)
+
+
+def to_picos(price: Decimal) -> int:
+    """A unit price as integer pico-USD, so SQL can price with integer arithmetic and round like Python."""
+    picos = price * PICOS_PER_USD
+    if picos != picos.to_integral_value():
+        raise ValueError(f"unit price {price} has more than 12 decimal places")
+    return int(picos)
+
+
+@dataclass(frozen=True)
+class ModelTokens:
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cached_in: int = 0
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    """What one tenant used on one UTC day, summed over sources."""
+
+    sms: int = 0
+    mms: int = 0
+    voice_minutes: int = 0
+    emails: int = 0
+    ai_tokens_in: int = 0
+    ai_tokens_out: int = 0
+    # Tokens known per model (a subset of the totals above); priced by the book's per-model rates when it has one.
+    ai_by_model: tuple[ModelTokens, ...] = ()
+
+    @property
+    def ai_tokens(self) -> int:
+        return self.ai_tokens_in + self.ai_tokens_out
+
+
+@dataclass(frozen=True)
+class UnitPrices:
+    version: str
+    sms: Decimal
+    mms: Decimal
+    voice_minute: Decimal
+    email: Decimal
+    ai_token: Decimal
+    ai_models: dict[str, ModelPrice] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    pricing_version: str
+    sms: Decimal
+    mms: Decimal
+    voice: Decimal
+    email: Decimal
+    ai: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.sms + self.mms + self.voice + self.email + self.ai
+
+    def lines(self) -> dict[str, Decimal]:
+        return {name: getattr(self, name) for name in COST_LINES}
+
+
+def book_for(day: date, pricing: PricingConfig) -> PriceBook:
+    """The book in effect on `day`: the latest whose effective_from is on or before it."""
+    current: PriceBook | None = None
+    for book in pricing.books:  # sorted by date at validation
+        if book.effective_from <= day:
+            current = book
+    # Before the first book's date the earliest book applies: usage is never left unpriced by a config typo.
+    return current or (pricing.books[0] if pricing.books else DEFAULT_BOOK)
+
+
+def unit_prices(book: PriceBook, plan: PlanConfig) -> UnitPrices:
+    o = plan.overrides
+    return UnitPrices(
+        version=book.version,
+        sms=o.sms if o.sms is not None else book.sms,
+        mms=o.mms if o.mms is not None else book.mms,
+        voice_minute=o.voice_minute if o.voice_minute is not None else book.voice_minute,
+        email=o.email if o.email is not None else book.email,
+        ai_token=o.ai_token if o.ai_token is not None else book.ai_token,
+        ai_models=dict(book.ai_models),
+    )
+
+
+def prices_for(cfg: Config, plan_tier: str, day: date) -> UnitPrices:
+    return unit_prices(book_for(day, cfg.pricing), cfg.plan(plan_tier))
+
+
+def _ai_cost(usage: DayUsage, prices: UnitPrices) -> Decimal:
+    cost = Decimal(0)
+    rest_in, rest_out = usage.ai_tokens_in, usage.ai_tokens_out
+    for m in usage.ai_by_model:
+        rate = prices.ai_models.get(m.model)
+        if rate is None:
+            continue
+        cached = m.cached_in if rate.cached_input is not None else 0
+        cost += (m.tokens_in - cached) * rate.input + m.tokens_out * rate.output
+        if rate.cached_input is not None:
+            cost += cached * rate.cached_input
+        rest_in -= m.tokens_in
+        rest_out -= m.tokens_out
+    if rest_in < 0 or rest_out < 0:
+        raise ValueError("per-model AI tokens exceed the day's AI token totals")
+    return cost + (rest_in + rest_out) * prices.ai_token
+
+
+def cost_of_day(usage: DayUsage, prices: UnitPrices) -> CostBreakdown:
+    """The cost of one tenant-day: each line exact, then rounded half-up to the micro-dollar."""
+    return CostBreakdown(
+        pricing_version=prices.version,
+        sms=round_micro(usage.sms * prices.sms),
+        mms=round_micro(usage.mms * prices.mms),
+        voice=round_micro(usage.voice_minutes * prices.voice_minute),
+        email=round_micro(usage.emails * prices.email),
+        ai=round_micro(_ai_cost(usage, prices)),
+    )
+
+
+def format_usd(amount: Decimal | None, places: int = 2) -> str:
+    """Display form. Unknown (unpriced) stays visible as such, never as $0."""
+    if amount is None:
+        return "unknown"
+    q = Decimal(1).scaleb(-places)
+    shown = amount.quantize(q, rounding=ROUND_HALF_UP)
+    if shown == 0 and amount != 0:
+        return f"<${q}"
+    return f"${shown:,}"

@@ -1,0 +1,74 @@
+"""The one interface every usage source implements, and the value it returns.
+
+A provider turns (tenant, UTC day) into one `MetricRow`; the collector writes it with `store.metrics.upsert_metric`,
+which replaces whatever that source wrote for that tenant-day before (idempotent re-collection).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Protocol
+
+from usagectl.config import TenantConfig
+from usagectl.pricing import ModelTokens
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """What one source reports for one tenant on one UTC day (a `usage_metrics` row)."""
+
+    sms_outbound_count: int = 0
+    sms_inbound_count: int = 0
+    mms_outbound_count: int = 0
+    mms_inbound_count: int = 0
+    voice_minutes: int = 0
+    emails_sent: int = 0
+    emails_delivered: int = 0
+    ai_tokens_in: int = 0
+    ai_tokens_out: int = 0
+    jobs_executed: int = 0
+    storage_bytes: int | None = None
+    provider_cost_usd: Decimal | None = None
+    ai_models: tuple[ModelTokens, ...] = field(default=())
+
+    def counts(self) -> dict[str, int | None]:
+        return {
+            "sms_outbound_count": self.sms_outbound_count,
+            "sms_inbound_count": self.sms_inbound_count,
+            "mms_outbound_count": self.mms_outbound_count,
+            "mms_inbound_count": self.mms_inbound_count,
+            "voice_minutes": self.voice_minutes,
+            "emails_sent": self.emails_sent,
+            "emails_delivered": self.emails_delivered,
+            "ai_tokens_in": self.ai_tokens_in,
+            "ai_tokens_out": self.ai_tokens_out,
+            "jobs_executed": self.jobs_executed,
+            "storage_bytes": self.storage_bytes,
+        }
+
+
+class ProviderError(Exception):
+    """A provider call failed. The message is safe to show and store: it never contains a credential."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Provider(Protocol):
+    """A usage source. Implementations must be safe to call from several worker threads at once."""
+
+    #: the `usage_metrics.source` value this provider writes
+    source: str
+
+    def applies_to(self, tenant: TenantConfig) -> bool:
+        """Whether this tenant is attributed through this source at all."""
+        ...
+
+    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
+        """The tenant's usage on one UTC day. Raises ProviderError on failure."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Storage: tables, engine, migrations and queries (SQLAlchemy Core, SQLite and PostgreSQL)."""

@@ -1,0 +1,159 @@
+"""Engine creation, schema version checks and migrations.
+
+SQLite: a new file is created and migrated on first use; WAL mode and a busy timeout let a report read while a
+collect writes. PostgreSQL: the schema is only changed by `usagectl db upgrade`; a schema behind the code is a
+clear error, not a crash halfway through a run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from usagectl.config import redact_url
+from usagectl.errors import ConfigError, SchemaError
+from usagectl.store.tables import SCHEMA_HEAD
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def normalize_url(url: str) -> URL:
+    """Accept plain `postgresql://` and `postgres://` URLs and use psycopg 3 for them."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database URL {redact_url(url)!r} is not a valid URL") from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    if u.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(f"database URL: unsupported backend {u.get_backend_name()!r} (use sqlite or postgresql)")
+    return u
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str, *, pool: bool = True) -> Engine:
+    u = normalize_url(url)
+    kwargs: dict[str, Any] = {}
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        kwargs["pool_pre_ping"] = True
+    if not pool:
+        kwargs["poolclass"] = NullPool
+    engine = create_engine(u, **kwargs)
+    if u.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise SchemaError(f"cannot open the database at {redact_url(str(engine.url))}: {_first_line(exc)}") from None
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://"))).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(engine), revision)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+def _is_new_sqlite(engine: Engine) -> bool:
+    if engine.dialect.name != "sqlite":
+        return False
+    db = engine.url.database
+    if not db or db == ":memory:":
+        return True
+    path = Path(db).expanduser()
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    # An existing file with no tables yet (created by a failed first run) is still new.
+    return not inspect(engine).get_table_names()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Fail clearly when the schema is not the one this code expects; migrate a brand-new SQLite file."""
+    if _is_new_sqlite(engine):
+        upgrade(engine)
+        return
+    rev = current_revision(engine)
+    if rev == SCHEMA_HEAD:
+        return
+    where = redact_url(str(engine.url))
+    if rev is None:
+        raise SchemaError(f"the database at {where} has no usagectl schema; run: usagectl db upgrade")
+    raise SchemaError(
+        f"the database at {where} is at schema {rev}, this usagectl needs {SCHEMA_HEAD}; run: usagectl db upgrade"
+    )
+
+
+@dataclass
+class Store:
+    """An open database: the engine plus what the rest of the code needs to know about it."""
+
+    engine: Engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str, *, check_schema: bool = True) -> Store:
+    engine = make_engine(url)
+    if check_schema:
+        ensure_schema(engine)
+    return Store(engine)
+
+
+def sqlite_path(url: str) -> str | None:
+    u = normalize_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database:
+        return None
+    return os.path.abspath(os.path.expanduser(u.database))

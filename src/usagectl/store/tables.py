@@ -1,0 +1,224 @@
+"""The schema, in SQLAlchemy Core. Alembic migrations (store/migrations) must produce exactly this.
+
+Money columns (`*_usd`) hold integer micro-USD in the database and `Decimal` USD in Python, through `Money`:
+exact on SQLite (which has no true NUMERIC) and PostgreSQL alike, and SUM()s in SQL stay integers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import true
+from sqlalchemy.types import TypeDecorator
+
+from usagectl.pricing import from_micros, to_micros
+
+SCHEMA_HEAD = "0001"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Money(TypeDecorator[Decimal]):
+    """Decimal USD in Python, BIGINT micro-USD in the database."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, int):
+            raise TypeError("Money takes Decimal USD, not int (is this micro-USD already?)")
+        return to_micros(Decimal(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return from_micros(int(value))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite keeps naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("UTCDateTime needs an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _count(name: str) -> Column[int]:
+    return Column(name, BigInteger, nullable=False, server_default="0")
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(63), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("plan_tier", String(16), nullable=False),
+    # False once a tenant leaves the config; its history stays.
+    Column("active", Boolean, nullable=False, server_default=true()),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Raw metrics: one row per tenant x UTC day x source; a re-collection replaces the row.
+METRIC_COLUMNS = (
+    "sms_outbound_count",
+    "sms_inbound_count",
+    "mms_outbound_count",
+    "mms_inbound_count",
+    "voice_minutes",
+    "emails_sent",
+    "emails_delivered",
+    "ai_tokens_in",
+    "ai_tokens_out",
+    "jobs_executed",
+)
+
+usage_metrics = Table(
+    "usage_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("date", Date, nullable=False),
+    Column("source", String(32), nullable=False),
+    *(_count(c) for c in METRIC_COLUMNS),
+    # A gauge: the day's last reading; NULL when this source reported none.
+    Column("storage_bytes", BigInteger, nullable=True),
+    # What the provider itself reported it charged; NULL when it reports nothing.
+    Column("provider_cost_usd", Money, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "date", "source"),
+    Index(None, "date", "tenant_id"),
+    Index(None, "updated_at"),
+)
+
+# AI tokens per model, where a source knows the model (OpenAI group_by=model, the AI log); a subset of the
+# usage_metrics totals of the same tenant/day/source, replaced together with that row.
+usage_metrics_ai_models = Table(
+    "usage_metrics_ai_models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("date", Date, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("model", String(100), nullable=False),
+    _count("ai_tokens_in"),
+    _count("ai_tokens_out"),
+    _count("ai_tokens_cached_in"),
+    UniqueConstraint("tenant_id", "date", "source", "model"),
+)
+
+COST_COLUMNS = ("sms_cost_usd", "mms_cost_usd", "voice_cost_usd", "email_cost_usd", "ai_cost_usd")
+
+usage_rollups_daily = Table(
+    "usage_rollups_daily",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("date", Date, nullable=False),
+    _count("sms_total"),
+    _count("mms_total"),
+    _count("voice_total_minutes"),
+    _count("email_total"),
+    _count("ai_total_tokens"),
+    _count("ai_tokens_in"),
+    _count("ai_tokens_out"),
+    _count("jobs_executed"),
+    Column("storage_bytes", BigInteger, nullable=True),
+    *(Column(c, Money, nullable=False, server_default="0") for c in COST_COLUMNS),
+    Column("estimated_cost_usd", Money, nullable=False, server_default="0"),
+    Column("provider_cost_usd", Money, nullable=True),
+    Column("pricing_version", String(64), nullable=False),
+    Column("plan_tier", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "date"),
+    Index(None, "date", "tenant_id"),
+)
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source", "event_id"),
+    Index(None, "tenant_id", "occurred_at"),
+)
+
+collection_runs = Table(
+    "collection_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=True),
+    Column("source", String(32), nullable=False),
+    Column("date", Date, nullable=False),
+    Column("status", String(16), nullable=False),  # running | ok | failed
+    Column("rows_written", Integer, nullable=False, server_default="0"),
+    Column("error", Text, nullable=True),  # never a secret: messages are built from provider error bodies
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index(None, "run_id"),
+    Index(None, "tenant_id", "date"),
+)
+
+# Cross-host job lock for SQLite (PostgreSQL uses advisory locks); a row per held lock.
+job_locks = Table(
+    "job_locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,86 @@
+"""The `tenants` table follows the config: added, renamed, plan changed; a tenant dropped from the config is
+marked inactive and keeps its history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select, update
+
+from usagectl.config import TenantConfig
+from usagectl.store.engine import Store
+from usagectl.store.tables import tenants, utcnow
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    id: int
+    slug: str
+    name: str
+    plan_tier: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    deactivated: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.deactivated)
+
+
+def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult:
+    now = utcnow()
+    added: list[str] = []
+    updated: list[str] = []
+    deactivated: list[str] = []
+    with store.engine.begin() as conn:
+        existing = {r.slug: r for r in conn.execute(select(tenants)).all()}
+        wanted = {t.slug: t for t in configured}
+        for slug, t in wanted.items():
+            row = existing.get(slug)
+            if row is None:
+                conn.execute(
+                    tenants.insert().values(
+                        slug=slug, name=t.display_name, plan_tier=t.plan, active=True, created_at=now, updated_at=now
+                    )
+                )
+                added.append(slug)
+            elif (row.name, row.plan_tier, row.active) != (t.display_name, t.plan, True):
+                conn.execute(
+                    update(tenants)
+                    .where(tenants.c.id == row.id)
+                    .values(name=t.display_name, plan_tier=t.plan, active=True, updated_at=now)
+                )
+                updated.append(slug)
+        for slug, row in existing.items():
+            if slug not in wanted and row.active:
+                conn.execute(update(tenants).where(tenants.c.id == row.id).values(active=False, updated_at=now))
+                deactivated.append(slug)
+    return SyncResult(tuple(added), tuple(updated), tuple(deactivated))
+
+
+def _row(r: object) -> TenantRow:
+    return TenantRow(
+        id=r.id,  # type: ignore[attr-defined]
+        slug=r.slug,  # type: ignore[attr-defined]
+        name=r.name,  # type: ignore[attr-defined]
+        plan_tier=r.plan_tier,  # type: ignore[attr-defined]
+        active=bool(r.active),  # type: ignore[attr-defined]
+    )
+
+
+def list_tenants(conn: Connection, *, include_inactive: bool = True) -> list[TenantRow]:
+    q = select(tenants).order_by(tenants.c.slug)
+    if not include_inactive:
+        q = q.where(tenants.c.active.is_(True))
+    return [_row(r) for r in conn.execute(q).all()]
+
+
+def get_tenant(conn: Connection, slug: str) -> TenantRow | None:
+    r = conn.execute(select(tenants).where(tenants.c.slug == slug)).first()
+    return _row(r) if r is not None else None
