@@ -92,7 +92,7 @@ def _secret_ref(data: dict[str, Any], name: str) -> SecretRef | None:
     file = data.pop(f"{name}_file", None)
     if name in data:
         raise ValueError(
-            f"'{name}' must not hold a secret inline; use {name}_env = \"VAR\" or {name}_file = \"/path\""
+            f'\'{name}\' must not hold a secret inline; use {name}_env = "VAR" or {name}_file = "/path"'
         )
     if env and file:
         raise ValueError(f"give one of {name}_env and {name}_file, not both")
@@ -267,7 +267,9 @@ class TenantTwilio(_WithSecrets):
         own = self.account_sid is not None or self.auth_token is not None
         modes = [self.subaccount_sid is not None, bool(self.phone_numbers), own]
         if sum(modes) != 1:
-            raise ValueError("give exactly one of subaccount_sid, phone_numbers, or account_sid + auth_token_env")
+            raise ValueError(
+                "give exactly one of subaccount_sid, phone_numbers, or account_sid + auth_token_env"
+            )
         if own and (self.account_sid is None or self.auth_token is None):
             raise ValueError("own credentials need both account_sid and auth_token_env (or auth_token_file)")
         for n in self.phone_numbers:
@@ -318,7 +320,9 @@ class TenantConfig(_Model):
     @classmethod
     def _slug(cls, v: str) -> str:
         if not SLUG_RE.match(v):
-            raise ValueError(f"{v!r} is not a valid slug (lower-case letters, digits, '-' and '_', 1-63 chars)")
+            raise ValueError(
+                f"{v!r} is not a valid slug (lower-case letters, digits, '-' and '_', 1-63 chars)"
+            )
         return v
 
     @property
@@ -355,7 +359,8 @@ class Config(_Model):
         return tenants
 
     def plan(self, tier: str) -> PlanConfig:
-        return self.plans.get(tier, PlanConfig())  # type: ignore[call-overload]
+        found = self.plans.get(tier)  # type: ignore[call-overload]
+        return found if isinstance(found, PlanConfig) else PlanConfig()
 
     def tenant(self, slug: str) -> TenantConfig | None:
         return next((t for t in self.tenants if t.slug == slug), None)

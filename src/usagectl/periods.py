@@ -76,7 +76,9 @@ def parse_date(text: str, option: str = "date", today: date | None = None) -> da
     try:
         return date.fromisoformat(t)
     except ValueError:
-        raise InputError(f"--{option}: {text!r} is not a date (YYYY-MM-DD, today, yesterday or -Nd)") from None
+        raise InputError(
+            f"--{option}: {text!r} is not a date (YYYY-MM-DD, today, yesterday or -Nd)"
+        ) from None
 
 
 def parse_month(text: str) -> Window:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,7 +40,7 @@ def show(
         raise InputError(f"--format: {fmt!r} is not one of toml, json")
 
 
-def _drop_none(obj: object) -> object:
+def _drop_none(obj: Any) -> Any:
     # TOML has no null.
     if isinstance(obj, dict):
         return {k: _drop_none(v) for k, v in obj.items() if v is not None}

@@ -23,7 +23,9 @@ def init(
     ctx: typer.Context,
     path: Annotated[
         Path | None,
-        typer.Option("--path", "-p", help="Where to write the config (default: the user config dir).", dir_okay=False),
+        typer.Option(
+            "--path", "-p", help="Where to write the config (default: the user config dir).", dir_okay=False
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config file.")] = False,
 ) -> None:

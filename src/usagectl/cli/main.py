@@ -47,8 +47,12 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Config file (else $USAGECTL_CONFIG, the user config dir, /etc/usagectl).",
-                     dir_okay=False),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (else $USAGECTL_CONFIG, the user config dir, /etc/usagectl).",
+            dir_okay=False,
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,

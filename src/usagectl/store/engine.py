@@ -34,7 +34,9 @@ def normalize_url(url: str) -> URL:
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
     if u.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(f"database URL: unsupported backend {u.get_backend_name()!r} (use sqlite or postgresql)")
+        raise ConfigError(
+            f"database URL: unsupported backend {u.get_backend_name()!r} (use sqlite or postgresql)"
+        )
     return u
 
 
@@ -80,7 +82,9 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
-        raise SchemaError(f"cannot open the database at {redact_url(str(engine.url))}: {_first_line(exc)}") from None
+        raise SchemaError(
+            f"cannot open the database at {redact_url(str(engine.url))}: {_first_line(exc)}"
+        ) from None
 
 
 def head_revision() -> str:

@@ -39,7 +39,9 @@ def _busy(name: str, wait: float, holder: str | None = None) -> LockBusyError:
 
 
 @contextmanager
-def job_lock(store: Store, name: str = JOBS_LOCK, *, wait: float = 10.0, poll: float = 0.25) -> Iterator[None]:
+def job_lock(
+    store: Store, name: str = JOBS_LOCK, *, wait: float = 10.0, poll: float = 0.25
+) -> Iterator[None]:
     """Hold the named lock for the `with` block; wait up to `wait` seconds, then raise LockBusyError."""
     if store.dialect == "postgresql":
         with _pg_lock(store, name, wait, poll):
@@ -83,7 +85,9 @@ def _sqlite_lock(store: Store, name: str, wait: float, poll: float) -> Iterator[
             # Clear a lease its holder stopped renewing (crashed or killed).
             conn.execute(delete(job_locks).where(job_locks.c.name == name, job_locks.c.expires_at < now))
             try:
-                conn.execute(insert(job_locks).values(name=name, holder=me, acquired_at=now, expires_at=now + LEASE))
+                conn.execute(
+                    insert(job_locks).values(name=name, holder=me, acquired_at=now, expires_at=now + LEASE)
+                )
                 break
             except IntegrityError:
                 pass

@@ -15,7 +15,9 @@ def upsert_metric(conn: Connection, tenant_id: int, day: date, source: str, row:
     one tenant-day per transaction, so a failure leaves the previous row intact."""
     now = utcnow()
     key = (
-        (usage_metrics.c.tenant_id == tenant_id) & (usage_metrics.c.date == day) & (usage_metrics.c.source == source)
+        (usage_metrics.c.tenant_id == tenant_id)
+        & (usage_metrics.c.date == day)
+        & (usage_metrics.c.source == source)
     )
     values = {**row.counts(), "provider_cost_usd": row.provider_cost_usd, "updated_at": now}
     # A portable upsert: update, insert when nothing matched. The unique key makes a racing second insert fail
@@ -23,13 +25,17 @@ def upsert_metric(conn: Connection, tenant_id: int, day: date, source: str, row:
     existing = conn.execute(select(usage_metrics.c.id).where(key)).scalar()
     if existing is None:
         conn.execute(
-            insert(usage_metrics).values(tenant_id=tenant_id, date=day, source=source, created_at=now, **values)
+            insert(usage_metrics).values(
+                tenant_id=tenant_id, date=day, source=source, created_at=now, **values
+            )
         )
     else:
         conn.execute(update(usage_metrics).where(usage_metrics.c.id == existing).values(**values))
     m = usage_metrics_ai_models.c
     conn.execute(
-        delete(usage_metrics_ai_models).where((m.tenant_id == tenant_id) & (m.date == day) & (m.source == source))
+        delete(usage_metrics_ai_models).where(
+            (m.tenant_id == tenant_id) & (m.date == day) & (m.source == source)
+        )
     )
     if row.ai_models:
         conn.execute(

@@ -46,7 +46,12 @@ def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult
             if row is None:
                 conn.execute(
                     tenants.insert().values(
-                        slug=slug, name=t.display_name, plan_tier=t.plan, active=True, created_at=now, updated_at=now
+                        slug=slug,
+                        name=t.display_name,
+                        plan_tier=t.plan,
+                        active=True,
+                        created_at=now,
+                        updated_at=now,
                     )
                 )
                 added.append(slug)
@@ -59,7 +64,9 @@ def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult
                 updated.append(slug)
         for slug, row in existing.items():
             if slug not in wanted and row.active:
-                conn.execute(update(tenants).where(tenants.c.id == row.id).values(active=False, updated_at=now))
+                conn.execute(
+                    update(tenants).where(tenants.c.id == row.id).values(active=False, updated_at=now)
+                )
                 deactivated.append(slug)
     return SyncResult(tuple(added), tuple(updated), tuple(deactivated))
 
