@@ -119,6 +119,13 @@ def _big(value: int) -> ColumnElement[int]:
     return cast(literal(value, BigInteger), BigInteger)
 
 
+def _date(value: date, dialect: str) -> ColumnElement[Any]:
+    # SQLite stores dates as ISO text: a CAST(... AS DATE) there would turn '2026-11-01' into the number 2026.
+    if dialect == "sqlite":
+        return literal(value, Date)
+    return cast(literal(value, Date), Date)
+
+
 def _book_ranges(cfg: Config) -> list[tuple[date, date, Any]]:
     books = cfg.pricing.books
     out = []
@@ -129,7 +136,7 @@ def _book_ranges(cfg: Config) -> list[tuple[date, date, Any]]:
     return out
 
 
-def _price_table(cfg: Config, tiers: Iterable[str]) -> Select[Any]:
+def _price_table(cfg: Config, tiers: Iterable[str], dialect: str) -> Select[Any]:
     """(from, to, tier, version, unit prices in picos) for every book x plan tier,
     as UNION ALL of literals."""
     rows = []
@@ -138,8 +145,8 @@ def _price_table(cfg: Config, tiers: Iterable[str]) -> Select[Any]:
             p = unit_prices(book, cfg.plan(tier))
             rows.append(
                 select(
-                    cast(literal(start, Date), Date).label("p_from"),
-                    cast(literal(end, Date), Date).label("p_to"),
+                    _date(start, dialect).label("p_from"),
+                    _date(end, dialect).label("p_to"),
                     cast(literal(tier, String), String).label("tier"),
                     cast(literal(p.version, String), String).label("version"),
                     _big(to_picos(p.sms)).label("sms"),
@@ -152,7 +159,7 @@ def _price_table(cfg: Config, tiers: Iterable[str]) -> Select[Any]:
     return union_all(*rows) if len(rows) > 1 else rows[0]  # type: ignore[return-value]
 
 
-def _model_price_table(cfg: Config) -> Select[Any] | None:
+def _model_price_table(cfg: Config, dialect: str) -> Select[Any] | None:
     """(from, to, model, input/output/cached picos) for every per-model rate; None when no book has one.
     A model without a cached rate charges cached tokens at the input rate, as `pricing._ai_cost` does."""
     rows = []
@@ -161,8 +168,8 @@ def _model_price_table(cfg: Config) -> Select[Any] | None:
             cached = rate.cached_input if rate.cached_input is not None else rate.input
             rows.append(
                 select(
-                    cast(literal(start, Date), Date).label("p_from"),
-                    cast(literal(end, Date), Date).label("p_to"),
+                    _date(start, dialect).label("p_from"),
+                    _date(end, dialect).label("p_to"),
                     cast(literal(model, String), String).label("model"),
                     _big(to_picos(rate.input)).label("p_in"),
                     _big(to_picos(rate.output)).label("p_out"),
@@ -211,10 +218,10 @@ def rollup_statement(
         .group_by(m.tenant_id, m.date)
         .subquery("agg")
     )
-    prices = _price_table(cfg, tiers).subquery("prices")
+    prices = _price_table(cfg, tiers, dialect).subquery("prices")
     a, p, t = agg.c, prices.c, tenants.c
 
-    model_prices = _model_price_table(cfg)
+    model_prices = _model_price_table(cfg, dialect)
     ai_priced_in: ColumnElement[Any] = _big(0)
     ai_priced_out: ColumnElement[Any] = _big(0)
     ai_model_picos: ColumnElement[Any] = _big(0)
