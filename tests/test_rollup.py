@@ -56,7 +56,9 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         )
     plans = {}
     for tier in PLAN_TIERS:
-        keys = draw(st.lists(st.sampled_from(("sms", "mms", "voice_minute", "email", "ai_token")), unique=True))
+        keys = draw(
+            st.lists(st.sampled_from(("sms", "mms", "voice_minute", "email", "ai_token")), unique=True)
+        )
         plans[tier] = {"overrides": {k: draw(price) for k in keys}}
     tenants = [{"slug": s, "plan": draw(st.sampled_from(PLAN_TIERS))} for s in SLUGS]
     return {"pricing": {"books": books}, "plans": plans, "tenants": tenants}
@@ -109,7 +111,9 @@ def _write(store: Store, metrics: dict[tuple[str, int, str], MetricRow]) -> dict
     return ids
 
 
-def _expected(cfg: Config, metrics: dict[tuple[str, int, str], MetricRow]) -> dict[tuple[str, date], dict[str, Any]]:
+def _expected(
+    cfg: Config, metrics: dict[tuple[str, int, str], MetricRow]
+) -> dict[tuple[str, date], dict[str, Any]]:
     by_day: dict[tuple[str, date], list[MetricRow]] = defaultdict(list)
     for (slug, off, _source), row in metrics.items():
         by_day[(slug, BASE + timedelta(days=off))].append(row)
@@ -156,7 +160,9 @@ def _rollups(store: Store) -> dict[tuple[str, date], dict[str, Any]]:
 
     with store.engine.connect() as conn:
         rows = conn.execute(
-            select(usage_rollups_daily, tenants.c.slug).join(tenants, tenants.c.id == usage_rollups_daily.c.tenant_id)
+            select(usage_rollups_daily, tenants.c.slug).join(
+                tenants, tenants.c.id == usage_rollups_daily.c.tenant_id
+            )
         ).all()
     return {(r.slug, r.date): dict(r._mapping) for r in rows}
 
@@ -164,7 +170,11 @@ def _rollups(store: Store) -> dict[tuple[str, date], dict[str, Any]]:
 @settings(
     max_examples=40,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 @given(config=configs(), metrics=raw_metrics)
 def test_rollup_equals_sums_of_raw_rows_and_pricing(
@@ -249,7 +259,9 @@ def test_rollup_uses_current_plan_and_keeps_book_version(store: Store) -> None:
     with store.engine.begin() as conn:
         a = get_tenant(conn, "a").id  # type: ignore[union-attr]
         for d in (14, 15):
-            upsert_metric(conn, a, date(2026, 11, d), "x", MetricRow(sms_outbound_count=100, emails_sent=1000))
+            upsert_metric(
+                conn, a, date(2026, 11, d), "x", MetricRow(sms_outbound_count=100, emails_sent=1000)
+            )
     run_rollup(store, cfg, Window(date(2026, 11, 14), date(2026, 11, 16)))
     rows = _rollups(store)
     assert rows[("a", date(2026, 11, 14))]["pricing_version"] == "v1"

@@ -132,7 +132,8 @@ class Allowance:
 
 @dataclass(frozen=True)
 class MonthToDate:
-    """The calendar month of the report's last day, up to that day, and a linear projection (an estimate)."""
+    """The calendar month of the report's last complete day, up to that day, and a linear projection (an
+    estimate)."""
 
     month: Window
     as_of: date
@@ -311,7 +312,10 @@ def tenant_report(
 ) -> TenantReport:
     """One tenant over `window`: daily rows, totals, month-to-date with a projection, plan allowances."""
     today = today or utc_today()
-    as_of = min(window.last, today)
+    # Month-to-date runs through the last complete UTC day: today is still being collected.
+    as_of = min(window.last, today - timedelta(days=1))
+    if as_of < window.start:
+        as_of = window.last
     month = Window.month(as_of.year, as_of.month)
     mtd_window = Window(month.start, as_of + timedelta(days=1))
     with store.engine.connect() as conn:

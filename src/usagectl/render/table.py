@@ -131,7 +131,7 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
         console.print(Text.from_ansi(chart), no_wrap=True, overflow="crop")
 
     show_provider = any(d.provider_cost_usd is not None for d in report.days)
-    table = Table(title="Daily usage (UTC days)", title_justify="left", header_style="bold", pad_edge=False)
+    table = Table(title="Daily usage (UTC days)", title_justify="left", header_style="bold")
     for name in ("date", "SMS", "MMS", "voice", "email", "AI tok", "est. cost"):
         table.add_column(name, justify="left" if name == "date" else "right", no_wrap=True)
     if show_provider:
@@ -174,7 +174,6 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
         title=f"Tenants - {month} (UTC) - by {report.sort}{more}",
         title_justify="left",
         header_style="bold",
-        pad_edge=False,
     )
     for name in ("tenant", "plan", "SMS", "emails", "voice min", "AI tokens", "est. cost"):
         table.add_column(
