@@ -89,7 +89,8 @@ def _collect(store: Store, slug: str, days: Window, row: MetricRow, source: str 
 
 
 def _october(store: Store, cli: Callable[..., Any]) -> None:
-    # acme: 40 SMS a day (1,240 in October: over its 500 allowance), a provider cost; globex: distinctive figures.
+    # acme: 40 SMS a day (1,240 in October: over its 500 allowance) and a provider cost;
+    # globex: distinctive figures that must never leak into acme's output.
     _collect(store, "acme", OCT, MetricRow(sms_outbound_count=30, sms_inbound_count=10, emails_sent=100,
                                            provider_cost_usd=Decimal("0.41")))  # fmt: skip
     _collect(
@@ -178,8 +179,13 @@ def test_plain_output_in_80_columns_without_tty(env: Any, cli: Callable[..., Any
     store, _ = env
     _october(store, cli)
     monkeypatch.setenv("COLUMNS", "80")
-    for args in (("report", "--tenant", "acme", "--days", "45"), ("report", "--tenant", "acme", "--month", "2026-10"),
-                 ("tenants", "--month", "2026-10"), ("report", "--tenant", "globex", "--month", "2026-10")):  # fmt: skip
+    commands = [
+        ("report", "--tenant", "acme", "--days", "45"),
+        ("report", "--tenant", "acme", "--month", "2026-10"),
+        ("report", "--tenant", "globex", "--month", "2026-10"),
+        ("tenants", "--month", "2026-10"),
+    ]
+    for args in commands:
         res = cli(*args)
         assert res.code == 0 and res.err == ""  # no progress lines, no diagnostics
         _lines_ok(res.out)
@@ -300,3 +306,64 @@ def test_export_streams_many_rows(env: Any, cli: Callable[..., Any], tmp_path: P
     assert [r["date"] for r in data["rows"][:3]] == ["2026-01-01"] * 3
     res = cli("export", "--format", "csv", "--since", "2026-01-01", "--until", "2027-02-04")
     assert len(res.out.splitlines()) == 1201
+
+
+# Snapshots of the machine-readable schemas: a change here is a breaking change for finance tooling and must
+# bump SCHEMA_VERSION and docs/export.md.
+EXPORT_CSV_HEADER = (
+    "date,tenant,tenant_name,plan_tier,pricing_version,sms_total,mms_total,voice_total_minutes,email_total,"
+    "ai_tokens_in,ai_tokens_out,ai_total_tokens,jobs_executed,storage_bytes,sms_cost_usd,mms_cost_usd,"
+    "voice_cost_usd,email_cost_usd,ai_cost_usd,estimated_cost_usd,provider_cost_usd"
+)
+TENANTS_CSV_HEADER = (
+    "month,tenant,tenant_name,plan_tier,active,sms_total,email_total,voice_total_minutes,ai_total_tokens,"
+    "estimated_cost_usd,provider_cost_usd"
+)
+ENVELOPE = ["schema_version", "kind", "currency", "window", "generated_at"]
+TOTALS = [
+    "sms_total", "mms_total", "voice_total_minutes", "email_total", "ai_total_tokens", "jobs_executed",
+    "sms_cost_usd", "mms_cost_usd", "voice_cost_usd", "email_cost_usd", "ai_cost_usd", "estimated_cost_usd",
+    "provider_cost_usd",
+]  # fmt: skip
+
+
+def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
+    store, _ = env
+    _october(store, cli)
+    for args in (("export", "--format", "csv"), ("report", "--tenant", "acme", "--format", "csv")):
+        assert cli(*args, "--month", "2026-10").out.splitlines()[0] == EXPORT_CSV_HEADER
+    assert cli("tenants", "--month", "2026-10", "--format", "csv").out.splitlines()[0] == TENANTS_CSV_HEADER
+
+    rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
+    assert list(rep) == [*ENVELOPE, "tenant", "has_usage", "totals", "month_to_date", "allowances", "days"]
+    assert rep["schema_version"] == 1 and rep["currency"] == "USD"
+    assert rep["window"] == {"start": "2026-10-01", "end": "2026-10-31", "days": 31}
+    assert list(rep["tenant"]) == ["slug", "name", "plan_tier"]
+    assert list(rep["totals"]) == TOTALS
+    assert list(rep["month_to_date"]) == [
+        "month", "as_of", "estimated_cost_usd", "projected_month_cost_usd", "projection_is_estimate",
+    ]  # fmt: skip
+    assert list(rep["allowances"][0]) == ["metric", "included", "used", "percent_used", "over"]
+    assert ",".join(rep["days"][0]) == EXPORT_CSV_HEADER
+
+    ten = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)
+    assert list(ten) == [*ENVELOPE, "month", "sort", "tenant_count", "tenants", "total"]
+    assert ",".join(ten["tenants"][0]) == TENANTS_CSV_HEADER.replace("month,", "")
+    assert list(ten["total"]) == TOTALS
+
+    exp = json.loads(cli("export", "--format", "json", "--month", "2026-10").out)
+    assert list(exp) == [*ENVELOPE, "tenant", "rows"]
+    assert ",".join(exp["rows"][0]) == EXPORT_CSV_HEADER
+    # Money is a decimal string, counts are integers, unknown is null.
+    row = exp["rows"][0]
+    assert isinstance(row["estimated_cost_usd"], str) and isinstance(row["sms_total"], int)
+    assert row["storage_bytes"] is None
+
+
+def test_every_new_command_has_help_an_example_and_a_readme_mention(cli: Callable[..., Any]) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    for command in ("rollup", "report", "tenants", "export"):
+        res = cli(command, "--help")
+        assert res.code == 0, command
+        assert "Example: usagectl " + command in res.out
+        assert f"usagectl {command}" in readme, command
