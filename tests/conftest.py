@@ -57,8 +57,9 @@ class PgSchema:
         import psycopg
 
         try:
-            with psycopg.connect(self.base_url.replace("postgresql+psycopg://", "postgresql://"),
-                                 autocommit=True) as conn:
+            with psycopg.connect(
+                self.base_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+            ) as conn:
                 conn.execute(sql)
         except psycopg.OperationalError as exc:
             if REQUIRE_PG:

@@ -367,3 +367,36 @@ def test_every_new_command_has_help_an_example_and_a_readme_mention(cli: Callabl
         assert res.code == 0, command
         assert "Example: usagectl " + command in res.out
         assert f"usagectl {command}" in readme, command
+
+
+def test_report_queries_use_indexes(env: Any, cli: Callable[..., Any]) -> None:
+    """One tenant over a range and all tenants for a month are index searches, not scans (SQLite plan)."""
+    store, _ = env
+    if store.dialect != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL picks seq scans on tiny tables anyway")
+    from sqlalchemy import event
+
+    plans: list[str] = []
+
+    def explain(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        if "usage_rollups_daily" in statement and statement.lstrip().upper().startswith("SELECT"):
+            rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+            plans.append("\n".join(str(r[-1]) for r in rows))
+
+    _october(store, cli)
+    from usagectl.reports import tenants_report
+
+    cfg = env[1]
+    event.listen(store.engine, "before_cursor_execute", explain)
+    try:
+        tenant_report(store, cfg, "acme", OCT)
+        tenants_report(store, OCT)
+        list(export_rows(store, OCT).rows)
+        list(export_rows(store, OCT, "acme").rows)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", explain)
+    assert len(plans) >= 6
+    for plan in plans:
+        assert "SCAN usage_rollups_daily" not in plan, plan

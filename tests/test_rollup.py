@@ -277,3 +277,16 @@ def test_tenant_without_raw_metrics_gets_no_rollup_rows(store: Store) -> None:
     sync_tenants(store, [*cfg.tenants, TenantConfig(slug="idle")])
     r = run_rollup(store, cfg, Window.day(date(2026, 11, 1)))
     assert r.tenant_days == 0 and _rollups(store) == {}
+
+
+def test_rollup_waits_for_the_jobs_lock_shared_with_collect(store: Store) -> None:
+    import pytest
+
+    from usagectl.errors import LockBusyError
+    from usagectl.store.locks import job_lock
+
+    cfg = _cfg()
+    sync_tenants(store, cfg.tenants)
+    with job_lock(store), pytest.raises(LockBusyError, match="lock"):
+        run_rollup(store, cfg, Window.day(date(2026, 11, 1)), lock_wait=0)
+    assert run_rollup(store, cfg, Window.day(date(2026, 11, 1)), lock_wait=0).changed == 0

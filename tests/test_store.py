@@ -39,8 +39,12 @@ def test_money_is_exact_and_sums_in_sql(store: Store) -> None:
         for day in range(1, 11):
             conn.execute(
                 insert(usage_rollups_daily).values(
-                    tenant_id=tid, date=date(2026, 11, day), estimated_cost_usd=Decimal("0.100001"),
-                    pricing_version="v1", plan_tier="starter", created_at=now,
+                    tenant_id=tid,
+                    date=date(2026, 11, day),
+                    estimated_cost_usd=Decimal("0.100001"),
+                    pricing_version="v1",
+                    plan_tier="starter",
+                    created_at=now,
                 )
             )
     with store.engine.connect() as conn:
@@ -55,8 +59,12 @@ def test_money_refuses_sub_micro_amounts(store: Store) -> None:
     with pytest.raises(Exception, match="micro-dollars"), store.engine.begin() as conn:
         conn.execute(
             insert(usage_metrics).values(
-                tenant_id=1, date=date(2026, 1, 1), source="x", provider_cost_usd=Decimal("0.0000001"),
-                created_at=utcnow(), updated_at=utcnow(),
+                tenant_id=1,
+                date=date(2026, 1, 1),
+                source="x",
+                provider_cost_usd=Decimal("0.0000001"),
+                created_at=utcnow(),
+                updated_at=utcnow(),
             )
         )
 
@@ -156,7 +164,10 @@ def test_job_lock_excludes_a_second_holder(store: Store) -> None:
     with job_lock(store, wait=0):
         other = open_store(str(store.engine.url.render_as_string(hide_password=False)))
         try:
-            with pytest.raises(LockBusyError, match="another usagectl run"), job_lock(other, wait=0.3, poll=0.1):
+            with (
+                pytest.raises(LockBusyError, match="another usagectl run"),
+                job_lock(other, wait=0.3, poll=0.1),
+            ):
                 pass
         finally:
             other.close()

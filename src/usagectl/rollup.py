@@ -188,8 +188,16 @@ def _round(picos: ColumnElement[Any]) -> ColumnElement[int]:
 
 
 def rollup_statement(
-    cfg: Config, windows: Sequence[Window], tiers: Iterable[str], now: datetime, dialect: str
+    cfg: Config,
+    windows: Sequence[Window],
+    tenant_rows: Iterable[tuple[int, str]],
+    now: datetime,
+    dialect: str,
 ) -> Any:
+    """The upsert for `windows`; `tenant_rows` are every tenant's (id, plan_tier)."""
+    tenant_rows = list(tenant_rows)
+    tenant_ids = {tid for tid, _ in tenant_rows}
+    tiers = set(PLAN_TIERS) | {tier for _, tier in tenant_rows}
     m = usage_metrics.c
 
     def total(*cols: str) -> ColumnElement[int]:
@@ -251,7 +259,8 @@ def rollup_statement(
                     mp, and_(mp.c.model == mm.model, mm.date >= mp.c.p_from, mm.date < mp.c.p_to)
                 )
             )
-            .where(_in_days(mm.date, windows))
+            # Listing the tenants lets the UNIQUE(tenant_id, date, ...) index serve the date ranges (no scan).
+            .where(mm.tenant_id.in_(sorted(tenant_ids)), _in_days(mm.date, windows))
             .group_by(mm.tenant_id, mm.date)
             .subquery("priced")
         )
@@ -327,12 +336,17 @@ def _check_integers(conn: Connection, windows: Sequence[Window]) -> None:
 
 
 def run_rollup(
-    store: Store, cfg: Config, window: Window | None = None, *, today: date | None = None
+    store: Store,
+    cfg: Config,
+    window: Window | None = None,
+    *,
+    today: date | None = None,
+    lock_wait: float = 10.0,
 ) -> RollupResult:
     """Recompute the rollups of `window`, or by default of yesterday (UTC) and every day with raw metrics
     written since the last rollup. Days re-collected since the last rollup are always included, so an explicit
     backfill never hides them from the next default run. Holds the jobs lock (shared with collect)."""
-    with job_lock(store):
+    with job_lock(store, wait=lock_wait):
         now = utcnow()
         with store.engine.begin() as conn:
             days = pending_days(conn)
@@ -341,10 +355,10 @@ def run_rollup(
             else:
                 days.update(window)
             windows = _ranges(days)
-            tiers = set(PLAN_TIERS) | {
-                tier for (tier,) in conn.execute(select(tenants.c.plan_tier).distinct())
-            }
-            stmt = rollup_statement(cfg, windows, tiers, now, store.dialect)
+            tenant_rows = [
+                (tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))
+            ]
+            stmt = rollup_statement(cfg, windows, tenant_rows, now, store.dialect)
             try:
                 conn.execute(stmt)
             except DataError as exc:
