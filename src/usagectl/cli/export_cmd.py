@@ -51,18 +51,16 @@ def export(
     )
     state = get_state(ctx)
     rows = export_rows(state.store(), window, tenant)
-    if fmt == "csv":
-        from usagectl.render.csv import write_export_csv as write
-    else:
-        from usagectl.render.json import write_export_json as write
+    from usagectl.render import write
+
     if output is None:
-        write(rows, sys.stdout)
+        write(rows, fmt, sys.stdout)
         return
     # A half-written file never replaces a good one: write beside it, then rename.
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            count = write(rows, f)
+            count = write(rows, fmt, f)
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -42,15 +42,6 @@ def report(
     state = get_state(ctx)
     window = resolve_window(month=month, days=days, default=Window.last_days(30))
     rep = tenant_report(state.store(), state.config(), tenant, window)
-    if fmt == "json":
-        from usagectl.render.json import write_tenant_report_json
+    from usagectl.render import write
 
-        write_tenant_report_json(rep, sys.stdout)
-    elif fmt == "csv":
-        from usagectl.render.csv import write_tenant_report_csv
-
-        write_tenant_report_csv(rep, sys.stdout)
-    else:
-        from usagectl.render.table import render_tenant_report
-
-        render_tenant_report(rep, sys.stdout)
+    write(rep, fmt, sys.stdout)

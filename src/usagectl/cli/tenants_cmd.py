@@ -40,15 +40,6 @@ def tenants(
     window = parse_month(month) if month else Window.month(today.year, today.month)
     state = get_state(ctx)
     rep = tenants_report(state.store(), window, sort=sort, limit=limit)
-    if fmt == "json":
-        from usagectl.render.json import write_tenants_json
+    from usagectl.render import write
 
-        write_tenants_json(rep, sys.stdout)
-    elif fmt == "csv":
-        from usagectl.render.csv import write_tenants_csv
-
-        write_tenants_csv(rep, sys.stdout)
-    else:
-        from usagectl.render.table import render_tenants
-
-        render_tenants(rep, sys.stdout)
+    write(rep, fmt, sys.stdout)

@@ -72,12 +72,13 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
 
     from usagectl.render.chart import line_chart
 
+    if not report.has_usage:
+        # Exactly this line and nothing else: it is what a tenant's own dashboard shows before any usage.
+        stream.write(EMPTY_MESSAGE + "\n")
+        return
     console = _console(stream, width)
     t, w = report.tenant, report.window
     console.print(Text(f"{t.name} ({t.slug}) - plan {t.plan_tier} - {w.label()} UTC", style="bold"))
-    if not report.has_usage:
-        console.print(EMPTY_MESSAGE)
-        return
     tot = report.totals
     cards = [
         _card(
