@@ -242,7 +242,11 @@ _DAY_COLUMNS = (
 
 
 def _day_row(row: Any) -> DayRow:
-    return DayRow(**{c: getattr(row, c) for c in EXPORT_COLUMNS})
+    # _DAY_COLUMNS is in EXPORT_COLUMNS order (checked at import): positional is much faster for big exports.
+    return DayRow(*row)
+
+
+assert tuple(c.name for c in _DAY_COLUMNS) == EXPORT_COLUMNS
 
 
 def _in(window: Window) -> Any:

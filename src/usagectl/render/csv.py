@@ -34,6 +34,8 @@ TENANTS_COLUMNS = (
 
 
 def cell(value: Any) -> str:
+    if type(value) is int or type(value) is Decimal:  # the common case first: it runs per cell
+        return str(value)
     if value is None:
         return ""
     if isinstance(value, bool):
