@@ -290,3 +290,25 @@ def test_rollup_waits_for_the_jobs_lock_shared_with_collect(store: Store) -> Non
     with job_lock(store), pytest.raises(LockBusyError, match="lock"):
         run_rollup(store, cfg, Window.day(date(2026, 11, 1)), lock_wait=0)
     assert run_rollup(store, cfg, Window.day(date(2026, 11, 1)), lock_wait=0).changed == 0
+
+
+def test_costs_beyond_64_bit_integers_are_refused_before_writing(store: Store) -> None:
+    import pytest
+
+    from usagectl.errors import UsagectlError
+
+    cfg = _cfg()
+    sync_tenants(store, cfg.tenants)
+    with store.engine.begin() as conn:
+        a = get_tenant(conn, "a").id  # type: ignore[union-attr]
+        upsert_metric(conn, a, date(2026, 11, 1), "x", MetricRow(emails_sent=1))
+        # 700 million SMS at $0.014 is 9.8e18 pico-USD: past 2**63 - 1.
+        upsert_metric(conn, a, date(2026, 11, 2), "x", MetricRow(sms_outbound_count=700_000_000))
+    with pytest.raises(UsagectlError, match=r"sms count \(700,000,000\) is too large"):
+        run_rollup(store, cfg, Window(date(2026, 11, 1), date(2026, 11, 3)))
+    assert _rollups(store) == {}
+    # 600 million fit: priced exactly.
+    with store.engine.begin() as conn:
+        upsert_metric(conn, a, date(2026, 11, 2), "x", MetricRow(sms_outbound_count=600_000_000))
+    run_rollup(store, cfg, Window(date(2026, 11, 1), date(2026, 11, 3)))
+    assert _rollups(store)[("a", date(2026, 11, 2))]["sms_cost_usd"] == Decimal("8400000.000000")

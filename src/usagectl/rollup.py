@@ -10,9 +10,9 @@ rounded half-up to micro-USD as `(picos + 500000) / 1000000` with integer divisi
 non-negative).
 
 Limits: every product `count * price_picos` (and a day's AI pico total) must stay below 2**63 - 1 (9.2e18):
-e.g. 650 million SMS for one tenant on one day at $0.014, or 4.6e12 AI tokens at $0.000002. PostgreSQL raises
-"bigint out of range" beyond that (reported as a clear error); SQLite would silently switch to floating point,
-so the rollup checks the written cost columns are still integers and fails the run otherwise.
+e.g. 658 million SMS for one tenant on one day at $0.014, or 4.6e12 AI tokens at $0.000002. `check_range` refuses
+such a window before anything is written (PostgreSQL would raise "bigint out of range" mid-statement; SQLite would
+silently switch to floating point).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -187,6 +188,38 @@ def _round(picos: ColumnElement[Any]) -> ColumnElement[int]:
     return summed.op("/", return_type=BigInteger)(_big(PICOS_PER_MICRO)).self_group()
 
 
+def _total(*cols: str) -> ColumnElement[int]:
+    m = usage_metrics.c
+    expr: ColumnElement[Any] = m[cols[0]]
+    for c in cols[1:]:
+        expr = expr + m[c]
+    # PostgreSQL's SUM(bigint) is NUMERIC: back to BIGINT so the divisions below are integer divisions.
+    return cast(func.sum(expr), BigInteger)
+
+
+def _aggregate(windows: Sequence[Window]) -> Select[Any]:
+    """Raw metrics summed per tenant and day over all sources."""
+    m = usage_metrics.c
+    return (
+        select(
+            m.tenant_id,
+            m.date,
+            _total("sms_outbound_count", "sms_inbound_count").label("sms"),
+            _total("mms_outbound_count", "mms_inbound_count").label("mms"),
+            _total("voice_minutes").label("voice"),
+            _total("emails_sent").label("email"),
+            _total("ai_tokens_in").label("ai_in"),
+            _total("ai_tokens_out").label("ai_out"),
+            _total("jobs_executed").label("jobs"),
+            func.max(m.storage_bytes).label("storage"),
+            # SUM over only NULLs is NULL: no source reported a cost.
+            cast(func.sum(m.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
+        )
+        .where(_in_days(m.date, windows))
+        .group_by(m.tenant_id, m.date)
+    )
+
+
 def rollup_statement(
     cfg: Config,
     windows: Sequence[Window],
@@ -198,34 +231,8 @@ def rollup_statement(
     tenant_rows = list(tenant_rows)
     tenant_ids = {tid for tid, _ in tenant_rows}
     tiers = set(PLAN_TIERS) | {tier for _, tier in tenant_rows}
-    m = usage_metrics.c
 
-    def total(*cols: str) -> ColumnElement[int]:
-        expr: ColumnElement[Any] = m[cols[0]]
-        for c in cols[1:]:
-            expr = expr + m[c]
-        # PostgreSQL's SUM(bigint) is NUMERIC: back to BIGINT so the divisions below are integer divisions.
-        return cast(func.sum(expr), BigInteger)
-
-    agg = (
-        select(
-            m.tenant_id,
-            m.date,
-            total("sms_outbound_count", "sms_inbound_count").label("sms"),
-            total("mms_outbound_count", "mms_inbound_count").label("mms"),
-            total("voice_minutes").label("voice"),
-            total("emails_sent").label("email"),
-            total("ai_tokens_in").label("ai_in"),
-            total("ai_tokens_out").label("ai_out"),
-            total("jobs_executed").label("jobs"),
-            func.max(m.storage_bytes).label("storage"),
-            # SUM over only NULLs is NULL: no source reported a cost.
-            cast(func.sum(m.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
-        )
-        .where(_in_days(m.date, windows))
-        .group_by(m.tenant_id, m.date)
-        .subquery("agg")
-    )
+    agg = _aggregate(windows).subquery("agg")
     prices = _price_table(cfg, tiers, dialect).subquery("prices")
     a, p, t = agg.c, prices.c, tenants.c
 
@@ -319,20 +326,45 @@ def rollup_statement(
     )
 
 
-def _check_integers(conn: Connection, windows: Sequence[Window]) -> None:
-    from sqlalchemy import text
+INT64_MAX = 2**63 - 1
 
-    r = usage_rollups_daily.c
-    cols = (*COST_COLUMNS, "estimated_cost_usd")
-    bad = " OR ".join(f"typeof({c}) != 'integer'" for c in cols)
-    q = (
-        select(func.count())
-        .select_from(usage_rollups_daily)
-        .where(_in_days(r.date, windows))
-        .where(text(bad))
-    )
-    if conn.execute(q).scalar():
-        raise UsagectlError("rollup: a cost exceeded SQLite's 64-bit integer range; no rows were written")
+
+def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> None:
+    """Refuse, before writing, a window whose costs would overflow 64-bit integers: PostgreSQL would raise
+    mid-statement, and SQLite would silently compute in floating point. Conservative: the day's largest count
+    of each line against the largest unit price any book or plan has for it."""
+    a = _aggregate(windows).subquery("agg").c
+    top = conn.execute(
+        select(
+            func.max(a.sms),
+            func.max(a.mms),
+            func.max(a.voice),
+            func.max(a.email),
+            func.max(a.ai_in + a.ai_out),
+        )
+    ).one()
+    plans = [cfg.plan(tier) for tier in PLAN_TIERS] + [cfg.plan("")]
+    prices: dict[str, list[int]] = {k: [] for k in ("sms", "mms", "voice", "email", "ai")}
+    for book in cfg.pricing.books:
+        for plan in plans:
+            p = unit_prices(book, plan)
+            prices["sms"].append(to_picos(p.sms))
+            prices["mms"].append(to_picos(p.mms))
+            prices["voice"].append(to_picos(p.voice_minute))
+            prices["email"].append(to_picos(p.email))
+            prices["ai"].append(to_picos(p.ai_token))
+        for rate in book.ai_models.values():
+            prices["ai"] += [
+                to_picos(rate.input),
+                to_picos(rate.output),
+                to_picos(rate.cached_input or Decimal(0)),
+            ]
+    for line, count in zip(("sms", "mms", "voice", "email", "ai"), top, strict=True):
+        if count and int(count) * max(prices[line]) + HALF_MICRO_PICOS > INT64_MAX:
+            raise UsagectlError(
+                f"rollup: a tenant-day's {line} count ({int(count):,}) is too large to price in 64-bit "
+                "integers (see docs/cost-model.md, Limits); nothing was written"
+            )
 
 
 def run_rollup(
@@ -358,6 +390,7 @@ def run_rollup(
             tenant_rows = [
                 (tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))
             ]
+            check_range(conn, cfg, windows)
             stmt = rollup_statement(cfg, windows, tenant_rows, now, store.dialect)
             try:
                 conn.execute(stmt)
@@ -365,8 +398,6 @@ def run_rollup(
                 raise UsagectlError(
                     "rollup: a cost exceeded the 64-bit integer range (see docs/cost-model.md, limits)"
                 ) from exc
-            if store.dialect == "sqlite":
-                _check_integers(conn, windows)
             # Rows written by this run carry its timestamp (rowcount of INSERT ... SELECT is not portable).
             changed = conn.execute(
                 select(func.count())
