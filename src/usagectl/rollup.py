@@ -10,9 +10,9 @@ rounded half-up to micro-USD as `(picos + 500000) / 1000000` with integer divisi
 non-negative).
 
 Limits: every product `count * price_picos` (and a day's AI pico total) must stay below 2**63 - 1 (9.2e18):
-e.g. 658 million SMS for one tenant on one day at $0.014, or 4.6e12 AI tokens at $0.000002. `check_range` refuses
-such a window before anything is written (PostgreSQL would raise "bigint out of range" mid-statement; SQLite would
-silently switch to floating point).
+e.g. 658 million SMS for one tenant on one day at $0.014, or 4.6e12 AI tokens at $0.000002. `check_range`
+refuses such a window before anything is written (PostgreSQL would raise "bigint out of range" mid-statement;
+SQLite would silently switch to floating point).
 """
 
 from __future__ import annotations
