@@ -53,9 +53,12 @@ def job_lock(
 
 @contextmanager
 def _pg_lock(store: Store, name: str, wait: float, poll: float) -> Iterator[None]:
-    key = zlib.crc32(f"usagectl:{name}".encode())
     conn = store.engine.connect()
     try:
+        # Advisory locks are database-wide: key them by schema too, so that usagectl installs (and test runs)
+        # in different schemas of one database do not block each other.
+        schema = conn.execute(text("SELECT current_schema()")).scalar()
+        key = zlib.crc32(f"usagectl:{schema}:{name}".encode())
         deadline = time.monotonic() + wait
         while True:
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()

@@ -1,0 +1,68 @@
+"""usagectl export: tenant x day rollups for finance, streamed as CSV or JSON."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from usagectl.cli.context import get_state
+from usagectl.cli.output import info
+
+FORMATS = ("csv", "json")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "export",
+        help=(
+            "Export one row per tenant x UTC day with every rollup column and the cost breakdown (columns in "
+            "docs/export.md), streamed. Default window: the current UTC month."
+        ),
+        epilog="Example: usagectl export --format csv --month 2026-10 -o october.csv",
+    )(export)
+
+
+def export(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")],
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
+    month: Annotated[str | None, typer.Option("--month", help="A calendar month, YYYY-MM.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="First UTC day.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Last UTC day (default: today).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.", dir_okay=False),
+    ] = None,
+) -> None:
+    from usagectl.errors import InputError
+    from usagectl.periods import Window, resolve_window, utc_today
+    from usagectl.reports import export_rows
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    today = utc_today()
+    window = resolve_window(
+        month=month, since=since, until=until, default=Window.month(today.year, today.month), today=today
+    )
+    state = get_state(ctx)
+    rows = export_rows(state.store(), window, tenant)
+    from usagectl.render import write
+
+    if output is None:
+        write(rows, fmt, sys.stdout)
+        return
+    # A half-written file never replaces a good one: write beside it, then rename.
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            count = write(rows, fmt, f)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    info(f"wrote {count} row{'s' if count != 1 else ''} to {output}", quiet=state.quiet)

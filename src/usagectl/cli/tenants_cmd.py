@@ -1,0 +1,45 @@
+"""usagectl tenants: every tenant's usage and cost for a month, ranked."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from usagectl.cli.context import get_state
+
+FORMATS = ("table", "json", "csv")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "tenants",
+        help=(
+            "Every tenant with SMS, emails, voice minutes, AI tokens, estimated cost and plan for a month, "
+            "highest first, with a total row. Default: the current UTC month."
+        ),
+        epilog="Example: usagectl tenants --sort sms --month 2026-11 --limit 10",
+    )(tenants)
+
+
+def tenants(
+    ctx: typer.Context,
+    sort: Annotated[str, typer.Option("--sort", "-s", help="cost, sms, email, voice, ai or name.")] = "cost",
+    month: Annotated[str | None, typer.Option("--month", help="A calendar month, YYYY-MM.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Show only the first N tenants.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+) -> None:
+    from usagectl.errors import InputError
+    from usagectl.periods import Window, parse_month, utc_today
+    from usagectl.reports import tenants_report
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    today = utc_today()
+    window = parse_month(month) if month else Window.month(today.year, today.month)
+    state = get_state(ctx)
+    rep = tenants_report(state.store(), window, sort=sort, limit=limit)
+    from usagectl.render import write
+
+    write(rep, fmt, sys.stdout)

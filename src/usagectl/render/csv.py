@@ -1,0 +1,117 @@
+"""CSV for spreadsheets and finance tools. Column names are stable (docs/export.md).
+
+Money is a decimal string with 6 places (micro-USD), an unknown value (no provider cost reported, no storage
+reading) is an empty cell, and a text cell starting with = + - @ is prefixed with ' so that a
+spreadsheet never runs it as a formula. Numbers are never escaped: a negative number cannot occur (usage
+counts and costs are >= 0).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any, TextIO
+
+from usagectl.reports import EXPORT_COLUMNS, DayRow, ExportReport, TenantReport, TenantsReport
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+TENANTS_COLUMNS = (
+    "month",
+    "tenant",
+    "tenant_name",
+    "plan_tier",
+    "active",
+    "sms_total",
+    "email_total",
+    "voice_total_minutes",
+    "ai_total_tokens",
+    "estimated_cost_usd",
+    "provider_cost_usd",
+)
+
+
+def cell(value: Any) -> str:
+    if type(value) is int or type(value) is Decimal:  # the common case first: it runs per cell
+        return str(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def _write(stream: TextIO, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    w = csv.writer(stream, lineterminator="\n")
+    w.writerow(header)
+    for row in rows:
+        w.writerow([cell(v) for v in row])
+
+
+def _day_cells(rows: Iterable[DayRow]) -> Iterable[list[Any]]:
+    for d in rows:
+        yield [getattr(d, c) for c in EXPORT_COLUMNS]
+
+
+def write_export_csv(export: ExportReport, stream: TextIO) -> int:
+    """Stream the export rows; returns how many were written."""
+    count = 0
+
+    def counted() -> Iterable[list[Any]]:
+        nonlocal count
+        for cells in _day_cells(export.rows):
+            count += 1
+            yield cells
+
+    _write(stream, EXPORT_COLUMNS, counted())
+    return count
+
+
+def write_tenant_report_csv(report: TenantReport, stream: TextIO) -> None:
+    """The report's daily rows, with the export's columns."""
+    _write(stream, EXPORT_COLUMNS, _day_cells(report.days))
+
+
+def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:
+    """One row per tenant, then a total row (tenant = "TOTAL") over all tenants."""
+    month = report.month.start.strftime("%Y-%m")
+    rows: list[list[Any]] = [
+        [
+            month,
+            t.slug,
+            t.name,
+            t.plan_tier,
+            t.active,
+            t.sms,
+            t.emails,
+            t.voice_minutes,
+            t.ai_tokens,
+            t.estimated_cost,
+            t.provider_cost,
+        ]
+        for t in report.lines
+    ]
+    tot = report.total
+    rows.append(
+        [
+            month,
+            "TOTAL",
+            "",
+            "",
+            "",
+            tot.sms,
+            tot.emails,
+            tot.voice_minutes,
+            tot.ai_tokens,
+            tot.estimated_cost,
+            tot.provider_cost,
+        ]
+    )
+    _write(stream, TENANTS_COLUMNS, rows)

@@ -1,0 +1,162 @@
+"""JSON for machines: `schema_version`, the window (inclusive first and last UTC day), `currency: "USD"`,
+money as decimal strings (6 places), unknown values as null. Written directly to the stream,
+never through Rich."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TextIO
+
+from usagectl.periods import Window
+from usagectl.reports import (
+    CURRENCY,
+    SCHEMA_VERSION,
+    DayRow,
+    ExportReport,
+    TenantReport,
+    TenantsReport,
+    Totals,
+)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _window(w: Window) -> dict[str, Any]:
+    return {"start": w.start.isoformat(), "end": w.last.isoformat(), "days": w.days}
+
+
+def _envelope(kind: str, window: Window, generated_at: datetime) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "currency": CURRENCY,
+        "window": _window(window),
+        "generated_at": _plain(generated_at),
+    }
+
+
+def _totals(t: Totals) -> dict[str, Any]:
+    out: dict[str, Any] = _plain(
+        {
+            "sms_total": t.sms,
+            "mms_total": t.mms,
+            "voice_total_minutes": t.voice_minutes,
+            "email_total": t.emails,
+            "ai_total_tokens": t.ai_tokens,
+            "jobs_executed": t.jobs,
+            "sms_cost_usd": t.sms_cost,
+            "mms_cost_usd": t.mms_cost,
+            "voice_cost_usd": t.voice_cost,
+            "email_cost_usd": t.email_cost,
+            "ai_cost_usd": t.ai_cost,
+            "estimated_cost_usd": t.estimated_cost,
+            "provider_cost_usd": t.provider_cost,
+        }
+    )
+    return out
+
+
+def day_dict(d: DayRow) -> dict[str, Any]:
+    out: dict[str, Any] = _plain(d.as_dict())
+    return out
+
+
+def _dump(obj: Any, stream: TextIO) -> None:
+    json.dump(obj, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+
+
+def tenant_report_dict(report: TenantReport) -> dict[str, Any]:
+    mtd = report.month_to_date
+    return {
+        **_envelope("tenant_report", report.window, report.generated_at),
+        "tenant": {
+            "slug": report.tenant.slug,
+            "name": report.tenant.name,
+            "plan_tier": report.tenant.plan_tier,
+        },
+        "has_usage": report.has_usage,
+        "totals": _totals(report.totals),
+        "month_to_date": {
+            "month": mtd.month.start.strftime("%Y-%m"),
+            "as_of": mtd.as_of.isoformat(),
+            "estimated_cost_usd": str(mtd.cost),
+            "projected_month_cost_usd": str(mtd.projected_cost),
+            # A linear projection (cost so far / days elapsed x days in month), not a bill.
+            "projection_is_estimate": not mtd.complete,
+        },
+        "allowances": [
+            {
+                "metric": a.metric,
+                "included": a.included,
+                "used": a.used,
+                "percent_used": None if a.percent is None else str(a.percent),
+                "over": a.over,
+            }
+            for a in report.allowances
+        ],
+        "days": [day_dict(d) for d in report.days],
+    }
+
+
+def write_tenant_report_json(report: TenantReport, stream: TextIO) -> None:
+    _dump(tenant_report_dict(report), stream)
+
+
+def tenants_dict(report: TenantsReport) -> dict[str, Any]:
+    return {
+        **_envelope("tenants", report.month, report.generated_at),
+        "month": report.month.start.strftime("%Y-%m"),
+        "sort": report.sort,
+        "tenant_count": report.tenant_count,
+        "tenants": [
+            _plain(
+                {
+                    "tenant": t.slug,
+                    "tenant_name": t.name,
+                    "plan_tier": t.plan_tier,
+                    "active": t.active,
+                    "sms_total": t.sms,
+                    "email_total": t.emails,
+                    "voice_total_minutes": t.voice_minutes,
+                    "ai_total_tokens": t.ai_tokens,
+                    "estimated_cost_usd": t.estimated_cost,
+                    "provider_cost_usd": t.provider_cost,
+                }
+            )
+            for t in report.lines
+        ],
+        "total": _totals(report.total),
+    }
+
+
+def write_tenants_json(report: TenantsReport, stream: TextIO) -> None:
+    _dump(tenants_dict(report), stream)
+
+
+def write_export_json(export: ExportReport, stream: TextIO) -> int:
+    """Stream `{"schema_version": ..., "rows": [...]}` one row at a time; returns the row count."""
+    head = {**_envelope("export", export.window, export.generated_at), "tenant": export.tenant}
+    text = json.dumps(head, indent=2, ensure_ascii=False)
+    stream.write(text[:-2] + ',\n  "rows": [')
+    count = 0
+    for d in export.rows:
+        stream.write(("\n    " if count == 0 else ",\n    ") + json.dumps(day_dict(d), ensure_ascii=False))
+        count += 1
+    stream.write("\n  ]\n}\n" if count else "]\n}\n")
+    return count

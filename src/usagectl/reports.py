@@ -1,0 +1,445 @@
+"""Report objects (pure data) built from `usage_rollups_daily`: one tenant over a window, the tenants ranking
+for a month, and the finance export rows. Renderers (usagectl.render) turn them into tables,
+charts, CSV and JSON.
+
+Every query is served by an index: one tenant over a date range by UNIQUE(tenant_id, date); all tenants for a
+month by the (date, tenant_id) index. Money is `Decimal` USD throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, and_, cast, func, select
+
+from usagectl.config import Config
+from usagectl.errors import InputError
+from usagectl.periods import Window, utc_today
+from usagectl.pricing import MICRO, from_micros
+from usagectl.store.engine import Store
+from usagectl.store.tables import tenants, usage_rollups_daily
+from usagectl.store.tenants import TenantRow, get_tenant
+
+SCHEMA_VERSION = 1
+CURRENCY = "USD"
+EMPTY_MESSAGE = "Usage metrics will appear here once you begin messaging."
+SORT_KEYS = ("cost", "sms", "email", "voice", "ai", "name")
+
+# Export / CSV columns, in order. Stable: documented in docs/export.md; a change bumps SCHEMA_VERSION.
+EXPORT_COLUMNS = (
+    "date",
+    "tenant",
+    "tenant_name",
+    "plan_tier",
+    "pricing_version",
+    "sms_total",
+    "mms_total",
+    "voice_total_minutes",
+    "email_total",
+    "ai_tokens_in",
+    "ai_tokens_out",
+    "ai_total_tokens",
+    "jobs_executed",
+    "storage_bytes",
+    "sms_cost_usd",
+    "mms_cost_usd",
+    "voice_cost_usd",
+    "email_cost_usd",
+    "ai_cost_usd",
+    "estimated_cost_usd",
+    "provider_cost_usd",
+)
+MONEY_COLUMNS = frozenset(c for c in EXPORT_COLUMNS if c.endswith("_usd"))
+
+r = usage_rollups_daily.c
+
+
+@dataclass(frozen=True)
+class DayRow:
+    """One tenant-day rollup (`usage_rollups_daily`), with the names of the export columns."""
+
+    date: date
+    tenant: str
+    tenant_name: str
+    plan_tier: str
+    pricing_version: str
+    sms_total: int
+    mms_total: int
+    voice_total_minutes: int
+    email_total: int
+    ai_tokens_in: int
+    ai_tokens_out: int
+    ai_total_tokens: int
+    jobs_executed: int
+    storage_bytes: int | None
+    sms_cost_usd: Decimal
+    mms_cost_usd: Decimal
+    voice_cost_usd: Decimal
+    email_cost_usd: Decimal
+    ai_cost_usd: Decimal
+    estimated_cost_usd: Decimal
+    provider_cost_usd: Decimal | None  # None: no provider reported a cost (unknown, not $0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in EXPORT_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Totals:
+    sms: int = 0
+    mms: int = 0
+    voice_minutes: int = 0
+    emails: int = 0
+    ai_tokens: int = 0
+    jobs: int = 0
+    sms_cost: Decimal = Decimal("0.000000")
+    mms_cost: Decimal = Decimal("0.000000")
+    voice_cost: Decimal = Decimal("0.000000")
+    email_cost: Decimal = Decimal("0.000000")
+    ai_cost: Decimal = Decimal("0.000000")
+    estimated_cost: Decimal = Decimal("0.000000")
+    provider_cost: Decimal | None = None  # None: no provider reported a cost in the window
+
+    @property
+    def has_usage(self) -> bool:
+        return any((self.sms, self.mms, self.voice_minutes, self.emails, self.ai_tokens, self.jobs))
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """A plan's monthly included amount against the month's usage so far."""
+
+    metric: str  # sms | mms | voice_minutes | emails | ai_tokens
+    label: str
+    included: int
+    used: int
+
+    @property
+    def percent(self) -> Decimal | None:
+        """Share used, one decimal; None when nothing is included (any use is over)."""
+        if self.included == 0:
+            return None
+        return (Decimal(self.used) * 100 / self.included).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+    @property
+    def over(self) -> bool:
+        return self.used > self.included
+
+
+@dataclass(frozen=True)
+class MonthToDate:
+    """The calendar month of the report's last complete day, up to that day, and a linear projection (an
+    estimate)."""
+
+    month: Window
+    as_of: date
+    cost: Decimal
+    projected_cost: Decimal  # an ESTIMATE: month-to-date cost / days elapsed x days in month
+    complete: bool  # the month is over: the projection is the actual figure
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    slug: str
+    name: str
+    plan_tier: str
+
+
+@dataclass(frozen=True)
+class TenantReport:
+    tenant: TenantInfo
+    window: Window
+    days: tuple[DayRow, ...]  # only days with a rollup row, oldest first
+    totals: Totals
+    month_to_date: MonthToDate
+    allowances: tuple[Allowance, ...]
+    generated_at: datetime
+
+    @property
+    def has_usage(self) -> bool:
+        return self.totals.has_usage or self.month_to_date.cost > 0
+
+    def daily_series(self) -> list[tuple[date, DayRow | None]]:
+        """Every day of the window, None where no rollup exists (for the chart)."""
+        by_day = {d.date: d for d in self.days}
+        return [(d, by_day.get(d)) for d in self.window]
+
+
+@dataclass(frozen=True)
+class TenantLine:
+    slug: str
+    name: str
+    plan_tier: str
+    active: bool
+    sms: int
+    emails: int
+    voice_minutes: int
+    ai_tokens: int
+    estimated_cost: Decimal
+    provider_cost: Decimal | None
+
+
+@dataclass(frozen=True)
+class TenantsReport:
+    month: Window
+    sort: str
+    lines: tuple[TenantLine, ...]  # sorted, limited
+    total: Totals  # over ALL tenants, also those cut by --limit
+    tenant_count: int
+    generated_at: datetime
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    window: Window
+    tenant: str | None
+    generated_at: datetime
+    rows: Iterator[DayRow] = field(compare=False)  # streamed: consume once, inside the store's lifetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def unknown_tenant(slug: str) -> InputError:
+    return InputError(f"unknown tenant {slug!r}; `usagectl tenants` lists them")
+
+
+def _tenant(conn: Connection, slug: str) -> TenantRow:
+    t = get_tenant(conn, slug)
+    if t is None:
+        raise unknown_tenant(slug)
+    return t
+
+
+_DAY_COLUMNS = (
+    r.date,
+    tenants.c.slug.label("tenant"),
+    tenants.c.name.label("tenant_name"),
+    r.plan_tier,
+    r.pricing_version,
+    r.sms_total,
+    r.mms_total,
+    r.voice_total_minutes,
+    r.email_total,
+    r.ai_tokens_in,
+    r.ai_tokens_out,
+    r.ai_total_tokens,
+    r.jobs_executed,
+    r.storage_bytes,
+    r.sms_cost_usd,
+    r.mms_cost_usd,
+    r.voice_cost_usd,
+    r.email_cost_usd,
+    r.ai_cost_usd,
+    r.estimated_cost_usd,
+    r.provider_cost_usd,
+)
+
+
+def _day_row(row: Any) -> DayRow:
+    # _DAY_COLUMNS is in EXPORT_COLUMNS order (checked at import): positional is much faster for big exports.
+    return DayRow(*row)
+
+
+assert tuple(c.name for c in _DAY_COLUMNS) == EXPORT_COLUMNS
+
+
+def _in(window: Window) -> Any:
+    return and_(r.date >= window.start, r.date < window.end)
+
+
+def _sum(col: Any) -> Any:
+    # PostgreSQL's SUM(bigint) is NUMERIC; keep integers integers.
+    return cast(func.coalesce(func.sum(col), 0), BigInteger)
+
+
+def _totals_query(window: Window) -> Any:
+    return select(
+        _sum(r.sms_total).label("sms"),
+        _sum(r.mms_total).label("mms"),
+        _sum(r.voice_total_minutes).label("voice"),
+        _sum(r.email_total).label("emails"),
+        _sum(r.ai_total_tokens).label("ai"),
+        _sum(r.jobs_executed).label("jobs"),
+        _sum(r.sms_cost_usd).label("sms_cost"),
+        _sum(r.mms_cost_usd).label("mms_cost"),
+        _sum(r.voice_cost_usd).label("voice_cost"),
+        _sum(r.email_cost_usd).label("email_cost"),
+        _sum(r.ai_cost_usd).label("ai_cost"),
+        _sum(r.estimated_cost_usd).label("cost"),
+        # NULL when no day had a provider cost: unknown, not $0.
+        cast(func.sum(r.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
+    ).where(_in(window))
+
+
+def _totals(row: Any) -> Totals:
+    return Totals(
+        sms=int(row.sms),
+        mms=int(row.mms),
+        voice_minutes=int(row.voice),
+        emails=int(row.emails),
+        ai_tokens=int(row.ai),
+        jobs=int(row.jobs),
+        sms_cost=from_micros(int(row.sms_cost)),
+        mms_cost=from_micros(int(row.mms_cost)),
+        voice_cost=from_micros(int(row.voice_cost)),
+        email_cost=from_micros(int(row.email_cost)),
+        ai_cost=from_micros(int(row.ai_cost)),
+        estimated_cost=from_micros(int(row.cost)),
+        provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
+    )
+
+
+ALLOWANCE_METRICS = (
+    ("sms", "SMS", "sms"),
+    ("mms", "MMS", "mms"),
+    ("voice_minutes", "Voice min", "voice_minutes"),
+    ("emails", "Emails", "emails"),
+    ("ai_tokens", "AI tokens", "ai_tokens"),
+)
+
+
+def month_projection(month: Window, as_of: date, cost: Decimal) -> MonthToDate:
+    elapsed = (as_of - month.start).days + 1
+    complete = as_of >= month.last
+    projected = cost if complete else (cost * month.days / elapsed).quantize(MICRO, rounding=ROUND_HALF_UP)
+    return MonthToDate(month=month, as_of=as_of, cost=cost, projected_cost=projected, complete=complete)
+
+
+def tenant_report(
+    store: Store, cfg: Config, slug: str, window: Window, *, today: date | None = None
+) -> TenantReport:
+    """One tenant over `window`: daily rows, totals, month-to-date with a projection, plan allowances."""
+    today = today or utc_today()
+    # Month-to-date runs through the last complete UTC day: today is still being collected.
+    as_of = min(window.last, today - timedelta(days=1))
+    if as_of < window.start:
+        as_of = window.last
+    month = Window.month(as_of.year, as_of.month)
+    mtd_window = Window(month.start, as_of + timedelta(days=1))
+    with store.engine.connect() as conn:
+        t = _tenant(conn, slug)
+        days = tuple(
+            _day_row(row)
+            for row in conn.execute(
+                select(*_DAY_COLUMNS)
+                .select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
+                .where(r.tenant_id == t.id, _in(window))
+                .order_by(r.date)
+            )
+        )
+        totals = _totals(conn.execute(_totals_query(window).where(r.tenant_id == t.id)).one())
+        mtd = _totals(conn.execute(_totals_query(mtd_window).where(r.tenant_id == t.id)).one())
+    included = cfg.plan(t.plan_tier).included
+    allowances = tuple(
+        Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
+        for key, label, attr in ALLOWANCE_METRICS
+        if getattr(included, key) is not None
+    )
+    return TenantReport(
+        tenant=TenantInfo(t.slug, t.name, t.plan_tier),
+        window=window,
+        days=days,
+        totals=totals,
+        month_to_date=month_projection(month, as_of, mtd.estimated_cost),
+        allowances=allowances,
+        generated_at=_now(),
+    )
+
+
+_SORTS: dict[str, Any] = {
+    "cost": lambda line: (-line.estimated_cost, line.slug),
+    "sms": lambda line: (-line.sms, line.slug),
+    "email": lambda line: (-line.emails, line.slug),
+    "voice": lambda line: (-line.voice_minutes, line.slug),
+    "ai": lambda line: (-line.ai_tokens, line.slug),
+    "name": lambda line: (line.name.lower(), line.slug),
+}
+
+
+def tenants_report(
+    store: Store, month: Window, *, sort: str = "cost", limit: int | None = None
+) -> TenantsReport:
+    """Every tenant for a month (zeros when it has no usage), sorted highest first, with a total over all."""
+    if sort not in _SORTS:
+        raise InputError(f"--sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    per_tenant = (
+        select(
+            r.tenant_id,
+            _sum(r.sms_total).label("sms"),
+            _sum(r.email_total).label("emails"),
+            _sum(r.voice_total_minutes).label("voice"),
+            _sum(r.ai_total_tokens).label("ai"),
+            _sum(r.estimated_cost_usd).label("cost"),
+            cast(func.sum(r.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
+        )
+        .where(_in(month))
+        .group_by(r.tenant_id)
+        .subquery("m")
+    )
+    m = per_tenant.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(tenants, m.sms, m.emails, m.voice, m.ai, m.cost, m.provider_cost).select_from(
+                tenants.outerjoin(per_tenant, m.tenant_id == tenants.c.id)
+            )
+        ).all()
+        total = _totals(conn.execute(_totals_query(month)).one())
+    lines = [
+        TenantLine(
+            slug=row.slug,
+            name=row.name,
+            plan_tier=row.plan_tier,
+            active=bool(row.active),
+            sms=int(row.sms or 0),
+            emails=int(row.emails or 0),
+            voice_minutes=int(row.voice or 0),
+            ai_tokens=int(row.ai or 0),
+            estimated_cost=from_micros(int(row.cost or 0)),
+            provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
+        )
+        for row in rows
+        # A tenant removed from the config is listed only for months it has usage in.
+        if row.active or row.cost is not None
+    ]
+    lines.sort(key=_SORTS[sort])
+    return TenantsReport(
+        month=month,
+        sort=sort,
+        lines=tuple(lines[:limit] if limit else lines),
+        total=total,
+        tenant_count=len(lines),
+        generated_at=_now(),
+    )
+
+
+def export_rows(
+    store: Store, window: Window, tenant: str | None = None, *, batch: int = 1000
+) -> ExportReport:
+    """Tenant x day rows of `window` (optionally one tenant), streamed with a server-side cursor in batches:
+    memory stays constant however many rows there are. Ordered by date, then tenant id (the index order)."""
+    tenant_id: int | None = None
+    if tenant is not None:
+        with store.engine.connect() as conn:
+            tenant_id = _tenant(conn, tenant).id
+
+    def rows() -> Iterator[DayRow]:
+        q = select(*_DAY_COLUMNS).select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
+        q = q.where(_in(window))
+        if tenant_id is not None:
+            q = q.where(r.tenant_id == tenant_id).order_by(r.date)
+        else:
+            q = q.order_by(r.date, r.tenant_id)
+        with store.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+            for row in result:
+                yield _day_row(row)
+
+    return ExportReport(window=window, tenant=tenant, generated_at=_now(), rows=rows())

@@ -1,0 +1,413 @@
+"""Raw metrics -> daily rollups with cost, in one SQL statement per run.
+
+`usage_metrics` rows of all sources are summed per tenant and UTC day and written to `usage_rollups_daily`
+with `INSERT ... SELECT ... GROUP BY ... ON CONFLICT (tenant_id, date) DO UPDATE`: a re-run recomputes the
+same row, never adds to it, and a row whose figures did not change is not touched at all.
+
+Costs are computed in SQL with integer arithmetic that gives exactly `pricing.cost_of_day`:
+unit prices become integer pico-USD (`pricing.to_picos`), a line is `count * price_picos` (exact), and it is
+rounded half-up to micro-USD as `(picos + 500000) / 1000000` with integer division (all operands are
+non-negative).
+
+Limits: every product `count * price_picos` (and a day's AI pico total) must stay below 2**63 - 1 (9.2e18):
+e.g. 658 million SMS for one tenant on one day at $0.014, or 4.6e12 AI tokens at $0.000002. `check_range`
+refuses such a window before anything is written (PostgreSQL would raise "bigint out of range" mid-statement;
+SQLite would silently switch to floating point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Date,
+    Select,
+    String,
+    and_,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.exc import DataError
+
+from usagectl.config import PLAN_TIERS, Config
+from usagectl.errors import UsagectlError
+from usagectl.periods import Window, utc_today
+from usagectl.pricing import PICOS_PER_MICRO, to_picos, unit_prices
+from usagectl.store.engine import Store
+from usagectl.store.locks import job_lock
+from usagectl.store.tables import (
+    COST_COLUMNS,
+    UTCDateTime,
+    tenants,
+    usage_metrics,
+    usage_metrics_ai_models,
+    usage_rollups_daily,
+    utcnow,
+)
+
+HALF_MICRO_PICOS = PICOS_PER_MICRO // 2
+# First and last dates a price-book range can span (the first book also covers every day before its date).
+_EARLIEST = date(1, 1, 1)
+_LATEST = date(9999, 12, 31)
+
+# The rollup columns that carry figures (everything but id, the key and created_at).
+DATA_COLUMNS = (
+    "sms_total",
+    "mms_total",
+    "voice_total_minutes",
+    "email_total",
+    "ai_total_tokens",
+    "ai_tokens_in",
+    "ai_tokens_out",
+    "jobs_executed",
+    "storage_bytes",
+    *COST_COLUMNS,
+    "estimated_cost_usd",
+    "provider_cost_usd",
+    "pricing_version",
+    "plan_tier",
+)
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    """What one rollup run did."""
+
+    days: tuple[date, ...]  # the UTC days recomputed
+    tenant_days: int  # tenant-days with raw metrics in those days
+    changed: int  # rollup rows inserted or updated (0 when a re-run found nothing new)
+
+
+def _ranges(days: Iterable[date]) -> list[Window]:
+    """Contiguous runs of days as half-open windows, so the SQL filter stays a few range conditions."""
+    out: list[Window] = []
+    for d in sorted(set(days)):
+        if out and out[-1].end == d:
+            out[-1] = Window(out[-1].start, d + timedelta(days=1))
+        else:
+            out.append(Window.day(d))
+    return out
+
+
+def _in_days(col: Any, windows: Sequence[Window]) -> ColumnElement[bool]:
+    if not windows:
+        return false()
+    return or_(*(and_(col >= w.start, col < w.end) for w in windows))
+
+
+def pending_days(conn: Connection) -> set[date]:
+    """Days with raw metrics written since the newest rollup row was written (uses the updated_at index)."""
+    newest = conn.execute(select(func.max(usage_rollups_daily.c.created_at))).scalar()
+    q = select(usage_metrics.c.date).distinct()
+    if newest is not None:
+        q = q.where(usage_metrics.c.updated_at > newest)
+    return {r for (r,) in conn.execute(q)}
+
+
+def _big(value: int) -> ColumnElement[int]:
+    return cast(literal(value, BigInteger), BigInteger)
+
+
+def _date(value: date, dialect: str) -> ColumnElement[Any]:
+    # SQLite stores dates as ISO text: a CAST(... AS DATE) there would turn '2026-11-01' into the number 2026.
+    if dialect == "sqlite":
+        return literal(value, Date)
+    return cast(literal(value, Date), Date)
+
+
+def _book_ranges(cfg: Config) -> list[tuple[date, date, Any]]:
+    books = cfg.pricing.books
+    out = []
+    for i, book in enumerate(books):
+        start = _EARLIEST if i == 0 else book.effective_from
+        end = books[i + 1].effective_from if i + 1 < len(books) else _LATEST
+        out.append((start, end, book))
+    return out
+
+
+def _price_table(cfg: Config, tiers: Iterable[str], dialect: str) -> Select[Any]:
+    """(from, to, tier, version, unit prices in picos) for every book x plan tier,
+    as UNION ALL of literals."""
+    rows = []
+    for start, end, book in _book_ranges(cfg):
+        for tier in sorted(set(tiers)):
+            p = unit_prices(book, cfg.plan(tier))
+            rows.append(
+                select(
+                    _date(start, dialect).label("p_from"),
+                    _date(end, dialect).label("p_to"),
+                    cast(literal(tier, String), String).label("tier"),
+                    cast(literal(p.version, String), String).label("version"),
+                    _big(to_picos(p.sms)).label("sms"),
+                    _big(to_picos(p.mms)).label("mms"),
+                    _big(to_picos(p.voice_minute)).label("voice"),
+                    _big(to_picos(p.email)).label("email"),
+                    _big(to_picos(p.ai_token)).label("ai"),
+                )
+            )
+    return union_all(*rows) if len(rows) > 1 else rows[0]  # type: ignore[return-value]
+
+
+def _model_price_table(cfg: Config, dialect: str) -> Select[Any] | None:
+    """(from, to, model, input/output/cached picos) for every per-model rate; None when no book has one.
+    A model without a cached rate charges cached tokens at the input rate, as `pricing._ai_cost` does."""
+    rows = []
+    for start, end, book in _book_ranges(cfg):
+        for model, rate in sorted(book.ai_models.items()):
+            cached = rate.cached_input if rate.cached_input is not None else rate.input
+            rows.append(
+                select(
+                    _date(start, dialect).label("p_from"),
+                    _date(end, dialect).label("p_to"),
+                    cast(literal(model, String), String).label("model"),
+                    _big(to_picos(rate.input)).label("p_in"),
+                    _big(to_picos(rate.output)).label("p_out"),
+                    _big(to_picos(cached)).label("p_cached"),
+                )
+            )
+    if not rows:
+        return None
+    return union_all(*rows) if len(rows) > 1 else rows[0]  # type: ignore[return-value]
+
+
+def _round(picos: ColumnElement[Any]) -> ColumnElement[int]:
+    # Integer division on both backends (operands are BIGINT): half-up to the micro-dollar.
+    summed = (picos + _big(HALF_MICRO_PICOS)).self_group()
+    return summed.op("/", return_type=BigInteger)(_big(PICOS_PER_MICRO)).self_group()
+
+
+def _total(*cols: str) -> ColumnElement[int]:
+    m = usage_metrics.c
+    expr: ColumnElement[Any] = m[cols[0]]
+    for c in cols[1:]:
+        expr = expr + m[c]
+    # PostgreSQL's SUM(bigint) is NUMERIC: back to BIGINT so the divisions below are integer divisions.
+    return cast(func.sum(expr), BigInteger)
+
+
+def _aggregate(windows: Sequence[Window]) -> Select[Any]:
+    """Raw metrics summed per tenant and day over all sources."""
+    m = usage_metrics.c
+    return (
+        select(
+            m.tenant_id,
+            m.date,
+            _total("sms_outbound_count", "sms_inbound_count").label("sms"),
+            _total("mms_outbound_count", "mms_inbound_count").label("mms"),
+            _total("voice_minutes").label("voice"),
+            _total("emails_sent").label("email"),
+            _total("ai_tokens_in").label("ai_in"),
+            _total("ai_tokens_out").label("ai_out"),
+            _total("jobs_executed").label("jobs"),
+            func.max(m.storage_bytes).label("storage"),
+            # SUM over only NULLs is NULL: no source reported a cost.
+            cast(func.sum(m.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
+        )
+        .where(_in_days(m.date, windows))
+        .group_by(m.tenant_id, m.date)
+    )
+
+
+def rollup_statement(
+    cfg: Config,
+    windows: Sequence[Window],
+    tenant_rows: Iterable[tuple[int, str]],
+    now: datetime,
+    dialect: str,
+) -> Any:
+    """The upsert for `windows`; `tenant_rows` are every tenant's (id, plan_tier)."""
+    tenant_rows = list(tenant_rows)
+    tenant_ids = {tid for tid, _ in tenant_rows}
+    tiers = set(PLAN_TIERS) | {tier for _, tier in tenant_rows}
+
+    agg = _aggregate(windows).subquery("agg")
+    prices = _price_table(cfg, tiers, dialect).subquery("prices")
+    a, p, t = agg.c, prices.c, tenants.c
+
+    model_prices = _model_price_table(cfg, dialect)
+    ai_priced_in: ColumnElement[Any] = _big(0)
+    ai_priced_out: ColumnElement[Any] = _big(0)
+    ai_model_picos: ColumnElement[Any] = _big(0)
+    from_clause: Any = agg.join(tenants, t.id == a.tenant_id).join(
+        prices, and_(p.tier == t.plan_tier, a.date >= p.p_from, a.date < p.p_to)
+    )
+    if model_prices is not None:
+        mp = model_prices.subquery("model_prices")
+        mm = usage_metrics_ai_models.c
+        priced = (
+            select(
+                mm.tenant_id,
+                mm.date,
+                cast(func.sum(mm.ai_tokens_in), BigInteger).label("tin"),
+                cast(func.sum(mm.ai_tokens_out), BigInteger).label("tout"),
+                cast(
+                    func.sum(
+                        (mm.ai_tokens_in - mm.ai_tokens_cached_in) * mp.c.p_in
+                        + mm.ai_tokens_cached_in * mp.c.p_cached
+                        + mm.ai_tokens_out * mp.c.p_out
+                    ),
+                    BigInteger,
+                ).label("picos"),
+            )
+            .select_from(
+                usage_metrics_ai_models.join(
+                    mp, and_(mp.c.model == mm.model, mm.date >= mp.c.p_from, mm.date < mp.c.p_to)
+                )
+            )
+            # Listing the tenants lets the UNIQUE(tenant_id, date, ...) index serve the date ranges (no scan).
+            .where(mm.tenant_id.in_(sorted(tenant_ids)), _in_days(mm.date, windows))
+            .group_by(mm.tenant_id, mm.date)
+            .subquery("priced")
+        )
+        from_clause = from_clause.outerjoin(
+            priced, and_(priced.c.tenant_id == a.tenant_id, priced.c.date == a.date)
+        )
+        ai_priced_in = func.coalesce(priced.c.tin, 0)
+        ai_priced_out = func.coalesce(priced.c.tout, 0)
+        ai_model_picos = func.coalesce(priced.c.picos, 0)
+
+    sms_cost = _round(a.sms * p.sms)
+    mms_cost = _round(a.mms * p.mms)
+    voice_cost = _round(a.voice * p.voice)
+    email_cost = _round(a.email * p.email)
+    ai_cost = _round(ai_model_picos + (a.ai_in + a.ai_out - ai_priced_in - ai_priced_out) * p.ai)
+    cols = {
+        "tenant_id": a.tenant_id,
+        "date": a.date,
+        "sms_total": a.sms,
+        "mms_total": a.mms,
+        "voice_total_minutes": a.voice,
+        "email_total": a.email,
+        "ai_total_tokens": a.ai_in + a.ai_out,
+        "ai_tokens_in": a.ai_in,
+        "ai_tokens_out": a.ai_out,
+        "jobs_executed": a.jobs,
+        "storage_bytes": a.storage,
+        "sms_cost_usd": sms_cost,
+        "mms_cost_usd": mms_cost,
+        "voice_cost_usd": voice_cost,
+        "email_cost_usd": email_cost,
+        "ai_cost_usd": ai_cost,
+        "estimated_cost_usd": sms_cost + mms_cost + voice_cost + email_cost + ai_cost,
+        "provider_cost_usd": a.provider_cost,
+        "pricing_version": p.version,
+        "plan_tier": t.plan_tier,
+        "created_at": literal(now, UTCDateTime),
+    }
+    # SQLite needs a WHERE in INSERT ... SELECT ... ON CONFLICT to parse the upsert unambiguously.
+    body = (
+        select(*(v.label(k) for k, v in cols.items()))
+        .select_from(from_clause)
+        .where(a.tenant_id.is_not(None))
+    )
+
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(usage_rollups_daily)
+    ins = ins.from_select(list(cols), body)
+    r = usage_rollups_daily.c
+    changed = or_(*(r[c].is_distinct_from(ins.excluded[c]) for c in DATA_COLUMNS))
+    return ins.on_conflict_do_update(
+        index_elements=[r.tenant_id, r.date],
+        set_={c: ins.excluded[c] for c in (*DATA_COLUMNS, "created_at")},
+        where=changed,
+    )
+
+
+INT64_MAX = 2**63 - 1
+
+
+def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> None:
+    """Refuse, before writing, a window whose costs would overflow 64-bit integers: PostgreSQL would raise
+    mid-statement, and SQLite would silently compute in floating point. Conservative: the day's largest count
+    of each line against the largest unit price any book or plan has for it."""
+    a = _aggregate(windows).subquery("agg").c
+    top = conn.execute(
+        select(
+            func.max(a.sms),
+            func.max(a.mms),
+            func.max(a.voice),
+            func.max(a.email),
+            func.max(a.ai_in + a.ai_out),
+        )
+    ).one()
+    plans = [cfg.plan(tier) for tier in PLAN_TIERS] + [cfg.plan("")]
+    prices: dict[str, list[int]] = {k: [] for k in ("sms", "mms", "voice", "email", "ai")}
+    for book in cfg.pricing.books:
+        for plan in plans:
+            p = unit_prices(book, plan)
+            prices["sms"].append(to_picos(p.sms))
+            prices["mms"].append(to_picos(p.mms))
+            prices["voice"].append(to_picos(p.voice_minute))
+            prices["email"].append(to_picos(p.email))
+            prices["ai"].append(to_picos(p.ai_token))
+        for rate in book.ai_models.values():
+            prices["ai"] += [
+                to_picos(rate.input),
+                to_picos(rate.output),
+                to_picos(rate.cached_input or Decimal(0)),
+            ]
+    for line, count in zip(("sms", "mms", "voice", "email", "ai"), top, strict=True):
+        if count and int(count) * max(prices[line]) + HALF_MICRO_PICOS > INT64_MAX:
+            raise UsagectlError(
+                f"rollup: a tenant-day's {line} count ({int(count):,}) is too large to price in 64-bit "
+                "integers (see docs/cost-model.md, Limits); nothing was written"
+            )
+
+
+def run_rollup(
+    store: Store,
+    cfg: Config,
+    window: Window | None = None,
+    *,
+    today: date | None = None,
+    lock_wait: float = 10.0,
+) -> RollupResult:
+    """Recompute the rollups of `window`, or by default of yesterday (UTC) and every day with raw metrics
+    written since the last rollup. Days re-collected since the last rollup are always included, so an explicit
+    backfill never hides them from the next default run. Holds the jobs lock (shared with collect)."""
+    with job_lock(store, wait=lock_wait):
+        now = utcnow()
+        with store.engine.begin() as conn:
+            days = pending_days(conn)
+            if window is None:
+                days.add((today or utc_today()) - timedelta(days=1))
+            else:
+                days.update(window)
+            windows = _ranges(days)
+            tenant_rows = [
+                (tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))
+            ]
+            check_range(conn, cfg, windows)
+            stmt = rollup_statement(cfg, windows, tenant_rows, now, store.dialect)
+            try:
+                conn.execute(stmt)
+            except DataError as exc:
+                raise UsagectlError(
+                    "rollup: a cost exceeded the 64-bit integer range (see docs/cost-model.md, limits)"
+                ) from exc
+            # Rows written by this run carry its timestamp (rowcount of INSERT ... SELECT is not portable).
+            changed = conn.execute(
+                select(func.count())
+                .select_from(usage_rollups_daily)
+                .where(usage_rollups_daily.c.created_at == now)
+            ).scalar_one()
+            m = usage_metrics.c
+            tenant_days = conn.execute(
+                select(func.count()).select_from(
+                    select(m.tenant_id, m.date).where(_in_days(m.date, windows)).distinct().subquery()
+                )
+            ).scalar_one()
+        return RollupResult(days=tuple(sorted(days)), tenant_days=tenant_days, changed=changed)

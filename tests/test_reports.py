@@ -1,0 +1,401 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from usagectl import config as cfgmod
+from usagectl.periods import Window
+from usagectl.providers.base import MetricRow
+from usagectl.reports import EMPTY_MESSAGE, export_rows, tenant_report
+from usagectl.store.engine import Store, open_store
+from usagectl.store.metrics import upsert_metric
+from usagectl.store.tenants import get_tenant, sync_tenants
+
+CONFIG = """
+[[pricing.books]]
+version = "v1"
+effective_from = "2026-01-01"
+sms = "0.014"
+mms = "0.02"
+voice_minute = "0.015"
+email = "0.0005"
+ai_token = "0.000002"
+
+[[pricing.books]]
+version = "v2"
+effective_from = "2026-10-15"
+sms = "0.010"
+mms = "0.02"
+voice_minute = "0.015"
+email = "0.0005"
+ai_token = "0.000002"
+
+[plans.starter]
+included = { sms = 500, emails = 5000, voice_minutes = 100, ai_tokens = 200000 }
+
+[plans.pro]
+included = { sms = 5000, emails = 50000 }
+
+[[tenants]]
+slug = "acme"
+name = "Acme Corp"
+plan = "starter"
+
+[[tenants]]
+slug = "globex"
+name = "=HYPERLINK(\\"http://evil\\")"
+plan = "pro"
+
+[[tenants]]
+slug = "quiet"
+name = "Quiet Ltd"
+plan = "elite"
+"""
+
+OCT = Window.month(2026, 10)
+ANSI = re.compile(r"\x1b\[")
+SECRET = "sk-live-SECRET-value-123"
+
+
+@pytest.fixture
+def env(
+    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Store, cfgmod.Config]]:
+    path = write_config(CONFIG + '\n[providers.openai]\nadmin_key_env = "OPENAI_ADMIN_KEY"\n')
+    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", SECRET)
+    cfg = cfgmod.load(path)
+    store = open_store(db_url)
+    sync_tenants(store, cfg.tenants)
+    yield store, cfg
+    store.close()
+
+
+def _collect(store: Store, slug: str, days: Window, row: MetricRow, source: str = "twilio") -> None:
+    with store.engine.begin() as conn:
+        tid = get_tenant(conn, slug).id  # type: ignore[union-attr]
+        for d in days:
+            upsert_metric(conn, tid, d, source, row)
+
+
+def _october(store: Store, cli: Callable[..., Any]) -> None:
+    # acme: 40 SMS a day (1,240 in October: over its 500 allowance) and a provider cost;
+    # globex: distinctive figures that must never leak into acme's output.
+    _collect(store, "acme", OCT, MetricRow(sms_outbound_count=30, sms_inbound_count=10, emails_sent=100,
+                                           provider_cost_usd=Decimal("0.41")))  # fmt: skip
+    _collect(
+        store, "globex", OCT, MetricRow(sms_outbound_count=987_654, voice_minutes=55_555), source="sendgrid"
+    )
+    res = cli("-q", "rollup", "--since", "2026-10-01", "--until", "2026-10-31")
+    assert res.code == 0 and res.out == "" and res.err == ""
+
+
+def test_empty_tenant_sees_the_onboarding_message(env: Any, cli: Callable[..., Any]) -> None:
+    store, _ = env
+    _october(store, cli)
+    res = cli("report", "--tenant", "quiet", "--month", "2026-10")
+    assert res.code == 0
+    assert res.out == "Usage metrics will appear here once you begin messaging.\n" == EMPTY_MESSAGE + "\n"
+    js = json.loads(cli("report", "--tenant", "quiet", "--month", "2026-10", "--format", "json").out)
+    assert js["has_usage"] is False and js["days"] == [] and js["totals"]["estimated_cost_usd"] == "0.000000"
+
+
+def test_unknown_tenant_is_a_usage_error_pointing_at_tenants(env: Any, cli: Callable[..., Any]) -> None:
+    for args in (("report", "--tenant", "nope"), ("export", "--format", "csv", "--tenant", "nope")):
+        res = cli(*args)
+        assert res.code == 2
+        assert res.out == ""
+        assert res.err.strip() == "usagectl: error: unknown tenant 'nope'; `usagectl tenants` lists them"
+
+
+def test_price_book_change_mid_month(env: Any, cli: Callable[..., Any]) -> None:
+    store, _ = env
+    _october(store, cli)
+    js = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
+    days = {d["date"]: d for d in js["days"]}
+    assert len(days) == 31
+    assert days["2026-10-14"]["pricing_version"] == "v1"
+    assert days["2026-10-14"]["sms_cost_usd"] == "0.560000"  # 40 x 0.014
+    assert days["2026-10-15"]["pricing_version"] == "v2"
+    assert days["2026-10-15"]["sms_cost_usd"] == "0.400000"  # 40 x 0.010
+    expected = 14 * Decimal("0.56") + 17 * Decimal("0.40") + 31 * Decimal("0.05")
+    assert Decimal(js["totals"]["estimated_cost_usd"]) == expected
+    assert js["month_to_date"]["estimated_cost_usd"] == js["totals"]["estimated_cost_usd"]
+    assert js["totals"]["provider_cost_usd"] == str(31 * Decimal("0.41")) + "0000"
+    table = cli("report", "--tenant", "acme", "--month", "2026-10").out
+    assert "v1, v2" in table
+
+
+def test_plan_allowance_over_100_percent(env: Any, cli: Callable[..., Any]) -> None:
+    store, _ = env
+    _october(store, cli)
+    js = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
+    allow = {a["metric"]: a for a in js["allowances"]}
+    assert allow["sms"] == {
+        "metric": "sms",
+        "included": 500,
+        "used": 1240,
+        "percent_used": "248.0",
+        "over": True,
+    }
+    assert allow["emails"]["percent_used"] == "62.0" and allow["emails"]["over"] is False
+    out = cli("report", "--tenant", "acme", "--month", "2026-10").out
+    assert re.search(r"SMS\s+1,240\s+500\s+248\.0% over", out)
+
+
+def test_month_to_date_projection_is_labelled_an_estimate(env: Any, cli: Callable[..., Any]) -> None:
+    store, cfg = env
+    _october(store, cli)
+    rep = tenant_report(store, cfg, "acme", OCT, today=date(2026, 10, 11))
+    mtd = rep.month_to_date
+    assert mtd.as_of == date(2026, 10, 10) and not mtd.complete
+    assert mtd.cost == 10 * Decimal("0.61")
+    assert mtd.projected_cost == (mtd.cost * 31 / 10).quantize(Decimal("0.000001"))
+    from usagectl.render.table import render_tenant_report
+
+    buf = io.StringIO()
+    render_tenant_report(rep, buf, width=80)
+    assert "month-end (estimate)" in buf.getvalue()
+
+
+def _lines_ok(text: str, width: int = 80) -> None:
+    assert not ANSI.search(text), "escape codes in output"
+    too_long = [line for line in text.splitlines() if len(line) > width]
+    assert not too_long, too_long
+
+
+def test_plain_output_in_80_columns_without_tty(env: Any, cli: Callable[..., Any], monkeypatch: Any) -> None:
+    store, _ = env
+    _october(store, cli)
+    monkeypatch.setenv("COLUMNS", "80")
+    commands = [
+        ("report", "--tenant", "acme", "--days", "45"),
+        ("report", "--tenant", "acme", "--month", "2026-10"),
+        ("report", "--tenant", "globex", "--month", "2026-10"),
+        ("tenants", "--month", "2026-10"),
+    ]
+    for args in commands:
+        res = cli(*args)
+        assert res.code == 0 and res.err == ""  # no progress lines, no diagnostics
+        _lines_ok(res.out)
+    out = cli("report", "--tenant", "acme", "--month", "2026-10").out
+    assert "Estimated cost per day" in out and "┤" in out  # the chart is there, as plain text
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_no_color_on_a_terminal_means_no_escape_codes(
+    env: Any, cli: Callable[..., Any], monkeypatch: Any
+) -> None:
+    from usagectl.render.table import render_tenant_report, render_tenants
+    from usagectl.reports import tenants_report
+
+    store, cfg = env
+    _october(store, cli)
+    rep = tenant_report(store, cfg, "acme", OCT)
+    tty = FakeTTY()
+    render_tenant_report(rep, tty, width=80)
+    assert ANSI.search(tty.getvalue())  # a terminal gets colour...
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    for render, report in ((render_tenant_report, rep), (render_tenants, tenants_report(store, OCT))):
+        tty = FakeTTY()
+        render(report, tty, width=80)  # type: ignore[operator]
+        _lines_ok(tty.getvalue())  # ...but not with NO_COLOR
+
+
+def test_report_and_export_of_one_tenant_never_show_another(env: Any, cli: Callable[..., Any]) -> None:
+    store, _ = env
+    _october(store, cli)
+    outputs = [
+        cli("report", "--tenant", "acme", "--month", "2026-10", "--format", f).out
+        for f in ("table", "json", "csv")
+    ]
+    outputs += [
+        cli("export", "--format", f, "--tenant", "acme", "--month", "2026-10").out for f in ("csv", "json")
+    ]
+    for out in outputs:
+        assert out
+        for needle in ("globex", "HYPERLINK", "987654", "987,654", "55555", "55,555"):
+            assert needle not in out
+        assert SECRET not in out
+
+
+def test_csv_escapes_formula_cells_and_money_is_exact(env: Any, cli: Callable[..., Any]) -> None:
+    store, _ = env
+    _october(store, cli)
+    out = cli("export", "--format", "csv", "--month", "2026-10").out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 62
+    globex = [r for r in rows if r["tenant"] == "globex"]
+    assert globex[0]["tenant_name"] == '\'=HYPERLINK("http://evil")'
+    assert all(not r["tenant_name"].startswith(("=", "+", "-", "@")) for r in rows)
+    acme = [r for r in rows if r["tenant"] == "acme"]
+    assert (
+        acme[0]["provider_cost_usd"] == "0.410000" and globex[0]["provider_cost_usd"] == ""
+    )  # unknown, not 0
+    assert sum(Decimal(r["estimated_cost_usd"]) for r in rows) == Decimal(
+        json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)["total"][
+            "estimated_cost_usd"
+        ]
+    )
+    assert SECRET not in out
+    assert "'=" in cli("tenants", "--month", "2026-10", "--format", "csv").out
+
+
+def test_tenants_ranking_zeros_sort_limit_and_total(env: Any, cli: Callable[..., Any]) -> None:
+    store, _ = env
+    _october(store, cli)
+    js = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)
+    assert [t["tenant"] for t in js["tenants"]] == ["globex", "acme", "quiet"]  # by cost, highest first
+    quiet = js["tenants"][2]
+    assert quiet["sms_total"] == 0 and quiet["estimated_cost_usd"] == "0.000000"
+    assert quiet["provider_cost_usd"] is None
+    js = json.loads(cli("tenants", "--month", "2026-10", "--sort", "name", "--format", "json").out)
+    assert [t["tenant"] for t in js["tenants"]] == ["globex", "acme", "quiet"]  # "=HYPERLINK" sorts first
+    js = json.loads(
+        cli("tenants", "--month", "2026-10", "--sort", "email", "--limit", "1", "--format", "json").out
+    )
+    assert [t["tenant"] for t in js["tenants"]] == ["acme"]
+    assert js["tenant_count"] == 3 and js["total"]["sms_total"] == 31 * (40 + 987_654)
+    table = cli("tenants", "--month", "2026-10", "--limit", "2").out
+    assert "top 2 of 3" in table and "total (3)" in table
+    assert cli("tenants", "--sort", "bogus").code == 2
+
+
+def test_tenants_with_no_usage_at_all(env: Any, cli: Callable[..., Any]) -> None:
+    res = cli("tenants", "--month", "2026-10", "--format", "csv")
+    assert res.code == 0
+    rows = list(csv.DictReader(io.StringIO(res.out)))
+    assert [r["tenant"] for r in rows] == ["acme", "globex", "quiet", "TOTAL"]
+    assert {r["estimated_cost_usd"] for r in rows} == {"0.000000"}
+
+
+def test_export_streams_many_rows(env: Any, cli: Callable[..., Any], tmp_path: Path) -> None:
+    store, _ = env
+    days = Window(date(2026, 1, 1), date(2026, 1, 1) + timedelta(days=400))
+    for slug in ("acme", "globex", "quiet"):
+        _collect(store, slug, days, MetricRow(sms_outbound_count=1, emails_sent=2))
+    assert cli("-q", "rollup", "--since", "2026-01-01", "--until", "2027-02-04").code == 0
+    window = Window(date(2026, 1, 1), date(2027, 2, 5))
+    rows = export_rows(store, window).rows
+    assert isinstance(rows, Iterator)  # a generator: nothing is fetched until it is consumed
+    first = next(rows)
+    assert first.date == date(2026, 1, 1)
+    rows.close()  # type: ignore[attr-defined]
+
+    out = tmp_path / "all.json"
+    res = cli("export", "--format", "json", "--since", "2026-01-01", "--until", "2027-02-04", "-o", str(out))
+    assert res.code == 0 and res.out == "" and "wrote 1200 rows" in res.err
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 1200
+    assert [r["date"] for r in data["rows"][:3]] == ["2026-01-01"] * 3
+    res = cli("export", "--format", "csv", "--since", "2026-01-01", "--until", "2027-02-04")
+    assert len(res.out.splitlines()) == 1201
+
+
+# Snapshots of the machine-readable schemas: a change here is a breaking change for finance tooling and must
+# bump SCHEMA_VERSION and docs/export.md.
+EXPORT_CSV_HEADER = (
+    "date,tenant,tenant_name,plan_tier,pricing_version,sms_total,mms_total,voice_total_minutes,email_total,"
+    "ai_tokens_in,ai_tokens_out,ai_total_tokens,jobs_executed,storage_bytes,sms_cost_usd,mms_cost_usd,"
+    "voice_cost_usd,email_cost_usd,ai_cost_usd,estimated_cost_usd,provider_cost_usd"
+)
+TENANTS_CSV_HEADER = (
+    "month,tenant,tenant_name,plan_tier,active,sms_total,email_total,voice_total_minutes,ai_total_tokens,"
+    "estimated_cost_usd,provider_cost_usd"
+)
+ENVELOPE = ["schema_version", "kind", "currency", "window", "generated_at"]
+TOTALS = [
+    "sms_total", "mms_total", "voice_total_minutes", "email_total", "ai_total_tokens", "jobs_executed",
+    "sms_cost_usd", "mms_cost_usd", "voice_cost_usd", "email_cost_usd", "ai_cost_usd", "estimated_cost_usd",
+    "provider_cost_usd",
+]  # fmt: skip
+
+
+def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
+    store, _ = env
+    _october(store, cli)
+    for args in (("export", "--format", "csv"), ("report", "--tenant", "acme", "--format", "csv")):
+        assert cli(*args, "--month", "2026-10").out.splitlines()[0] == EXPORT_CSV_HEADER
+    assert cli("tenants", "--month", "2026-10", "--format", "csv").out.splitlines()[0] == TENANTS_CSV_HEADER
+
+    rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
+    assert list(rep) == [*ENVELOPE, "tenant", "has_usage", "totals", "month_to_date", "allowances", "days"]
+    assert rep["schema_version"] == 1 and rep["currency"] == "USD"
+    assert rep["window"] == {"start": "2026-10-01", "end": "2026-10-31", "days": 31}
+    assert list(rep["tenant"]) == ["slug", "name", "plan_tier"]
+    assert list(rep["totals"]) == TOTALS
+    assert list(rep["month_to_date"]) == [
+        "month", "as_of", "estimated_cost_usd", "projected_month_cost_usd", "projection_is_estimate",
+    ]  # fmt: skip
+    assert list(rep["allowances"][0]) == ["metric", "included", "used", "percent_used", "over"]
+    assert ",".join(rep["days"][0]) == EXPORT_CSV_HEADER
+
+    ten = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)
+    assert list(ten) == [*ENVELOPE, "month", "sort", "tenant_count", "tenants", "total"]
+    assert ",".join(ten["tenants"][0]) == TENANTS_CSV_HEADER.replace("month,", "")
+    assert list(ten["total"]) == TOTALS
+
+    exp = json.loads(cli("export", "--format", "json", "--month", "2026-10").out)
+    assert list(exp) == [*ENVELOPE, "tenant", "rows"]
+    assert ",".join(exp["rows"][0]) == EXPORT_CSV_HEADER
+    # Money is a decimal string, counts are integers, unknown is null.
+    row = exp["rows"][0]
+    assert isinstance(row["estimated_cost_usd"], str) and isinstance(row["sms_total"], int)
+    assert row["storage_bytes"] is None
+
+
+def test_every_new_command_has_help_an_example_and_a_readme_mention(cli: Callable[..., Any]) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    for command in ("rollup", "report", "tenants", "export"):
+        res = cli(command, "--help")
+        assert res.code == 0, command
+        assert "Example: usagectl " + command in res.out
+        assert f"usagectl {command}" in readme, command
+
+
+def test_report_queries_use_indexes(env: Any, cli: Callable[..., Any]) -> None:
+    """One tenant over a range and all tenants for a month are index searches, not scans (SQLite plan)."""
+    store, _ = env
+    if store.dialect != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL picks seq scans on tiny tables anyway")
+    from sqlalchemy import event
+
+    plans: list[str] = []
+
+    def explain(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        if "usage_rollups_daily" in statement and statement.lstrip().upper().startswith("SELECT"):
+            rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+            plans.append("\n".join(str(r[-1]) for r in rows))
+
+    _october(store, cli)
+    from usagectl.reports import tenants_report
+
+    cfg = env[1]
+    event.listen(store.engine, "before_cursor_execute", explain)
+    try:
+        tenant_report(store, cfg, "acme", OCT)
+        tenants_report(store, OCT)
+        list(export_rows(store, OCT).rows)
+        list(export_rows(store, OCT, "acme").rows)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", explain)
+    assert len(plans) >= 6
+    for plan in plans:
+        assert "SCAN usage_rollups_daily" not in plan, plan
