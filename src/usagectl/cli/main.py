@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "usagectl.cli.init_cmd",
     "usagectl.cli.db_cmd",
     "usagectl.cli.config_cmd",
+    "usagectl.cli.collect_cmd",
     "usagectl.cli.rollup_cmd",
     "usagectl.cli.report_cmd",
     "usagectl.cli.tenants_cmd",

@@ -31,6 +31,23 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _holder_is_dead(holder: str | None) -> bool:
+    """True when the holder ran on this host and its process is gone (killed with -9, say): its lease need not
+    run out before the next run may start."""
+    if not holder:
+        return False
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _busy(name: str, wait: float, holder: str | None = None) -> LockBusyError:
     who = f" (held by {holder})" if holder else ""
     return LockBusyError(
@@ -85,8 +102,12 @@ def _sqlite_lock(store: Store, name: str, wait: float, poll: float) -> Iterator[
     while True:
         now = utcnow()
         with store.engine.begin() as conn:
-            # Clear a lease its holder stopped renewing (crashed or killed).
+            # Clear a lease its holder stopped renewing, or whose holder on this host is gone.
             conn.execute(delete(job_locks).where(job_locks.c.name == name, job_locks.c.expires_at < now))
+            if _holder_is_dead(current_holder):
+                conn.execute(
+                    delete(job_locks).where(job_locks.c.name == name, job_locks.c.holder == current_holder)
+                )
             try:
                 conn.execute(
                     insert(job_locks).values(name=name, holder=me, acquired_at=now, expires_at=now + LEASE)

@@ -1,0 +1,216 @@
+"""usagectl collect: poll the providers for each tenant and day and write raw metrics."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from usagectl.cli.context import get_state
+from usagectl.cli.output import info, stderr_console, stdout_console
+
+if TYPE_CHECKING:
+    from usagectl.collector import CollectResult
+    from usagectl.config import Config, TenantConfig
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "collect",
+        help=(
+            "Poll the providers for each tenant and UTC day and write raw metrics (idempotent: re-collecting a day "
+            "replaces it). Default: yesterday plus the configured lookback. Exit 3 if some tenant or provider failed."
+        ),
+        epilog="Example: usagectl collect --since 2026-11-01 --until 2026-11-23 --tenant acme --provider twilio",
+    )(collect)
+
+
+def collect(
+    ctx: typer.Context,
+    on: Annotated[
+        str | None, typer.Option("--date", help="One UTC day (YYYY-MM-DD, yesterday, -Nd).")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="First day of a backfill.")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last day of a backfill (default: today).")
+    ] = None,
+    lookback: Annotated[
+        int | None, typer.Option("--lookback", min=0, max=60, help="Days before yesterday to re-collect.")
+    ] = None,
+    tenant: Annotated[
+        list[str] | None, typer.Option("--tenant", "-t", help="Only this tenant (repeatable).")
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option("--provider", "-p", help="Only this provider: twilio, sendgrid, openai, events, ailog."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Fetch and print what would be written; write nothing.")
+    ] = False,
+) -> None:
+    from usagectl.collector import collect as run_collect
+    from usagectl.collector import default_window
+    from usagectl.errors import ConfigError, InputError
+    from usagectl.periods import resolve_window
+    from usagectl.providers.registry import build_providers, validate_sources
+
+    state = get_state(ctx)
+    cfg = state.config()
+    if lookback is not None and (on or since or until):
+        raise InputError("--lookback goes with the default window, not with --date or --since/--until")
+    window = resolve_window(on=on, since=since, until=until, default=default_window(cfg, lookback))
+    selected = _select_tenants(cfg, tenant or [])
+    validate_sources(provider)
+    store = state.store()
+    providers = build_providers(cfg, store, only=provider)
+    try:
+        if not providers:
+            raise ConfigError(
+                "no provider is configured: add [providers.twilio], [providers.sendgrid] or [providers.openai]"
+            )
+        if not any(p.applies_to(t) for p in providers for t in selected):
+            raise ConfigError(
+                "no configured provider applies to the selected tenants (check their attribution)"
+            )
+        result = _run(
+            state.quiet,
+            lambda progress, on_start: run_collect(
+                store,
+                cfg,
+                providers,
+                window,
+                tenants=selected,
+                dry_run=dry_run,
+                progress=progress,
+                on_start=on_start,
+            ),
+        )
+    finally:
+        for p in providers:
+            p.close()
+    if dry_run:
+        _print_dry_run(result)
+    _print_summary(result, quiet=state.quiet)
+    if result.exit_code:
+        raise _failure(result)
+
+
+def _failure(result: CollectResult) -> Exception:
+    from usagectl.errors import EXIT_PARTIAL, PartialFailure, UsagectlError
+
+    total, failed = len(result.outcomes), len(result.failed)
+    if result.exit_code == EXIT_PARTIAL:
+        return PartialFailure(
+            f"{failed} of {total} tenant/provider collections failed; the others were written"
+        )
+    return UsagectlError(f"all {total} tenant/provider collections failed; nothing was written")
+
+
+def _select_tenants(cfg: Config, slugs: list[str]) -> list[TenantConfig]:
+    from usagectl.errors import ConfigError, InputError
+
+    if not cfg.tenants:
+        raise ConfigError(
+            "no tenants are configured; add [[tenants]] to the config (usagectl init writes an example)"
+        )
+    if not slugs:
+        return list(cfg.tenants)
+    out = []
+    for slug in dict.fromkeys(slugs):
+        t = cfg.tenant(slug)
+        if t is None:
+            raise InputError(
+                f"--tenant: unknown tenant {slug!r}; `usagectl tenants` or `usagectl config show` lists them"
+            )
+        out.append(t)
+    return out
+
+
+def _run(quiet: bool, run: Callable[[Any, Any], CollectResult]) -> CollectResult:
+    """Run the collection with a progress bar on a TTY (stderr), silently otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return run(None, None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("collecting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr_console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("collect", total=None)
+
+        def on_start(n: int) -> None:
+            bar.update(task, total=n)
+
+        def progress(_tenant: str, _source: str) -> None:
+            bar.advance(task)
+
+        return run(progress, on_start)
+
+
+def _print_dry_run(result: CollectResult) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"dry run: would write {len(result.written)} rows ({result.window.label()})")
+    for col in (
+        "tenant",
+        "date",
+        "source",
+        "sms out/in",
+        "mms out/in",
+        "voice min",
+        "emails",
+        "AI in/out",
+        "jobs",
+        "storage B",
+        "provider $",
+    ):
+        table.add_column(col, justify="left" if col in ("tenant", "date", "source") else "right")
+    for w in result.written:
+        r = w.row
+        table.add_row(
+            w.tenant,
+            w.day.isoformat(),
+            w.source,
+            f"{r.sms_outbound_count:,}/{r.sms_inbound_count:,}",
+            f"{r.mms_outbound_count:,}/{r.mms_inbound_count:,}",
+            f"{r.voice_minutes:,}",
+            f"{r.emails_sent:,}",
+            f"{r.ai_tokens_in:,}/{r.ai_tokens_out:,}",
+            f"{r.jobs_executed:,}",
+            "-" if r.storage_bytes is None else f"{r.storage_bytes:,}",
+            "-" if r.provider_cost_usd is None else str(r.provider_cost_usd),
+        )
+    stdout_console().print(table)
+
+
+def _print_summary(result: CollectResult, *, quiet: bool) -> None:
+    """tenant x provider status on stderr; shown even under -q when something failed (cron mails it)."""
+    if quiet and not result.failed:
+        return
+    from rich.table import Table
+
+    verb = "would write" if result.dry_run else "written"
+    table = Table(title=f"collect {result.window.label()} (UTC)", title_justify="left")
+    for col in ("tenant", "provider", "status", f"days {verb}", "days failed", "error"):
+        table.add_column(col, overflow="fold")
+    for o in result.outcomes:
+        if quiet and o.ok:
+            continue
+        table.add_row(
+            o.tenant,
+            o.source,
+            "ok" if o.ok else "FAILED",
+            str(o.days_ok),
+            str(o.days_failed),
+            "; ".join(o.errors),
+        )
+    console = stderr_console()
+    console.print(table)
+    ok = sum(1 for o in result.outcomes if o.ok)
+    info(f"{ok} of {len(result.outcomes)} tenant/provider collections ok; run {result.run_id}", quiet=quiet)

@@ -1,0 +1,252 @@
+"""Runs providers over tenants x days and writes raw metrics, idempotently.
+
+Each (tenant, provider) pair is one task on a bounded thread pool. A task fetches a day (or a range of days when
+the provider can) and writes each tenant-day in its own transaction, together with its `collection_runs` row, so a
+failure or a kill leaves every tenant-day either as it was or fully replaced. One failing tenant or provider never
+stops the others; the result says which failed and the CLI turns that into exit code 3.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from usagectl.config import Config, TenantConfig
+from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
+from usagectl.periods import Window, utc_today
+from usagectl.providers.base import MetricRow, Provider, ProviderError
+from usagectl.store.engine import Store
+from usagectl.store.locks import job_lock
+from usagectl.store.metrics import upsert_metric
+from usagectl.store.tables import collection_runs, utcnow
+from usagectl.store.tenants import list_tenants
+
+MAX_ERROR_CHARS = 500
+
+
+def default_window(cfg: Config, lookback: int | None = None, today: date | None = None) -> Window:
+    """Yesterday (UTC) plus `lookback` days before it: providers finalise usage late."""
+    days_back = cfg.collect.lookback_days if lookback is None else lookback
+    end = today or utc_today()  # exclusive: today is still in progress
+    return Window(end - timedelta(days=1 + days_back), end)
+
+
+@dataclass(frozen=True)
+class Written:
+    tenant: str
+    source: str
+    day: date
+    row: MetricRow
+
+
+@dataclass
+class TaskOutcome:
+    """One tenant x provider over the window."""
+
+    tenant: str
+    source: str
+    days_ok: int = 0
+    days_failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.days_failed == 0
+
+
+@dataclass
+class CollectResult:
+    run_id: str
+    window: Window
+    dry_run: bool
+    outcomes: list[TaskOutcome]
+    written: list[Written]  # what was (or, in a dry run, would have been) written
+
+    @property
+    def failed(self) -> list[TaskOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def exit_code(self) -> int:
+        if not self.failed:
+            return EXIT_OK
+        if all(o.days_ok == 0 for o in self.outcomes):
+            return EXIT_FAILURE  # nothing could run
+        return EXIT_PARTIAL
+
+
+Progress = Callable[[str, str], None]  # called with (tenant, source) as each task ends
+
+
+def _short(message: str) -> str:
+    text = " ".join(message.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+class _Writer:
+    """Serialises SQLite writers in this process (SQLite has one writer at a time anyway; doing it here avoids
+    busy-waits and lock-upgrade failures between our own threads). PostgreSQL writes run concurrently."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self._lock = threading.Lock() if store.dialect == "sqlite" else None
+
+    def _begin(self) -> Any:
+        return self.store.engine.begin()
+
+    def _guard(self) -> Any:
+        return self._lock if self._lock is not None else _NullLock()
+
+    def start(self, tenant_id: int, source: str, day: date) -> int:
+        with self._guard(), self._begin() as conn:
+            pk = conn.execute(
+                insert(collection_runs)
+                .values(
+                    run_id=self.run_id,
+                    tenant_id=tenant_id,
+                    source=source,
+                    date=day,
+                    status="running",
+                    started_at=utcnow(),
+                )
+                .returning(collection_runs.c.id)
+            ).scalar_one()
+        return int(pk)
+
+    def commit_day(self, run_pk: int, tenant_id: int, source: str, day: date, row: MetricRow) -> None:
+        # The metric row and the run's "ok" commit together: the log never claims a write that did not happen.
+        with self._guard(), self._begin() as conn:
+            upsert_metric(conn, tenant_id, day, source, row)
+            conn.execute(
+                update(collection_runs)
+                .where(collection_runs.c.id == run_pk)
+                .values(status="ok", rows_written=1 + len(row.ai_models), finished_at=utcnow())
+            )
+
+    def fail(self, run_pk: int, message: str) -> None:
+        with self._guard(), self._begin() as conn:
+            conn.execute(
+                update(collection_runs)
+                .where(collection_runs.c.id == run_pk)
+                .values(status="failed", error=_short(message), finished_at=utcnow())
+            )
+
+
+class _NullLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
+    many = getattr(provider, "collect_days", None)
+    if many is not None and len(days) > 1:
+        got: dict[date, MetricRow] = many(tenant, list(days))
+        return got
+    return {d: provider.collect_day(tenant, d) for d in days}
+
+
+def _run_task(
+    provider: Provider,
+    tenant: TenantConfig,
+    tenant_id: int,
+    window: Window,
+    writer: _Writer | None,
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> TaskOutcome:
+    outcome = TaskOutcome(tenant.slug, provider.source)
+    days = list(window)
+    run_pks = {d: writer.start(tenant_id, provider.source, d) for d in days} if writer else {}
+    try:
+        rows = _fetch(provider, tenant, days)
+    except ProviderError as exc:
+        rows = {}
+        fetch_error: str | None = str(exc)
+    except Exception as exc:  # a provider bug must not take the other tenants down
+        rows = {}
+        fetch_error = f"{type(exc).__name__}: {exc}"
+    else:
+        fetch_error = None
+    for d in days:
+        row = rows.get(d)
+        if row is None:
+            message = fetch_error or f"{provider.source} returned no data for {d}"
+            outcome.days_failed += 1
+            if message not in outcome.errors:
+                outcome.errors.append(_short(message))
+            if writer:
+                writer.fail(run_pks[d], message)
+            continue
+        if writer:
+            try:
+                writer.commit_day(run_pks[d], tenant_id, provider.source, d, row)
+            except Exception as exc:
+                outcome.days_failed += 1
+                outcome.errors.append(_short(f"writing {d}: {type(exc).__name__}: {exc}"))
+                writer.fail(run_pks[d], f"write failed: {type(exc).__name__}")
+                continue
+        outcome.days_ok += 1
+        with written_lock:
+            written.append(Written(tenant.slug, provider.source, d, row))
+    return outcome
+
+
+def collect(
+    store: Store,
+    cfg: Config,
+    providers: Sequence[Provider],
+    window: Window,
+    *,
+    tenants: Sequence[TenantConfig] | None = None,
+    dry_run: bool = False,
+    workers: int | None = None,
+    lock_wait: float = 10.0,
+    progress: Progress | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> CollectResult:
+    """Collect every (tenant, provider) pair over the window. `tenants` defaults to every configured tenant."""
+    selected = list(cfg.tenants if tenants is None else tenants)
+    with store.engine.connect() as conn:
+        ids = {t.slug: t.id for t in list_tenants(conn)}
+    pairs = [(p, t) for t in selected for p in providers if p.applies_to(t)]
+    run_id = str(uuid.uuid4())
+    written: list[Written] = []
+    written_lock = threading.Lock()
+    outcomes: list[TaskOutcome] = []
+    if on_start:
+        on_start(len(pairs))
+
+    def run_all(writer: _Writer | None) -> None:
+        with ThreadPoolExecutor(
+            max_workers=workers or cfg.collect.workers, thread_name_prefix="collect"
+        ) as pool:
+            futures = {
+                pool.submit(_run_task, p, t, ids[t.slug], window, writer, written, written_lock): (t, p)
+                for p, t in pairs
+            }
+            for fut in as_completed(futures):
+                outcomes.append(fut.result())
+                if progress:
+                    t, p = futures[fut]
+                    progress(t.slug, p.source)
+
+    if dry_run:
+        run_all(None)
+    else:
+        with job_lock(store, wait=lock_wait):
+            run_all(_Writer(store, run_id))
+    order = {(t.slug, p.source): i for i, (p, t) in enumerate(pairs)}
+    outcomes.sort(key=lambda o: order[(o.tenant, o.source)])
+    written.sort(key=lambda w: (w.tenant, w.day, w.source))
+    return CollectResult(run_id, window, dry_run, outcomes, written)
