@@ -36,7 +36,9 @@ class AppState:
 
             cfg = self.config()
             store = open_store(cfg.database_url())
-            if sync_tenants:
+            # Only a real config file is the list of tenants: running on built-in defaults (no file) must not
+            # mark every tenant in a shared database inactive.
+            if sync_tenants and cfg.source is not None:
                 sync(store, cfg.tenants)
             self._store = store
         return self._store

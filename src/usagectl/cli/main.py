@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "usagectl.cli.report_cmd",
     "usagectl.cli.tenants_cmd",
     "usagectl.cli.export_cmd",
+    "usagectl.cli.demo_cmd",
 )
 
 app = typer.Typer(
