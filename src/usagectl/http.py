@@ -51,8 +51,9 @@ class RateLimiter:
             time.sleep(start - now)
 
 
-def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds the server asked us to wait, from Retry-After or X-RateLimit-Reset; None if it did not say."""
+def server_wait(status: int, headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait, from Retry-After or (on a 429 only: SendGrid sends it on every
+    response) X-RateLimit-Reset; None if it did not say."""
     retry_after = headers.get("retry-after")
     if retry_after:
         value = retry_after.strip()
@@ -65,7 +66,7 @@ def server_wait(headers: Mapping[str, str], now: float | None = None) -> float |
                 when = None
             if when is not None:
                 return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    reset = headers.get("x-ratelimit-reset")
+    reset = headers.get("x-ratelimit-reset") if status == 429 else None
     if reset:
         try:
             return max(0.0, float(reset) - (time.time() if now is None else now))
@@ -175,7 +176,7 @@ class Http:
                 continue
             if response.status_code not in RETRY_STATUSES or attempt >= self.policy.max_retries:
                 return response
-            wait = server_wait(response.headers)
+            wait = server_wait(response.status_code, response.headers)
             if wait is not None and wait > MAX_SERVER_WAIT:
                 return response
             time.sleep(max(backoff(attempt), wait or 0.0))

@@ -6,6 +6,7 @@ from datetime import date
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from usagectl.pricing import round_micro
 from usagectl.providers.base import MetricRow
 from usagectl.store.tables import usage_metrics, usage_metrics_ai_models, utcnow
 
@@ -19,7 +20,11 @@ def upsert_metric(conn: Connection, tenant_id: int, day: date, source: str, row:
         & (usage_metrics.c.date == day)
         & (usage_metrics.c.source == source)
     )
-    values = {**row.counts(), "provider_cost_usd": row.provider_cost_usd, "updated_at": now}
+    cost = row.provider_cost_usd
+    if cost is not None:
+        # Providers report amounts finer than we store (OpenAI sends long floats): round half-up to the micro-dollar.
+        cost = round_micro(cost)
+    values = {**row.counts(), "provider_cost_usd": cost, "updated_at": now}
     # A portable upsert: update, insert when nothing matched. The unique key makes a racing second insert fail
     # (and its transaction roll back) instead of double counting.
     existing = conn.execute(select(usage_metrics.c.id).where(key)).scalar()
