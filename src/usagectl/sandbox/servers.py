@@ -91,7 +91,9 @@ class ProviderServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=f"sandbox-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name=f"sandbox-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
