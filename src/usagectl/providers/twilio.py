@@ -175,31 +175,33 @@ class Twilio:
         start, end = min(days), max(days)
         counts: dict[date, dict[str, int]] = {d: {} for d in days}
         price: dict[date, Decimal] = {d: Decimal(0) for d in days}
-        for category, column in CATEGORIES.items():
-            what = f"usage records {category} {start}..{end}"
-            for rec in self._pages(
-                partial(
-                    account.usage.records.daily.page,
-                    category=category,
-                    start_date=start.isoformat(),
-                    end_date=end.isoformat(),
-                    include_subaccounts=include_subaccounts,
-                    page_size=PAGE_SIZE,
-                ),
-                what,
-            ):
-                day = _record_day(rec.start_date)
-                if day not in counts or rec.category != category:
-                    continue
-                if column == "voice_minutes":
-                    # `usage` is minutes, already rounded up per call by Twilio.
-                    minutes = as_decimal(rec.usage, f"{category} usage on {day}")
-                    value = int(minutes.to_integral_value(rounding="ROUND_CEILING"))
-                else:
-                    value = as_int(rec.count, f"{category} count on {day}")
-                counts[day][column] = counts[day].get(column, 0) + value
-                if rec.price is not None and rec.price != "":
-                    price[day] += abs(as_decimal(_exact(rec.price), f"{category} price on {day}"))
+        # One listing of every category (Twilio has hundreds; a page of 1000 holds a few days of them) costs one
+        # request where a request per category would cost six.
+        what = f"usage records {start}..{end}"
+        for rec in self._pages(
+            partial(
+                account.usage.records.daily.page,
+                start_date=start.isoformat(),
+                end_date=end.isoformat(),
+                include_subaccounts=include_subaccounts,
+                page_size=PAGE_SIZE,
+            ),
+            what,
+        ):
+            category = rec.category
+            column = CATEGORIES.get(category)
+            day = _record_day(rec.start_date)
+            if column is None or day not in counts:
+                continue  # the totals (sms, calls, ...) and everything we do not meter
+            if column == "voice_minutes":
+                # `usage` is minutes, already rounded up per call by Twilio.
+                minutes = as_decimal(rec.usage, f"{category} usage on {day}")
+                value = int(minutes.to_integral_value(rounding="ROUND_CEILING"))
+            else:
+                value = as_int(rec.count, f"{category} count on {day}")
+            counts[day][column] = counts[day].get(column, 0) + value
+            if rec.price is not None and rec.price != "":
+                price[day] += abs(as_decimal(_exact(rec.price), f"{category} price on {day}"))
         return {d: MetricRow(**counts[d], provider_cost_usd=price[d]) for d in days}  # type: ignore[arg-type]
 
     def _numbers_day(self, account: Any, numbers: Sequence[str], day: date) -> MetricRow:

@@ -32,6 +32,8 @@ class Fault:
     times: int | None = 1  # None: every matching request
     retry_after: float | None = 1  # seconds, for 429 (None: no Retry-After/X-RateLimit-Reset header)
     delay: float = 0.0  # for "hang": seconds to stall before answering
+    every: int = 1  # hit only every n-th matching request (e.g. a 429 on one request in 50)
+    _matched: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Seen:
     status: int
     at: float  # time.monotonic() when the request arrived
     authorization: str | None
+    duration: float = 0.0  # seconds from arrival to the response being written
 
 
 class Reply(Exception):
@@ -118,11 +121,12 @@ class ProviderServer:
         times: int | None = 1,
         retry_after: float | None = 1,
         delay: float = 0.0,
+        every: int = 1,
     ) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
         with self._lock:
-            self.faults.append(Fault(kind, match, times, retry_after, delay))
+            self.faults.append(Fault(kind, match, times, retry_after, delay, every))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -136,6 +140,9 @@ class ProviderServer:
         with self._lock:
             for f in self.faults:
                 if f.match is None or f.match in target:
+                    f._matched += 1
+                    if f._matched % f.every:
+                        continue
                     if f.times is not None:
                         f.times -= 1
                         if f.times <= 0:
@@ -201,6 +208,7 @@ def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
                     status,
                     arrived,
                     headers.get("authorization"),
+                    time.monotonic() - arrived,
                 )
             )
             self.send_response(status)
