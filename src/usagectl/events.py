@@ -131,11 +131,9 @@ def _string(obj: Mapping[str, Any], key: str, limit: int) -> str:
 
 
 def parse_value(value: Any) -> int:
+    # Exact integers only: a JSON float (1.0, 1e3) may already have lost digits.
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise EventError(f"value {value!r} is not an integer")
+        raise EventError(f"value {value!r} is not an integer")
     if value < 0:
         raise EventError(f"value {value} is negative")
     if value > MAX_VALUE:
@@ -195,7 +193,7 @@ def _insert_sql(store: Store) -> str:
         dialect: Any = sqlite.dialect(paramstyle="qmark")
     else:
         stmt = postgresql.insert(usage_events).on_conflict_do_nothing(index_elements=["source", "event_id"])
-        dialect = postgresql.dialect(paramstyle="format")
+        dialect = postgresql.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
     values = {c: None for c in _COLUMNS}
     compiled = stmt.values(values).compile(dialect=dialect)
     order = tuple(compiled.positiontup or ())
