@@ -272,7 +272,7 @@ def ingest_lines(
                 # The fast path covers the common well-formed line; anything unusual goes through parse_event
                 # for the exact reason.
                 try:
-                    doc = line.decode() if type(line) is bytes else line
+                    doc = line.decode() if isinstance(line, bytes) else line
                     # The C scanner directly: json.loads adds two regex matches and three calls per line.
                     obj, end = scan(doc, 0)
                     if end != len(doc) and doc[end:].strip():
