@@ -18,8 +18,11 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from usagectl.config import parse
 from usagectl.events import BATCH_ROWS, ingest
@@ -118,6 +121,23 @@ def run_bare(db: Path, n: int, tenants: int) -> float:
     return n / dt
 
 
+@contextmanager
+def pg_schema(base_url: str) -> Iterator[str]:
+    """A throw-away schema in the given database, selected through search_path."""
+    import psycopg
+
+    name = f"usagectl_bench_{os.getpid()}"
+    plain = base_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    sep = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{sep}options={quote(f'-csearch_path={name}')}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -144,7 +164,8 @@ def main() -> None:
     )
     if args.pg_url:
         print("PostgreSQL:")
-        run_ours(args.pg_url, path, args.tenants)
+        with pg_schema(args.pg_url) as url:
+            run_ours(url, path, args.tenants)
     path.unlink()
 
 
