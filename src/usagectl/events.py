@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from usagectl.config import Config
@@ -185,21 +185,32 @@ def tenant_ids(conn: Connection) -> dict[str, int]:
 # --- writers -----------------------------------------------------------------------------------------------
 
 
+# PostgreSQL array types of _COLUMNS, for the one-statement-per-batch unnest() insert.
+_PG_ARRAYS = ("integer[]", "text[]", "text[]", "text[]", "bigint[]", "timestamptz[]", "timestamptz[]")
+
+
 def _insert_sql(store: Store) -> str:
-    """INSERT ... ON CONFLICT (source, event_id) DO NOTHING with positional parameters in _COLUMNS order,
-    compiled by SQLAlchemy's dialect insert so the SQL matches the table definition."""
+    """INSERT ... ON CONFLICT (source, event_id) DO NOTHING, compiled by SQLAlchemy's dialect insert so the SQL
+    matches the table definition, with positional parameters in _COLUMNS order.
+
+    SQLite: one row of parameters per event (executemany). PostgreSQL: one parameter per column holding the whole
+    batch as an array, INSERT ... SELECT FROM unnest(...): one statement per batch instead of one per row."""
+    conflict = {"index_elements": ["source", "event_id"]}
     if store.dialect == "sqlite":
-        stmt: Any = sqlite.insert(usage_events).on_conflict_do_nothing(index_elements=["source", "event_id"])
-        dialect: Any = sqlite.dialect(paramstyle="qmark")
+        stmt: Any = sqlite.insert(usage_events).values({c: None for c in _COLUMNS})
+        compiled = stmt.on_conflict_do_nothing(**conflict).compile(dialect=sqlite.dialect(paramstyle="qmark"))
     else:
-        stmt = postgresql.insert(usage_events).on_conflict_do_nothing(index_elements=["source", "event_id"])
+        arrays = ", ".join(f"CAST(:{c} AS {t})" for c, t in zip(_COLUMNS, _PG_ARRAYS, strict=True))
+        rows = text(f"SELECT * FROM unnest({arrays})").columns(*(usage_events.c[c] for c in _COLUMNS))
+        stmt = postgresql.insert(usage_events).from_select(list(_COLUMNS), rows)
         dialect = postgresql.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
-    values = {c: None for c in _COLUMNS}
-    compiled = stmt.values(values).compile(dialect=dialect)
+        compiled = stmt.on_conflict_do_nothing(**conflict).compile(dialect=dialect)
     order = tuple(compiled.positiontup or ())
     if order != _COLUMNS:
         raise AssertionError(f"unexpected parameter order {order}")
-    return str(compiled)
+    sql = str(compiled)
+    # psycopg: send the arrays in binary (%b), which skips quoting every string of the batch as array text.
+    return sql if store.dialect == "sqlite" else sql.replace("%s", "%b")
 
 
 def _sqlite_time(dt: datetime) -> str:
@@ -219,7 +230,10 @@ def _write_batch(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int
         return 0
     cursor = conn.connection.cursor()
     try:
-        cursor.executemany(sql, rows)
+        if conn.dialect.name == "sqlite":
+            cursor.executemany(sql, rows)
+        else:
+            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
         count = cursor.rowcount
     finally:
         cursor.close()
