@@ -422,7 +422,7 @@ def record(
         check_metric(metric, metrics)
         if isinstance(value, str):
             try:
-                number: Any = int(value.strip().replace("_", ""))
+                number: Any = int(value.strip())
             except ValueError:
                 raise EventError(f"value {value!r} is not an integer") from None
         else:
