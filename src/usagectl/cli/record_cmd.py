@@ -23,8 +23,14 @@ def register(app: typer.Typer) -> None:
 
 def record(
     ctx: typer.Context,
-    metric: Annotated[str, typer.Argument(help="jobs_executed, storage_bytes, or one declared in [events].")],
-    value: Annotated[str, typer.Argument(help="A non-negative integer.")],
+    metric: Annotated[
+        str,
+        typer.Argument(
+            help="jobs_executed, storage_bytes, or one declared in the config (events.metrics).",
+            metavar="METRIC",
+        ),
+    ],
+    value: Annotated[str, typer.Argument(help="A non-negative integer.", metavar="VALUE")],
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="The tenant slug.")],
     event_id: Annotated[
         str | None, typer.Option("--id", help="Event id for deduplication (default: a new UUID).")
