@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, func, select
 
 from usagectl import config as cfgmod
 from usagectl.events import EventError, ingest, parse_line, parse_time
@@ -331,3 +333,50 @@ def test_collect_events_then_rollup(cli: Cli, config: Path, db: Store, tmp_path:
         (ids["globex"], date(2026, 11, 24)): (11, None),
         (ids["globex"], date(2026, 11, 25)): (0, None),
     }
+
+
+@st.composite
+def event_sets(draw: st.DrawFn) -> list[dict[str, Any]]:
+    n = draw(st.integers(0, 25))
+    out = []
+    for i in range(n):
+        # Times on a coarse grid around two UTC midnights, in assorted offsets, so ties and boundaries are common.
+        minute = draw(st.integers(-3, 3)) * 30 + draw(st.sampled_from([0, 24 * 60, 48 * 60]))
+        offset = draw(st.sampled_from([0, 120, -330, 60 * 14]))
+        local = datetime(2026, 11, 24, tzinfo=UTC) + timedelta(minutes=minute + offset)
+        sign = "+" if offset >= 0 else "-"
+        stamp = local.replace(tzinfo=None).isoformat() + (
+            "Z" if offset == 0 else f"{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+        )
+        out.append(
+            event(
+                f"e{draw(st.integers(0, 40)):02d}-{i}",
+                tenant=draw(st.sampled_from(["acme", "globex"])),
+                metric=draw(st.sampled_from(["jobs_executed", "storage_bytes", "api_calls"])),
+                value=draw(st.integers(0, 10**12)),
+                time=stamp,
+            )
+        )
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=event_sets())
+def test_provider_matches_a_plain_model(config: Path, db: Store, events: list[dict[str, Any]]) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(delete(usage_events))
+    cfg = cfgmod.load(config)
+    assert ingest(db, cfg, [json.dumps(e) for e in events], name="h").rejected == 0
+    days = [date(2026, 11, 23) + timedelta(days=i) for i in range(5)]
+    provider = make_events(cfg, db)
+    for tenant in cfg.tenants:
+        mine = [e for e in events if e["subject"] == tenant.slug]
+        expected = {}
+        for d in days:
+            today = [e for e in mine if parse_time(e["time"]).date() == d]
+            jobs = sum(e["data"]["value"] for e in today if e["type"] == "jobs_executed")
+            gauges = [e for e in today if e["type"] == "storage_bytes"]
+            last = max(gauges, key=lambda e: (parse_time(e["time"]), e["id"]), default=None)
+            expected[d] = (jobs, None if last is None else last["data"]["value"])
+        rows = provider.collect_days(tenant, days)  # type: ignore[attr-defined]
+        assert {d: (r.jobs_executed, r.storage_bytes) for d, r in rows.items()} == expected
