@@ -17,7 +17,7 @@ from usagectl import config as cfgmod
 from usagectl.events import EventError, ingest, parse_line, parse_time
 from usagectl.providers.events import make as make_events
 from usagectl.store.engine import Store, open_store
-from usagectl.store.tables import usage_events, usage_rollups_daily
+from usagectl.store.tables import usage_events, usage_metrics, usage_rollups_daily
 from usagectl.store.tenants import get_tenant, sync_tenants
 
 Cli = Callable[..., Any]
@@ -380,3 +380,29 @@ def test_provider_matches_a_plain_model(config: Path, db: Store, events: list[di
             expected[d] = (jobs, None if last is None else last["data"]["value"])
         rows = provider.collect_days(tenant, days)  # type: ignore[attr-defined]
         assert {d: (r.jobs_executed, r.storage_bytes) for d, r in rows.items()} == expected
+
+
+def test_tenants_that_never_sent_events_get_no_events_rows(cli: Cli, config: Path, db: Store) -> None:
+    assert (
+        cli(
+            "-c",
+            str(config),
+            "record",
+            "--tenant",
+            "acme",
+            "jobs_executed",
+            "2",
+            "--at",
+            "2026-11-24T10:00:00Z",
+        ).code
+        == 0
+    )
+    r = cli(
+        "-c", str(config), "collect", "--provider", "events", "--since", "2026-11-23", "--until", "2026-11-24"
+    )
+    assert r.code == 0, r.err
+    with db.engine.connect() as conn:
+        got = {(row.tenant_id, row.date, row.jobs_executed) for row in conn.execute(select(usage_metrics))}
+        acme = get_tenant(conn, "acme").id  # type: ignore[union-attr]
+    # acme: a zero row for its quiet day and its count for the other; globex (no events ever): nothing.
+    assert got == {(acme, date(2026, 11, 23), 0), (acme, date(2026, 11, 24), 2)}

@@ -31,9 +31,20 @@ class EventsProvider:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Tenants that ever sent an event: only they get an `events` row per day (zeros on quiet days), so a
+        # platform that never pushes events does not grow usage_metrics by a row per tenant-day.
+        with store.engine.connect() as conn:
+            self._senders = set(
+                conn.execute(
+                    # One index probe per tenant (usage_events is indexed by tenant_id, occurred_at).
+                    select(tenants.c.slug).where(
+                        select(usage_events.c.id).where(usage_events.c.tenant_id == tenants.c.id).exists()
+                    )
+                ).scalars()
+            )
 
     def applies_to(self, tenant: TenantConfig) -> bool:
-        return True
+        return tenant.slug in self._senders
 
     def _day_expr(self) -> Any:
         e = usage_events.c
