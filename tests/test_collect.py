@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -432,3 +433,27 @@ def test_second_overlapping_run_waits_then_gives_up(sb: Sandbox, store: Store) -
         for p in providers:
             p.close()
     assert rows(store) == {}
+
+
+def test_rate_limit_spaces_requests_across_workers(sb: Sandbox, store: Store) -> None:
+    ts = [tenant(f"t{i}", sendgrid=TenantSendGrid(subuser=f"t{i}")) for i in range(6)]
+    result = run(sb, store, ts, Window.day(D1), rate_limit=10)  # 10 requests/s shared by 4 workers
+    assert result.exit_code == 0
+    arrivals = sorted(s.at for s in sb.sendgrid.seen)
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert len(arrivals) == 6 and min(gaps) >= 0.08, gaps
+
+
+def test_server_wait_reads_retry_after_seconds_dates_and_reset() -> None:
+    from email.utils import format_datetime
+
+    from usagectl.http import server_wait
+
+    now = 1_800_000_000.0
+    assert server_wait(429, {"retry-after": "3"}, now) == 3.0
+    when = format_datetime(datetime.fromtimestamp(now + 7, UTC), usegmt=True)
+    assert server_wait(503, {"retry-after": when}, now) == pytest.approx(7.0)
+    assert server_wait(429, {"x-ratelimit-reset": str(int(now) + 5)}, now) == 5.0
+    # SendGrid sends X-RateLimit-Reset on every response: it is a wait only on a 429.
+    assert server_wait(500, {"x-ratelimit-reset": str(int(now) + 60)}, now) is None
+    assert server_wait(429, {}, now) is None
