@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from usagectl import __version__
-from usagectl.providers.base import ProviderError
+from usagectl.providers.base import CheckResult, ProviderError
 
 USER_AGENT = f"usagectl/{__version__}"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -249,3 +249,23 @@ class PageGuard:
                 f"{self.name}: {self.what}: pagination did not end after {self.max_pages} pages"
             )
         self._seen.add(cursor)
+
+
+def check_endpoint(
+    name: str, build: Callable[[], Http], path: str, params: Any = None, *, ok: str = "credentials accepted"
+) -> list[CheckResult]:
+    """`config check --online` for one credential: build the client (a missing secret fails here) and make one
+    cheap request."""
+    from usagectl.errors import ConfigError
+
+    try:
+        http = build()
+    except ConfigError as exc:
+        return [CheckResult(name, False, str(exc))]
+    try:
+        http.get_json(path, params)
+        return [CheckResult(name, True, ok)]
+    except ProviderError as exc:
+        return [CheckResult(name, False, str(exc))]
+    finally:
+        http.close()

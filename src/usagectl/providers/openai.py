@@ -16,7 +16,7 @@ import httpx
 
 from usagectl.config import Config, OpenAIProvider, TenantConfig
 from usagectl.errors import ConfigError
-from usagectl.http import Http, PageGuard, Policy
+from usagectl.http import Http, PageGuard, Policy, check_endpoint
 from usagectl.pricing import ModelTokens
 from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_decimal, as_int
 
@@ -39,13 +39,9 @@ def error_message(response: httpx.Response) -> str:
     return response.reason_phrase
 
 
-def _where(cfg: Config) -> str:
-    return f"{cfg.source}: " if cfg.source else ""
-
-
 def _http(settings: OpenAIProvider, cfg: Config) -> Http:
     if settings.admin_key is None:
-        raise ConfigError(_where(cfg) + "providers.openai: admin_key_env or admin_key_file is required")
+        raise ConfigError(cfg.where() + "providers.openai: admin_key_env or admin_key_file is required")
     key = settings.admin_key.resolve("providers.openai.admin_key").get_secret_value()
     headers = {"Authorization": f"Bearer {key}"}
     if settings.organization:
@@ -175,7 +171,7 @@ def make(cfg: Config) -> OpenAI | None:
     if settings is None:
         if any(t.openai and t.openai.project_ids for t in cfg.tenants):
             raise ConfigError(
-                _where(cfg)
+                cfg.where()
                 + "tenants have OpenAI project_ids but [providers.openai] is missing (admin_key_env = ...)"
             )
         return None
@@ -186,15 +182,10 @@ def check(cfg: Config) -> list[CheckResult]:
     settings = cfg.providers.openai
     if settings is None:
         return []
-    name = f"openai ({settings.base_url})"
-    try:
-        http = _http(settings, cfg)
-    except ConfigError as exc:
-        return [CheckResult(name, False, str(exc))]
-    try:
-        http.get_json("/v1/organization/projects", [("limit", "1")])
-        return [CheckResult(name, True, "admin key accepted")]
-    except ProviderError as exc:
-        return [CheckResult(name, False, str(exc))]
-    finally:
-        http.close()
+    return check_endpoint(
+        f"openai ({settings.base_url})",
+        lambda: _http(settings, cfg),
+        "/v1/organization/projects",
+        [("limit", "1")],
+        ok="admin key accepted",
+    )

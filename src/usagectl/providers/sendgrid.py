@@ -10,7 +10,7 @@ import httpx
 
 from usagectl.config import Config, SendGridProvider, TenantConfig
 from usagectl.errors import ConfigError
-from usagectl.http import Http, Policy
+from usagectl.http import Http, Policy, check_endpoint
 from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_int
 
 SOURCE = "sendgrid"
@@ -32,7 +32,7 @@ def error_message(response: httpx.Response) -> str:
 
 def _http(settings: SendGridProvider, cfg: Config) -> Http:
     if settings.api_key is None:
-        raise ConfigError(_where(cfg) + "providers.sendgrid: api_key_env or api_key_file is required")
+        raise ConfigError(cfg.where() + "providers.sendgrid: api_key_env or api_key_file is required")
     key = settings.api_key.resolve("providers.sendgrid.api_key").get_secret_value()
     return Http(
         SOURCE,
@@ -42,10 +42,6 @@ def _http(settings: SendGridProvider, cfg: Config) -> Http:
         error_message=error_message,
         secrets=(key,),
     )
-
-
-def _where(cfg: Config) -> str:
-    return f"{cfg.source}: " if cfg.source else ""
 
 
 class SendGrid:
@@ -114,7 +110,7 @@ def make(cfg: Config) -> SendGrid | None:
     if settings is None:
         if any(t.sendgrid for t in cfg.tenants):
             raise ConfigError(
-                _where(cfg) + "tenants use SendGrid but [providers.sendgrid] is missing (api_key_env = ...)"
+                cfg.where() + "tenants use SendGrid but [providers.sendgrid] is missing (api_key_env = ...)"
             )
         return None
     return SendGrid(_http(settings, cfg))
@@ -124,15 +120,10 @@ def check(cfg: Config) -> list[CheckResult]:
     settings = cfg.providers.sendgrid
     if settings is None:
         return []
-    name = f"sendgrid ({settings.base_url})"
-    try:
-        http = _http(settings, cfg)
-    except ConfigError as exc:
-        return [CheckResult(name, False, str(exc))]
-    try:
-        http.get_json("/v3/scopes")
-        return [CheckResult(name, True, "API key accepted")]
-    except ProviderError as exc:
-        return [CheckResult(name, False, str(exc))]
-    finally:
-        http.close()
+    return check_endpoint(
+        f"sendgrid ({settings.base_url})",
+        lambda: _http(settings, cfg),
+        "/v3/scopes",
+        None,
+        ok="API key accepted",
+    )

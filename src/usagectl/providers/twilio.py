@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import partial
@@ -204,8 +204,21 @@ class Twilio:
                 price[day] += abs(as_decimal(_exact(rec.price), f"{category} price on {day}"))
         return {d: MetricRow(**counts[d], provider_cost_usd=price[d]) for d in days}  # type: ignore[arg-type]
 
+    def _ours(
+        self, first: Callable[[], Any], what: str, day: date, outbound: bool, seen: set[str], when: str
+    ) -> Iterator[Any]:
+        """The records of a list filtered by one of our numbers that are ours on `day`, each once. A list by
+        `From=` our number also holds inbound records sent *from* it by the other side of a number-to-number
+        exchange (and `To=` outbound ones): those belong to whoever received them."""
+        for r in self._pages(first, what):
+            if r.sid in seen or not _same_day(getattr(r, when), day):
+                continue
+            if str(r.direction or "").startswith("outbound") != outbound:
+                continue
+            seen.add(r.sid)
+            yield r
+
     def _numbers_day(self, account: Any, numbers: Sequence[str], day: date) -> MetricRow:
-        ours = set(numbers)
         iso = day.isoformat()
         totals = dict.fromkeys(("sms_out", "sms_in", "mms_out", "mms_in", "minutes"), 0)
         cost: Decimal | None = Decimal(0)
@@ -219,38 +232,30 @@ class Twilio:
                 cost += abs(as_decimal(_exact(raw), what))
 
         for number in numbers:
-            for direction_filter, kwargs in (("outbound", {"from_": number}), ("inbound", {"to": number})):
-                what = f"messages {direction_filter} {number} {iso}"
-                for m in self._pages(
-                    partial(account.messages.page, date_sent=iso, page_size=PAGE_SIZE, **kwargs),
-                    what,
+            for outbound, by_number in ((True, {"from_": number}), (False, {"to": number})):
+                side = "outbound" if outbound else "inbound"
+                for m in self._ours(
+                    partial(account.messages.page, date_sent=iso, page_size=PAGE_SIZE, **by_number),
+                    f"messages {side} {number} {iso}",
+                    day,
+                    outbound,
+                    seen,
+                    "date_sent",
                 ):
-                    if m.sid in seen or not _same_day(m.date_sent, day):
-                        continue
-                    outbound = str(m.direction or "").startswith("outbound")
-                    if outbound != (direction_filter == "outbound"):
-                        continue  # e.g. an inbound message *from* one of our numbers belongs to the other side
-                    if (m.from_ if outbound else m.to) not in ours:
-                        continue
-                    seen.add(m.sid)
-                    mms = as_int(m.num_media or "0", f"num_media of {m.sid}") > 0
-                    if mms:
+                    if as_int(m.num_media or "0", f"num_media of {m.sid}") > 0:
                         totals["mms_out" if outbound else "mms_in"] += 1
                     else:
                         segments = as_int(m.num_segments or "1", f"num_segments of {m.sid}")
                         totals["sms_out" if outbound else "sms_in"] += segments
                     add_price(m.price, f"price of {m.sid}")
-                what = f"calls {direction_filter} {number} {iso}"
-                for c in self._pages(
-                    partial(account.calls.page, start_time=iso, page_size=PAGE_SIZE, **kwargs),
-                    what,
+                for c in self._ours(
+                    partial(account.calls.page, start_time=iso, page_size=PAGE_SIZE, **by_number),
+                    f"calls {side} {number} {iso}",
+                    day,
+                    outbound,
+                    seen,
+                    "start_time",
                 ):
-                    if c.sid in seen or not _same_day(c.start_time, day):
-                        continue
-                    outbound = str(c.direction or "").startswith("outbound")
-                    if outbound != (direction_filter == "outbound"):
-                        continue
-                    seen.add(c.sid)
                     seconds = as_int(c.duration or "0", f"duration of {c.sid}")
                     totals["minutes"] += math.ceil(seconds / 60)  # billed per started minute
                     add_price(c.price, f"price of {c.sid}")
@@ -305,16 +310,12 @@ def _provider_error(exc: Exception, what: str, secrets: tuple[str, ...]) -> Prov
     return ProviderError(f"{SOURCE}: HTTP {status} on {what}: {detail}", retryable=retryable)
 
 
-def _where(cfg: Config) -> str:
-    return f"{cfg.source}: " if cfg.source else ""
-
-
 def _platform(settings: TwilioProvider, cfg: Config) -> tuple[str, str] | None:
     if settings.account_sid is None and settings.auth_token is None:
         return None
     if settings.account_sid is None or settings.auth_token is None:
         raise ConfigError(
-            _where(cfg) + "providers.twilio: give both account_sid and auth_token_env (or _file)"
+            cfg.where() + "providers.twilio: give both account_sid and auth_token_env (or _file)"
         )
     token = settings.auth_token.resolve("providers.twilio.auth_token").get_secret_value()
     return settings.account_sid, token
@@ -333,11 +334,11 @@ def make(cfg: Config) -> Twilio | None:
             continue
         if tw.mode == "own":
             assert tw.auth_token is not None
-            key = f"{_where(cfg)}tenants[{i}].twilio.auth_token"
+            key = f"{cfg.where()}tenants[{i}].twilio.auth_token"
             tokens[t.slug] = tw.auth_token.resolve(key).get_secret_value()
         elif platform is None:
             raise ConfigError(
-                f"{_where(cfg)}tenants[{i}] ({t.slug}) is attributed through the platform Twilio account, but "
+                f"{cfg.where()}tenants[{i}] ({t.slug}) is attributed through the platform Twilio account, but "
                 "[providers.twilio] has no account_sid/auth_token_env"
             )
     http = Http(
