@@ -457,3 +457,31 @@ def test_server_wait_reads_retry_after_seconds_dates_and_reset() -> None:
     # SendGrid sends X-RateLimit-Reset on every response: it is a wait only on a 429.
     assert server_wait(500, {"x-ratelimit-reset": str(int(now) + 60)}, now) is None
     assert server_wait(429, {}, now) is None
+
+
+def test_twilio_platform_api_key_acts_for_its_parent_account(sb: Sandbox, store: Store) -> None:
+    """An API key (SK...) authenticates; the resources stay under parent_account_sid's subaccounts."""
+    key_sid, key_secret = twilio_sid("SK", "ops-key"), "api-key-secret-value"
+    sb.twilio_accounts.api_keys[key_sid] = key_secret
+    sb.world.set_usage_record(SUB, D1, "sms-outbound", 11, price="0.0869")
+    cfg = sb.config([tenant("acme", twilio=TenantTwilio(subaccount_sid=SUB))])
+    assert cfg.providers.twilio is not None
+    twilio = cfg.providers.twilio.model_copy(
+        update={
+            "account_sid": key_sid,
+            "parent_account_sid": sb.twilio_accounts.master_sid,
+            "auth_token": sb.secret_file("api-key", key_secret),
+        }
+    )
+    cfg = cfg.model_copy(update={"providers": cfg.providers.model_copy(update={"twilio": twilio})})
+    sync_tenants(store, cfg.tenants)
+    providers = build_providers(cfg, store, only=["twilio"])
+    try:
+        result = collect(store, cfg, providers, Window.day(D1))
+    finally:
+        for p in providers:
+            p.close()
+    assert result.exit_code == 0, result.outcomes
+    assert rows(store)[("acme", D1, "twilio")]["sms_outbound_count"] == 11
+    (seen,) = sb.twilio.requests("/Usage/")
+    assert seen.path.startswith(f"/2010-04-01/Accounts/{SUB}/")

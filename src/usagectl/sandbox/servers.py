@@ -275,6 +275,8 @@ class TwilioAccounts:
     master_token: str
     # Accounts with credentials of their own (tenants bringing their own Twilio account): sid -> token.
     own: dict[str, str] = field(default_factory=dict)
+    # API keys of the master account: SK... -> secret (they act as the master account).
+    api_keys: dict[str, str] = field(default_factory=dict)
 
 
 def _rfc2822(dt: datetime) -> str:
@@ -311,7 +313,9 @@ class TwilioServer(ProviderServer):
             raise self._fail(401, "Authenticate")
         user, password = creds
         a = self.accounts
-        if user == a.master_sid and password == a.master_token:
+        if (user == a.master_sid and password == a.master_token) or (
+            user in a.api_keys and a.api_keys[user] == password
+        ):
             if account_sid in a.own:  # someone else's account
                 raise self._fail(
                     404, f"The requested resource /2010-04-01/Accounts/{account_sid}.json was not found"
