@@ -201,7 +201,7 @@ class Twilio:
                 value = as_int(rec.count, f"{category} count on {day}")
             counts[day][column] = counts[day].get(column, 0) + value
             if rec.price is not None and rec.price != "":
-                price[day] += abs(as_decimal(_exact(rec.price), f"{category} price on {day}"))
+                price[day] += abs(as_decimal(rec.price, f"{category} price on {day}"))
         return {d: MetricRow(**counts[d], provider_cost_usd=price[d]) for d in days}  # type: ignore[arg-type]
 
     def _ours(
@@ -229,7 +229,7 @@ class Twilio:
             if raw is None or raw == "":
                 cost = None  # Twilio has not priced it yet: the day's provider cost is unknown, not lower
             elif cost is not None:
-                cost += abs(as_decimal(_exact(raw), what))
+                cost += abs(as_decimal(raw, what))
 
         for number in numbers:
             for outbound, by_number in ((True, {"from_": number}), (False, {"to": number})):
@@ -269,11 +269,6 @@ class Twilio:
         )
 
 
-def _exact(value: Any) -> Any:
-    # The SDK parses JSON with floats; a float's repr is the text Twilio sent (prices have few digits).
-    return repr(value) if isinstance(value, float) else value
-
-
 def _same_day(when: Any, day: date) -> bool:
     return isinstance(when, datetime) and when.astimezone(UTC).date() == day
 
@@ -305,7 +300,7 @@ def _provider_error(exc: Exception, what: str, secrets: tuple[str, ...]) -> Prov
             message = ""
     elif message and code:
         message = f"{message} (Twilio error {code})"
-    detail = scrub(str(message or exc.args[0] if exc.args else type(exc).__name__), secrets)
+    detail = scrub(str(message or (exc.args[0] if exc.args else type(exc).__name__)), secrets)
     retryable = status in (429, 500, 502, 503, 504)
     return ProviderError(f"{SOURCE}: HTTP {status} on {what}: {detail}", retryable=retryable)
 
