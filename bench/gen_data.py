@@ -30,14 +30,13 @@ from typing import Any
 from usagectl.config import Config, parse
 from usagectl.store.tables import METRIC_COLUMNS, SCHEMA_HEAD
 
-GEN_VERSION = 1  # bump when the generated data changes
+GEN_VERSION = 2  # bump when the generated data changes
 START = date(2026, 1, 1)
 SOURCES = ("twilio", "sendgrid", "openai", "events")
 PLANS = ("starter", "pro", "elite")
 MODELS = ("gpt-4o", "gpt-4o-mini")
 AI_MODEL_EVERY = 10  # one tenant in ten has per-model AI rows
-BATCH = 200_000
-NOW = datetime(2026, 4, 1, 3, 0, 0, tzinfo=UTC)
+NOW = datetime(2025, 12, 1, tzinfo=UTC)  # when the tenants were added
 
 CACHE = Path(os.environ.get("USAGECTL_BENCH_CACHE", "/tmp/usagectl-bench"))
 
@@ -89,38 +88,39 @@ def slug(tenant_id: int) -> str:
     return f"t{tenant_id:05d}"
 
 
-def _metric_rows(tenant_id: int, days: int) -> Iterator[tuple[Any, ...]]:
-    """(tenant_id, day index, source, 10 counts, storage_bytes, provider_cost micro-USD) for one tenant."""
+def collected_at(tenant_id: int, day: int) -> datetime:
+    """When collect wrote a tenant-day: the next morning from 02:00 UTC, tenants one after another."""
+    return datetime.combine(START, datetime.min.time(), UTC) + timedelta(
+        days=day + 1, hours=2, microseconds=tenant_id * 250_000
+    )
+
+
+def _metric_rows(tenant_id: int, d: int) -> Iterator[tuple[str, tuple[int, ...], int | None, int | None]]:
+    """(source, 10 counts, storage_bytes, provider_cost micro-USD) of one tenant-day."""
     scale = 1 + (tenant_id * 7919) % 97  # tenants differ by two orders of magnitude
-    zero = (0,) * len(METRIC_COLUMNS)
-    for d in range(days):
-        wiggle = 1 + (tenant_id + d * 31) % 13
-        sms_out = scale * wiggle * 3
-        sms_in = scale * wiggle
-        mms = scale * (d % 3)
-        voice = scale * (wiggle % 5)
-        twilio = (sms_out, sms_in, mms, mms // 2, voice, 0, 0, 0, 0, 0)
-        sent = scale * wiggle * 20
-        sendgrid = (0, 0, 0, 0, 0, sent, sent - wiggle, 0, 0, 0)
-        tin, tout = scale * wiggle * 1500, scale * wiggle * 400
-        openai = (0, 0, 0, 0, 0, 0, 0, tin, tout, 0)
-        events = (*zero[:9], scale * wiggle * 2)
-        yield tenant_id, d, "twilio", twilio, None, (sms_out + sms_in) * 7_500
-        yield tenant_id, d, "sendgrid", sendgrid, None, None
-        yield tenant_id, d, "openai", openai, None, tin * 2 + tout * 8
-        yield tenant_id, d, "events", events, scale * 1_000_000 + d * 4096, None
+    wiggle = 1 + (tenant_id + d * 31) % 13
+    sms_out = scale * wiggle * 3
+    sms_in = scale * wiggle
+    mms = scale * (d % 3)
+    voice = scale * (wiggle % 5)
+    sent = scale * wiggle * 20
+    tin, tout = scale * wiggle * 1500, scale * wiggle * 400
+    yield "twilio", (sms_out, sms_in, mms, mms // 2, voice, 0, 0, 0, 0, 0), None, (sms_out + sms_in) * 7_500
+    yield "sendgrid", (0, 0, 0, 0, 0, sent, sent - wiggle, 0, 0, 0), None, None
+    yield "openai", (0, 0, 0, 0, 0, 0, 0, tin, tout, 0), None, tin * 2 + tout * 8
+    yield "events", (0, 0, 0, 0, 0, 0, 0, 0, 0, scale * wiggle * 2), scale * 1_000_000 + d * 4096, None
 
 
-def _model_rows(tenant_id: int, days: int) -> Iterator[tuple[int, int, str, int, int, int]]:
+def _model_rows(tenant_id: int, d: int) -> Iterator[tuple[str, int, int, int]]:
+    """(model, tokens in, out, cached in) of one tenant-day: a subset of its openai row."""
     if tenant_id % AI_MODEL_EVERY:
         return
     scale = 1 + (tenant_id * 7919) % 97
-    for d in range(days):
-        wiggle = 1 + (tenant_id + d * 31) % 13
-        tin, tout = scale * wiggle * 1500, scale * wiggle * 400
-        # A subset of the openai row's totals: 60% / 30% by model, the rest unattributed.
-        yield tenant_id, d, MODELS[0], tin * 6 // 10, tout * 6 // 10, tin // 10
-        yield tenant_id, d, MODELS[1], tin * 3 // 10, tout * 3 // 10, 0
+    wiggle = 1 + (tenant_id + d * 31) % 13
+    tin, tout = scale * wiggle * 1500, scale * wiggle * 400
+    # 60% / 30% by model, the rest unattributed.
+    yield MODELS[0], tin * 6 // 10, tout * 6 // 10, tin // 10
+    yield MODELS[1], tin * 3 // 10, tout * 3 // 10, 0
 
 
 def _sqlite_ts(dt: datetime) -> str:
@@ -150,31 +150,24 @@ def _fill_sqlite(path: Path, tenants: int, days: int) -> None:
     cols = ", ".join((*_COLS, "created_at", "updated_at"))
     marks = ", ".join("?" * (len(_COLS) + 2))
     sql = f"INSERT INTO usage_metrics ({cols}) VALUES ({marks})"
-    batch: list[tuple[Any, ...]] = []
-    for tid in range(1, tenants + 1):
-        for t, d, source, counts, storage, cost in _metric_rows(tid, days):
-            batch.append((t, dates[d], source, *counts, storage, cost, ts, ts))
-        if len(batch) >= BATCH:
-            with con:
-                con.executemany(sql, batch)
-            batch = []
-    if batch:
-        with con:
-            con.executemany(sql, batch)
     model_sql = (
         "INSERT INTO usage_metrics_ai_models (tenant_id, date, source, model, ai_tokens_in, ai_tokens_out, "
         "ai_tokens_cached_in) VALUES (?, ?, 'openai', ?, ?, ?, ?)"
     )
-    with con:
-        con.executemany(
-            model_sql,
-            (
-                (t, dates[d], model, tin, tout, cached)
-                for tid in range(1, tenants + 1)
-                for t, d, model, tin, tout, cached in _model_rows(tid, days)
-            ),
-        )
-    con.execute("ANALYZE")
+    # Day by day, all tenants each day: the order in which a daily collect writes them.
+    for d in range(days):
+        batch: list[tuple[Any, ...]] = []
+        models: list[tuple[Any, ...]] = []
+        day = dates[d]
+        for tid in range(1, tenants + 1):
+            at = _sqlite_ts(collected_at(tid, d))
+            for source, counts, storage, cost in _metric_rows(tid, d):
+                batch.append((tid, day, source, *counts, storage, cost, at, at))
+            for model, tin, tout, cached in _model_rows(tid, d):
+                models.append((tid, day, model, tin, tout, cached))
+        with con:
+            con.executemany(sql, batch)
+            con.executemany(model_sql, models)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
 
@@ -221,7 +214,6 @@ def rolled_up_db(tenants: int = 10_000, days: int = 90, *, quiet: bool = False) 
     store = open_store(f"sqlite:///{tmp}")
     run_rollup(store, bench_config(), Window(START, START + timedelta(days=days)))
     with store.engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     tmp.rename(path)
@@ -251,16 +243,19 @@ def fill_postgres(url: str, tenants: int, days: int) -> None:
                 cp.write_row((i, slug(i), f"Tenant {i}", PLANS[(i - 1) % 3], True, NOW, NOW))
         cur.execute("SELECT setval('tenants_id_seq', %s)", (tenants,))
         with cur.copy(f"COPY usage_metrics ({', '.join((*_COLS, 'created_at', 'updated_at'))}) FROM STDIN") as cp:
-            for tid in range(1, tenants + 1):
-                for t, d, source, counts, storage, cost in _metric_rows(tid, days):
-                    cp.write_row((t, dates[d], source, *counts, storage, cost, NOW, NOW))
+            for d in range(days):
+                for tid in range(1, tenants + 1):
+                    at = collected_at(tid, d)
+                    for source, counts, storage, cost in _metric_rows(tid, d):
+                        cp.write_row((tid, dates[d], source, *counts, storage, cost, at, at))
         with cur.copy(
             "COPY usage_metrics_ai_models (tenant_id, date, source, model, ai_tokens_in, ai_tokens_out, "
             "ai_tokens_cached_in) FROM STDIN"
         ) as cp:
-            for tid in range(1, tenants + 1):
-                for t, d, model, tin, tout, cached in _model_rows(tid, days):
-                    cp.write_row((t, dates[d], "openai", model, tin, tout, cached))
+            for d in range(days):
+                for tid in range(1, tenants + 1):
+                    for model, tin, tout, cached in _model_rows(tid, d):
+                        cp.write_row((tid, dates[d], "openai", model, tin, tout, cached))
         cur.execute("ANALYZE")
 
 
