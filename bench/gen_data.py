@@ -4,7 +4,8 @@
 
 SQLite: the file is created with `usagectl.store.engine.open_store` (so: the real migrations) and filled with
 the raw DBAPI's executemany in big transactions; it is cached under $USAGECTL_BENCH_CACHE (default
-/tmp/usagectl-bench), keyed by the parameters and the schema head, so a rerun is instant. `rolled_up_db()` adds a
+/tmp/usagectl-bench), keyed by the parameters, so a rerun is instant (a cached file behind the schema head is
+upgraded in place by usagectl's migrations). `rolled_up_db()` adds a
 second cached file with the rollups computed by `usagectl.rollup.run_rollup` (for the report and export
 benchmarks). PostgreSQL (--pg URL): the schema is upgraded with usagectl's migrations, the bench tables are
 emptied and filled with COPY.
@@ -129,7 +130,23 @@ def _sqlite_ts(dt: datetime) -> str:
 
 
 def cache_path(tenants: int, days: int, kind: str = "raw") -> Path:
-    return CACHE / f"{kind}-t{tenants}-d{days}-g{GEN_VERSION}-s{SCHEMA_HEAD}.db"
+    return CACHE / f"{kind}-t{tenants}-d{days}-g{GEN_VERSION}.db"
+
+
+def _at_head(path: Path) -> Path:
+    """A cached file made before a schema change is upgraded in place with usagectl's migrations."""
+    con = sqlite3.connect(path)
+    rev = con.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    con.close()
+    if rev != SCHEMA_HEAD:
+        from usagectl.store.engine import make_engine, upgrade
+
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        engine.dispose()
+    return path
 
 
 def _fill_sqlite(path: Path, tenants: int, days: int) -> None:
@@ -176,7 +193,7 @@ def raw_db(tenants: int = 10_000, days: int = 90, *, quiet: bool = False) -> Pat
     """The cached SQLite file with raw metrics only (no rollups). Treat it as read-only: copy it first."""
     path = cache_path(tenants, days)
     if path.exists():
-        return path
+        return _at_head(path)
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
@@ -205,7 +222,7 @@ def rolled_up_db(tenants: int = 10_000, days: int = 90, *, quiet: bool = False) 
     """The raw file plus its rollups (every tenant-day), computed by usagectl; cached like raw_db."""
     path = cache_path(tenants, days, "rolled")
     if path.exists():
-        return path
+        return _at_head(path)
     from usagectl.periods import Window
     from usagectl.rollup import run_rollup
     from usagectl.store.engine import open_store
