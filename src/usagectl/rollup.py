@@ -112,7 +112,11 @@ def pending_days(conn: Connection) -> set[date]:
     newest = conn.execute(select(func.max(usage_rollups_daily.c.created_at))).scalar()
     q = select(usage_metrics.c.date).distinct()
     if newest is not None:
-        q = q.where(usage_metrics.c.updated_at > newest)
+        # Not a plain WHERE updated_at > ...: for the DISTINCT, SQLite would walk the whole (date, tenant_id)
+        # index (3.6M entries at 10,000 tenants x 90 days x 4 sources: 1.5-2 s) instead of reading the few rows
+        # written since the last run from the updated_at index. The IN (subquery) form makes it use the latter.
+        written = select(usage_metrics.c.id).where(usage_metrics.c.updated_at > newest)
+        q = q.where(usage_metrics.c.id.in_(written))
     return {r for (r,) in conn.execute(q)}
 
 
