@@ -19,7 +19,6 @@ from pathlib import Path
 
 from common import SQLITE3_CLI, USAGECTL, child_env, limit, machine, median, run_child, verdict
 from gen_data import START, rolled_up_db
-
 from usagectl.reports import EXPORT_COLUMNS, MONEY_COLUMNS
 
 _TEXT = ("tenant", "tenant_name", "plan_tier", "pricing_version")
@@ -112,19 +111,26 @@ def main() -> None:
             t_ours.append(r.seconds)
             rss.append(r.maxrss_mb)
             t_bare.append(run_child(bare, env=env).seconds)
-        rows = sum(1 for _ in open(ours_out, "rb")) - 1
+        with open(ours_out, "rb") as f:
+            rows = sum(1 for _ in f) - 1
         same = sha(ours_out) == sha(bare_out)
         print(
             f"{rows:,} rows, {ours_out.stat().st_size / 1e6:.0f} MB of CSV; "
             f"usagectl and the bare loop wrote {'identical' if same else 'DIFFERENT'} files"
         )
-        print(f"  runs: usagectl {', '.join(f'{x:.2f}' for x in t_ours)}; bare {', '.join(f'{x:.2f}' for x in t_bare)}")
+        print(
+            f"  runs: usagectl {', '.join(f'{x:.2f}' for x in t_ours)}; bare {', '.join(f'{x:.2f}' for x in t_bare)}"
+        )
         ok &= same
         ok &= verdict("export csv vs bare python loop (median)", median(t_ours), median(t_bare), 1.3)
         ok &= limit("export csv peak RSS (max of runs)", max(rss), 150, " MB")
         if SQLITE3_CLI:
             money = "CASE WHEN {c} IS NULL THEN '' ELSE printf('%d.%06d', {c} / 1000000, {c} % 1000000) END"
-            sql = _select(money).replace("?", f"'{START.isoformat()}'", 1).replace("?", f"'{end.isoformat()}'", 1)
+            sql = (
+                _select(money)
+                .replace("?", f"'{START.isoformat()}'", 1)
+                .replace("?", f"'{end.isoformat()}'", 1)
+            )
             cli = [SQLITE3_CLI, "-csv", "-header", "-readonly", str(db), sql]
             t_cli = [run_child(cli, stdout_to=str(cli_out)).seconds for _ in range(args.runs)]
             print(

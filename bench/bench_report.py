@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,7 @@ def import_floor_code(modules: list[str]) -> str:
 
 
 def write_config(path: Path, tenants: int) -> Path:
-    lines = ['[plans.pro]\nincluded = { sms = 5000 }\n']
+    lines = ["[plans.pro]\nincluded = { sms = 5000 }\n"]
     for i in range(1, tenants + 1):
         lines.append(f'[[tenants]]\nslug = "{slug(i)}"\nplan = "{PLANS[(i - 1) % 3]}"\n')
     path.write_text("".join(lines))
@@ -67,7 +66,13 @@ def write_config(path: Path, tenants: int) -> Path:
 
 
 def compare(
-    name: str, a: list[str], env_a: dict[str, str], b: list[str], env_b: dict[str, str], runs: int, target: float
+    name: str,
+    a: list[str],
+    env_a: dict[str, str],
+    b: list[str],
+    env_b: dict[str, str],
+    runs: int,
+    target: float,
 ) -> tuple[float, float, bool]:
     for _ in range(2):
         run_child(a, env=env_a)
@@ -95,7 +100,9 @@ def main() -> None:
     ok = True
     with tempfile.TemporaryDirectory(prefix="usagectl-bench-") as tmp:
         home = Path(tmp)
-        base = child_env(HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"))
+        base = child_env(
+            HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data")
+        )
         env_big = {**base, "USAGECTL_DATABASE_URL": f"sqlite:///{big}"}
         env_small = {**base, "USAGECTL_DATABASE_URL": f"sqlite:///{small}"}
         argv_big = [USAGECTL, "report", "--tenant", tenant, "--month", MONTH, "--format", args.format]
@@ -104,7 +111,9 @@ def main() -> None:
         print(f"report --format {args.format} of {tenant} for {MONTH}: {len(rows):,} bytes of output")
 
         print(f"\n1. {args.tenants:,}-tenant database vs 1-tenant database, no config file")
-        ok &= compare("report, 10,000 vs 1 tenant (median)", argv_big, env_big, argv_small, env_small, args.runs, 1.2)[2]
+        ok &= compare(
+            "report, 10,000 vs 1 tenant (median)", argv_big, env_big, argv_small, env_small, args.runs, 1.2
+        )[2]
 
         cfg_big = write_config(home / "big.toml", args.tenants)
         cfg_small = write_config(home / "small.toml", 1)
@@ -121,9 +130,13 @@ def main() -> None:
 
         modules = loaded_modules(argv_big[1:], env_big)
         tops = sorted({m.split(".")[0] for m in modules})
-        print(f"\n2. report vs importing the {len(modules)} modules it loads ({len(tops)} packages: {', '.join(tops)})")
+        print(
+            f"\n2. report vs importing the {len(modules)} modules it loads ({len(tops)} packages: {', '.join(tops)})"
+        )
         floor = [sys.executable, "-c", import_floor_code(modules)]
-        ok &= compare("report vs its import floor (median)", argv_big, env_big, floor, env_big, args.runs, 1.3)[2]
+        ok &= compare(
+            "report vs its import floor (median)", argv_big, env_big, floor, env_big, args.runs, 1.3
+        )[2]
     raise SystemExit(0 if ok else 1)
 
 

@@ -20,9 +20,8 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from common import SQLITE3_CLI, machine, median, run_child, timed, verdict, limit
+from common import SQLITE3_CLI, limit, machine, median, run_child, timed, verdict
 from gen_data import START, bench_config, copy_db, raw_db, rolled_up_db
-
 from usagectl.config import PLAN_TIERS, Config
 from usagectl.periods import Window
 from usagectl.pricing import PICOS_PER_MICRO, to_picos, unit_prices
@@ -56,8 +55,16 @@ def bare_rollup_sql(cfg: Config, start: date, end: date) -> str:
     def cost(picos: str) -> str:
         return f"(({picos}) + {half}) / {per}"
 
-    ai = cost("COALESCE(pr.picos, 0) + (a.ai_in + a.ai_out - COALESCE(pr.tin, 0) - COALESCE(pr.tout, 0)) * p.ai")
-    costs = [cost("a.sms * p.sms"), cost("a.mms * p.mms"), cost("a.voice * p.voice"), cost("a.email * p.email"), ai]
+    ai = cost(
+        "COALESCE(pr.picos, 0) + (a.ai_in + a.ai_out - COALESCE(pr.tin, 0) - COALESCE(pr.tout, 0)) * p.ai"
+    )
+    costs = [
+        cost("a.sms * p.sms"),
+        cost("a.mms * p.mms"),
+        cost("a.voice * p.voice"),
+        cost("a.email * p.email"),
+        ai,
+    ]
     win = f"date >= '{start.isoformat()}' AND date < '{end.isoformat()}'"
     return f"""
 PRAGMA foreign_keys=ON;
@@ -126,7 +133,11 @@ SELECT COUNT(*) FROM (
 def same_rollups(a: Path, b: Path) -> tuple[int, int]:
     """(rows in a, rows that differ between a and b), every column but id and created_at."""
     con = sqlite3.connect(a)
-    cols = [r[1] for r in con.execute("PRAGMA table_info(usage_rollups_daily)") if r[1] not in ("id", "created_at")]
+    cols = [
+        r[1]
+        for r in con.execute("PRAGMA table_info(usage_rollups_daily)")
+        if r[1] not in ("id", "created_at")
+    ]
     con.execute("ATTACH ? AS other", (str(b),))
     n = con.execute("SELECT COUNT(*) FROM usage_rollups_daily").fetchone()[0]
     diff = con.execute(_COMPARE.format(cols=", ".join(cols))).fetchone()[0]
@@ -179,7 +190,9 @@ def main() -> None:
             ours.append(run_usagectl(copy_db(src, work / "ours.db"), cfg, window))
         n, diff = same_rollups(work / "ours.db", work / "bare.db")
         print(f"results: {n:,} rollup rows, {diff} differing rows between usagectl and the bare SQL")
-        print(f"  runs: usagectl {', '.join(f'{x:.2f}' for x in ours)}; bare ({how}) {', '.join(f'{x:.2f}' for x in bare)}")
+        print(
+            f"  runs: usagectl {', '.join(f'{x:.2f}' for x in ours)}; bare ({how}) {', '.join(f'{x:.2f}' for x in bare)}"
+        )
         ok = verdict("full recompute (median)", median(ours), median(bare), 1.3)
         ok &= diff == 0
         night = [nightly(args.tenants, args.days, work, cfg) for _ in range(args.repeat)]

@@ -16,7 +16,9 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
-USAGECTL = str(VENV_BIN / "usagectl") if (VENV_BIN / "usagectl").exists() else shutil.which("usagectl") or "usagectl"
+USAGECTL = (
+    str(VENV_BIN / "usagectl") if (VENV_BIN / "usagectl").exists() else shutil.which("usagectl") or "usagectl"
+)
 SQLITE3_CLI = shutil.which("sqlite3")
 
 

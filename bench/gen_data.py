@@ -60,7 +60,11 @@ def bench_config(tenants: int = 0) -> Config:
                         "email": "0.0005",
                         "ai_token": "0.000002",
                         "ai_models": {
-                            "gpt-4o": {"input": "0.0000025", "output": "0.00001", "cached_input": "0.00000125"},
+                            "gpt-4o": {
+                                "input": "0.0000025",
+                                "output": "0.00001",
+                                "cached_input": "0.00000125",
+                            },
                             "gpt-4o-mini": {"input": "0.00000015", "output": "0.0000006"},
                         },
                     },
@@ -259,7 +263,9 @@ def fill_postgres(url: str, tenants: int, days: int) -> None:
             for i in range(1, tenants + 1):
                 cp.write_row((i, slug(i), f"Tenant {i}", PLANS[(i - 1) % 3], True, NOW, NOW))
         cur.execute("SELECT setval('tenants_id_seq', %s)", (tenants,))
-        with cur.copy(f"COPY usage_metrics ({', '.join((*_COLS, 'created_at', 'updated_at'))}) FROM STDIN") as cp:
+        with cur.copy(
+            f"COPY usage_metrics ({', '.join((*_COLS, 'created_at', 'updated_at'))}) FROM STDIN"
+        ) as cp:
             for d in range(days):
                 for tid in range(1, tenants + 1):
                     at = collected_at(tid, d)
