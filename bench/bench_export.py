@@ -17,7 +17,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from common import SQLITE3_CLI, USAGECTL, child_env, limit, machine, median, run_child, verdict
+from common import SQLITE3_CLI, USAGECTL, alternate, child_env, compare, limit, machine, median, run_child
 from gen_data import START, rolled_up_db
 from usagectl.reports import EXPORT_COLUMNS, MONEY_COLUMNS
 
@@ -105,12 +105,12 @@ def main() -> None:
             sys.executable, "-c", bare_loop_code(),
             str(db), START.isoformat(), end.isoformat(), str(bare_out), _select("r.{c}"),
         ]  # fmt: skip
-        t_ours, t_bare, rss = [], [], []
-        for _ in range(args.runs):
-            r = run_child(ours, env=env, stdout_to=str(ours_out))
-            t_ours.append(r.seconds)
-            rss.append(r.maxrss_mb)
-            t_bare.append(run_child(bare, env=env).seconds)
+        r_ours, r_bare = alternate(
+            lambda: run_child(ours, env=env, stdout_to=str(ours_out)),
+            lambda: run_child(bare, env=env),
+            args.runs,
+            warmup=1,
+        )
         with open(ours_out, "rb") as f:
             rows = sum(1 for _ in f) - 1
         same = sha(ours_out) == sha(bare_out)
@@ -119,11 +119,13 @@ def main() -> None:
             f"usagectl and the bare loop wrote {'identical' if same else 'DIFFERENT'} files"
         )
         print(
-            f"  runs: usagectl {', '.join(f'{x:.2f}' for x in t_ours)}; bare {', '.join(f'{x:.2f}' for x in t_bare)}"
+            f"  runs (wall s): usagectl {', '.join(f'{r.seconds:.2f}' for r in r_ours)}; "
+            f"bare {', '.join(f'{r.seconds:.2f}' for r in r_bare)}"
         )
         ok &= same
-        ok &= verdict("export csv vs bare python loop (median)", median(t_ours), median(t_bare), 1.3)
-        ok &= limit("export csv peak RSS (max of runs)", max(rss), 150, " MB")
+        ok &= compare("export csv vs bare python loop (median)", r_ours, r_bare, 1.3)
+        ok &= limit("export csv peak RSS (max of runs)", max(r.maxrss_mb for r in r_ours), 150, " MB")
+        print(f"  bare loop peak RSS: {max(r.maxrss_mb for r in r_bare):.0f} MB")
         if SQLITE3_CLI:
             money = "CASE WHEN {c} IS NULL THEN '' ELSE printf('%d.%06d', {c} / 1000000, {c} % 1000000) END"
             sql = (
@@ -132,10 +134,12 @@ def main() -> None:
                 .replace("?", f"'{end.isoformat()}'", 1)
             )
             cli = [SQLITE3_CLI, "-csv", "-header", "-readonly", str(db), sql]
-            t_cli = [run_child(cli, stdout_to=str(cli_out)).seconds for _ in range(args.runs)]
+            r_cli = [run_child(cli, stdout_to=str(cli_out)) for _ in range(args.runs)]
+            t_cli = median([r.seconds for r in r_cli])
+            t_bare = median([r.seconds for r in r_bare])
             print(
-                f"  sqlite3 -csv (same query, money formatted in SQL): median {median(t_cli):.3f}s; "
-                f"bare python loop / sqlite3 -csv = {median(t_bare) / median(t_cli):.2f}x "
+                f"  sqlite3 -csv (same query, money formatted in SQL): median {t_cli:.3f}s; "
+                f"bare python loop / sqlite3 -csv = {t_bare / t_cli:.2f}x "
                 f"(output {'identical' if sha(cli_out) == sha(bare_out) else 'differs in quoting only' if rows else '?'})"
             )
     raise SystemExit(0 if ok else 1)

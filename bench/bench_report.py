@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import USAGECTL, child_env, machine, median, run_child, verdict
+from common import USAGECTL, alternate, child_env, compare, machine, run_child
 from gen_data import PLANS, rolled_up_db, slug
 
 MONTH = "2026-03"
@@ -65,7 +65,7 @@ def write_config(path: Path, tenants: int) -> Path:
     return path
 
 
-def compare(
+def versus(
     name: str,
     a: list[str],
     env_a: dict[str, str],
@@ -73,16 +73,9 @@ def compare(
     env_b: dict[str, str],
     runs: int,
     target: float,
-) -> tuple[float, float, bool]:
-    for _ in range(2):
-        run_child(a, env=env_a)
-        run_child(b, env=env_b)
-    ta, tb = [], []
-    for _ in range(runs):
-        ta.append(run_child(a, env=env_a).seconds)
-        tb.append(run_child(b, env=env_b).seconds)
-    ok = verdict(name, median(ta), median(tb), target)
-    return median(ta), median(tb), ok
+) -> bool:
+    ra, rb = alternate(lambda: run_child(a, env=env_a), lambda: run_child(b, env=env_b), runs)
+    return compare(name, ra, rb, target)
 
 
 def main() -> None:
@@ -111,14 +104,14 @@ def main() -> None:
         print(f"report --format {args.format} of {tenant} for {MONTH}: {len(rows):,} bytes of output")
 
         print(f"\n1. {args.tenants:,}-tenant database vs 1-tenant database, no config file")
-        ok &= compare(
+        ok &= versus(
             "report, 10,000 vs 1 tenant (median)", argv_big, env_big, argv_small, env_small, args.runs, 1.2
         )[2]
 
         cfg_big = write_config(home / "big.toml", args.tenants)
         cfg_small = write_config(home / "small.toml", 1)
         print(f"\n   the same with a config file listing every tenant ({cfg_big.stat().st_size:,} bytes)")
-        ok &= compare(
+        ok &= versus(
             "report, 10,000 vs 1 tenant, with config (median)",
             [*argv_big[:1], "--config", str(cfg_big), *argv_big[1:]],
             env_big,
@@ -126,7 +119,7 @@ def main() -> None:
             env_small,
             args.runs,
             1.2,
-        )[2]
+        )
 
         modules = loaded_modules(argv_big[1:], env_big)
         tops = sorted({m.split(".")[0] for m in modules})
@@ -134,7 +127,7 @@ def main() -> None:
             f"\n2. report vs importing the {len(modules)} modules it loads ({len(tops)} packages: {', '.join(tops)})"
         )
         floor = [sys.executable, "-c", import_floor_code(modules)]
-        ok &= compare(
+        ok &= versus(
             "report vs its import floor (median)", argv_big, env_big, floor, env_big, args.runs, 1.3
         )[2]
     raise SystemExit(0 if ok else 1)

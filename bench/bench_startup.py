@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import USAGECTL, child_env, machine, median, run_child, verdict
+from common import USAGECTL, alternate, child_env, compare, machine, run_child
 
 
 def main() -> None:
@@ -21,16 +21,15 @@ def main() -> None:
     env = child_env()
     ours_argv = [USAGECTL, "--version"]
     base_argv = [sys.executable, "-c", "import typer"]
-    for _ in range(2):
-        run_child(ours_argv, env=env)
-        run_child(base_argv, env=env)
-    ours, base = [], []
-    for _ in range(args.runs):
-        ours.append(run_child(ours_argv, env=env).seconds)
-        base.append(run_child(base_argv, env=env).seconds)
+    ours, base = alternate(
+        lambda: run_child(ours_argv, env=env), lambda: run_child(base_argv, env=env), args.runs
+    )
     print(machine())
-    print(f"{args.runs} runs each; min usagectl {min(ours):.3f}s, min import typer {min(base):.3f}s")
-    ok = verdict("usagectl --version vs python -c 'import typer' (median)", median(ours), median(base), 3.0)
+    print(
+        f"{args.runs} runs each; min usagectl {min(r.seconds for r in ours):.3f}s, "
+        f"min import typer {min(r.seconds for r in base):.3f}s"
+    )
+    ok = compare("usagectl --version vs python -c 'import typer' (median)", ours, base, 3.0)
     raise SystemExit(0 if ok else 1)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -24,7 +25,8 @@ SQLITE3_CLI = shutil.which("sqlite3")
 
 @dataclass
 class Run:
-    seconds: float
+    seconds: float  # wall clock
+    cpu: float  # the child's user + system CPU seconds
     maxrss_mb: float  # the child's peak resident set size (ru_maxrss)
     stdout: bytes
 
@@ -58,7 +60,7 @@ def run_child(
             out.close()
     if p.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({p.returncode}): {err.decode(errors='replace').strip()}")
-    return Run(seconds, usage.ru_maxrss / 1024, data)
+    return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, data)
 
 
 def _drain(p: subprocess.Popen[bytes], stdin: bytes | None) -> tuple[bytes, bytes]:
@@ -81,24 +83,56 @@ def _drain(p: subprocess.Popen[bytes], stdin: bytes | None) -> tuple[bytes, byte
     return chunks["out"], chunks["err"]
 
 
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of one call."""
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    return t1 - t0, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
 
 
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)
 
 
-def verdict(name: str, figure: float, baseline: float, target: float) -> bool:
+def verdict(
+    name: str, figure: float, baseline: float, target: float, cpu: tuple[float, float] | None = None
+) -> bool:
+    """Print one comparison; the verdict is on wall-clock medians. `cpu`: the same medians in CPU seconds,
+    shown too because the wall clock of a shared machine is noisy."""
     ratio = figure / baseline
     ok = ratio <= target
+    extra = f"; CPU {cpu[0]:.3f}s vs {cpu[1]:.3f}s = {cpu[0] / cpu[1]:.2f}x" if cpu else ""
     print(
-        f"{name}: {figure:.3f}s vs {baseline:.3f}s  ratio {ratio:.2f}x  (target <= {target}x: "
+        f"{name}: {figure:.3f}s vs {baseline:.3f}s  ratio {ratio:.2f}x{extra}  (target <= {target}x: "
         f"{'OK' if ok else 'MISSED'})"
     )
     return ok
+
+
+def alternate(
+    a: Callable[[], Run], b: Callable[[], Run], runs: int, warmup: int = 2
+) -> tuple[list[Run], list[Run]]:
+    """`runs` runs of each, alternating, after `warmup` unrecorded runs of each."""
+    for _ in range(warmup):
+        a()
+        b()
+    ra, rb = [], []
+    for _ in range(runs):
+        ra.append(a())
+        rb.append(b())
+    return ra, rb
+
+
+def compare(name: str, ours: Sequence[Run], base: Sequence[Run], target: float) -> bool:
+    """verdict() on the medians of two lists of child runs (wall and CPU)."""
+    return verdict(
+        name,
+        median([r.seconds for r in ours]),
+        median([r.seconds for r in base]),
+        target,
+        cpu=(median([r.cpu for r in ours]), median([r.cpu for r in base])),
+    )
 
 
 def limit(name: str, figure: float, target: float, unit: str = "s") -> bool:
@@ -120,9 +154,10 @@ def machine() -> str:
     if SQLITE3_CLI:
         v = subprocess.run([SQLITE3_CLI, "--version"], capture_output=True, text=True).stdout.split()
         cli = f", sqlite3 CLI {v[0] if v else '?'}"
+    load = ", load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
     return (
         f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version} (python module){cli}"
+        f"SQLite {sqlite3.sqlite_version} (python module){cli}{load}"
     )
 
 
