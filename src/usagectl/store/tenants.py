@@ -40,9 +40,9 @@ def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult
     deactivated: list[str] = []
     with store.engine.begin() as conn:
         # Only the compared columns: converting 10,000 rows' timestamps would double the cost of every command.
-        t = tenants.c
+        c = tenants.c
         existing = {
-            r.slug: r for r in conn.execute(select(t.id, t.slug, t.name, t.plan_tier, t.active)).all()
+            r.slug: r for r in conn.execute(select(c.id, c.slug, c.name, c.plan_tier, c.active)).all()
         }
         wanted = {t.slug: t for t in configured}
         for slug, t in wanted.items():
