@@ -103,7 +103,7 @@ def main() -> None:
         ]  # fmt: skip
         bare = [
             sys.executable, "-c", bare_loop_code(),
-            str(db), START.isoformat(), end.isoformat(), str(bare_out), _select("r.{c}"),
+            str(db), START.isoformat(), end.isoformat(), str(bare_out), _select("{c}"),
         ]  # fmt: skip
         r_ours, r_bare = alternate(
             lambda: run_child(ours, env=env, stdout_to=str(ours_out)),
