@@ -29,11 +29,11 @@ def _select(money: str) -> str:
     cols = []
     for c in EXPORT_COLUMNS:
         if c == "tenant":
-            cols.append("t.slug")
+            cols.append("t.slug AS tenant")
         elif c == "tenant_name":
-            cols.append("t.name")
+            cols.append("t.name AS tenant_name")
         elif c in MONEY_COLUMNS:
-            cols.append(money.format(c=f"r.{c}"))
+            cols.append(f"{money.format(c=f'r.{c}')} AS {c}")
         else:
             cols.append(f"r.{c}")
     return (
@@ -137,10 +137,11 @@ def main() -> None:
             r_cli = [run_child(cli, stdout_to=str(cli_out)) for _ in range(args.runs)]
             t_cli = median([r.seconds for r in r_cli])
             t_bare = median([r.seconds for r in r_bare])
+            same_cli = sha(cli_out) == sha(bare_out)
             print(
                 f"  sqlite3 -csv (same query, money formatted in SQL): median {t_cli:.3f}s; "
                 f"bare python loop / sqlite3 -csv = {t_bare / t_cli:.2f}x "
-                f"(output {'identical' if sha(cli_out) == sha(bare_out) else 'differs in quoting only' if rows else '?'})"
+                f"(output {'identical' if same_cli else 'DIFFERENT'})"
             )
     raise SystemExit(0 if ok else 1)
 
