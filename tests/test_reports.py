@@ -256,6 +256,24 @@ def test_csv_escapes_formula_cells_and_money_is_exact(env: Any, cli: Callable[..
     assert "'=" in cli("tenants", "--month", "2026-10", "--format", "csv").out
 
 
+def test_csv_export_bulk_path_writes_exactly_what_the_day_rows_give(
+    env: Any, cli: Callable[..., Any]
+) -> None:
+    from dataclasses import replace
+
+    from usagectl.pricing import from_micros
+    from usagectl.render.csv import micros_text, write_export_csv
+
+    store, _ = env
+    _october(store, cli)
+    fast, slow = io.StringIO(), io.StringIO()
+    assert write_export_csv(export_rows(store, OCT), fast) == 62
+    assert write_export_csv(replace(export_rows(store, OCT), raw_rows=None), slow) == 62
+    assert fast.getvalue() == slow.getvalue()
+    for micros in (0, 1, 999_999, 1_000_000, 410_000, 12_345_678_901_234, -1, -2_500_000):
+        assert micros_text(micros) == str(from_micros(micros))
+
+
 def test_tenants_ranking_zeros_sort_limit_and_total(env: Any, cli: Callable[..., Any]) -> None:
     store, _ = env
     _october(store, cli)

@@ -8,13 +8,13 @@ month by the (date, tenant_id) index. Money is `Decimal` USD throughout.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, and_, cast, func, select
+from sqlalchemy import BigInteger, Connection, String, and_, cast, func, select, type_coerce
 
 from usagectl.config import Config
 from usagectl.errors import InputError
@@ -199,6 +199,10 @@ class ExportReport:
     tenant: str | None
     generated_at: datetime
     rows: Iterator[DayRow] = field(compare=False)  # streamed: consume once, inside the store's lifetime
+    # The same rows as plain tuples in EXPORT_COLUMNS order, for bulk writers: money as integer micro-USD, the
+    # date as ISO text on SQLite (a `date` on PostgreSQL), no DayRow or Decimal per row. Consume either this or
+    # `rows`, once.
+    raw_rows: Callable[[], Iterator[tuple[Any, ...]]] | None = field(default=None, compare=False)
 
 
 def _now() -> datetime:
@@ -247,6 +251,16 @@ def _day_row(row: Any) -> DayRow:
 
 
 assert tuple(c.name for c in _DAY_COLUMNS) == EXPORT_COLUMNS
+
+# The same columns without result conversion: money stays integer micro-USD, SQLite's date stays ISO text.
+_RAW_DAY_COLUMNS = tuple(
+    type_coerce(c, BigInteger).label(c.name)
+    if c.name in MONEY_COLUMNS
+    else type_coerce(c, String).label(c.name)
+    if c.name == "date"
+    else c
+    for c in _DAY_COLUMNS
+)
 
 
 def _in(window: Window) -> Any:
@@ -430,16 +444,23 @@ def export_rows(
         with store.engine.connect() as conn:
             tenant_id = _tenant(conn, tenant).id
 
-    def rows() -> Iterator[DayRow]:
-        q = select(*_DAY_COLUMNS).select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
+    def query(columns: Any) -> Any:
+        q = select(*columns).select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
         q = q.where(_in(window))
         if tenant_id is not None:
-            q = q.where(r.tenant_id == tenant_id).order_by(r.date)
-        else:
-            q = q.order_by(r.date, r.tenant_id)
-        with store.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch).execute(q)
-            for row in result:
-                yield _day_row(row)
+            return q.where(r.tenant_id == tenant_id).order_by(r.date)
+        return q.order_by(r.date, r.tenant_id)
 
-    return ExportReport(window=window, tenant=tenant, generated_at=_now(), rows=rows())
+    def stream(q: Any) -> Iterator[Any]:
+        with store.engine.connect() as conn:
+            yield from conn.execution_options(stream_results=True, yield_per=batch).execute(q)
+
+    def rows() -> Iterator[DayRow]:
+        for row in stream(query(_DAY_COLUMNS)):
+            yield _day_row(row)
+
+    def raw_rows() -> Iterator[tuple[Any, ...]]:
+        # Per-row type conversion (Money -> Decimal, text -> date) was two thirds of a CSV export's time.
+        yield from stream(query(_RAW_DAY_COLUMNS))
+
+    return ExportReport(window=window, tenant=tenant, generated_at=_now(), rows=rows(), raw_rows=raw_rows)

@@ -14,7 +14,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, TextIO
 
-from usagectl.reports import EXPORT_COLUMNS, DayRow, ExportReport, TenantReport, TenantsReport
+from usagectl.pricing import MICROS_PER_USD, from_micros
+from usagectl.reports import EXPORT_COLUMNS, MONEY_COLUMNS, DayRow, ExportReport, TenantReport, TenantsReport
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -60,8 +61,50 @@ def _day_cells(rows: Iterable[DayRow]) -> Iterable[list[Any]]:
         yield [getattr(d, c) for c in EXPORT_COLUMNS]
 
 
+def micros_text(micros: int) -> str:
+    """Integer micro-USD as the money cell `str(pricing.from_micros(micros))` gives, without a Decimal."""
+    assert MICROS_PER_USD == 1_000_000  # _write_raw inlines it
+    if micros < 0:
+        return str(from_micros(micros))
+    whole, frac = divmod(micros, MICROS_PER_USD)
+    return f"{whole}.{frac:06d}"
+
+
+_MONEY_AT = tuple(i for i, c in enumerate(EXPORT_COLUMNS) if c in MONEY_COLUMNS)
+_TEXT_AT = tuple(
+    i for i, c in enumerate(EXPORT_COLUMNS) if c in ("tenant", "tenant_name", "plan_tier", "pricing_version")
+)
+_DATE_AT = EXPORT_COLUMNS.index("date")
+
+
+def _write_raw(stream: TextIO, rows: Iterable[Sequence[Any]]) -> int:
+    """The export from raw tuples (reports.ExportReport.raw_rows): the same cells as `cell()` gives for the
+    DayRow values, at a third of the cost. Integers are written by csv itself, None as an empty cell."""
+    w = csv.writer(stream, lineterminator="\n")
+    w.writerow(EXPORT_COLUMNS)
+    count = 0
+    for row in rows:
+        cells = list(row)
+        for i in _MONEY_AT:
+            v = cells[i]
+            if v is not None:  # micros_text(v), inlined: it runs six times per row
+                cells[i] = f"{v // 1_000_000}.{v % 1_000_000:06d}" if v >= 0 else micros_text(v)
+        for i in _TEXT_AT:
+            v = cells[i]
+            if v.startswith(FORMULA_PREFIXES):
+                cells[i] = "'" + v
+        d = cells[_DATE_AT]
+        if type(d) is not str:
+            cells[_DATE_AT] = d.isoformat()
+        w.writerow(cells)
+        count += 1
+    return count
+
+
 def write_export_csv(export: ExportReport, stream: TextIO) -> int:
     """Stream the export rows; returns how many were written."""
+    if export.raw_rows is not None:
+        return _write_raw(stream, export.raw_rows())
     count = 0
 
     def counted() -> Iterable[list[Any]]:

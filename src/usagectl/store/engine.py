@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -23,6 +23,7 @@ from usagectl.store.tables import SCHEMA_HEAD
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+ALEMBIC_VERSION_TABLE = "alembic_version"  # Alembic's default, which migrations/env.py keeps
 
 
 def normalize_url(url: str) -> URL:
@@ -76,15 +77,23 @@ def _alembic_config(engine: Engine) -> Any:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The schema revision recorded in Alembic's version table (None: no schema yet). Read with plain SQL:
+    importing Alembic for this costs every command 0.2-0.3 s."""
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table(ALEMBIC_VERSION_TABLE):
+                return None
+            revs = [r for (r,) in conn.execute(text(f"SELECT version_num FROM {ALEMBIC_VERSION_TABLE}"))]
     except OperationalError as exc:
         raise SchemaError(
             f"cannot open the database at {redact_url(str(engine.url))}: {_first_line(exc)}"
         ) from None
+    if len(revs) > 1:
+        raise SchemaError(
+            f"the database at {redact_url(str(engine.url))} records several schema revisions "
+            f"({', '.join(sorted(revs))}); fix its {ALEMBIC_VERSION_TABLE} table"
+        )
+    return revs[0] if revs else None
 
 
 def head_revision() -> str:
