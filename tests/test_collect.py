@@ -441,7 +441,8 @@ def test_rate_limit_spaces_requests_across_workers(sb: Sandbox, store: Store) ->
     assert result.exit_code == 0
     arrivals = sorted(s.at for s in sb.sendgrid.seen)
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert len(arrivals) == 6 and min(gaps) >= 0.08, gaps
+    # Starts are spaced 0.1 s apart at the client; arrivals jitter by a connection set-up at most.
+    assert len(arrivals) == 6 and arrivals[-1] - arrivals[0] >= 0.45 and min(gaps) >= 0.05, gaps
 
 
 def test_server_wait_reads_retry_after_seconds_dates_and_reset() -> None:
