@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -440,9 +439,9 @@ def test_rate_limit_spaces_requests_across_workers(sb: Sandbox, store: Store) ->
     result = run(sb, store, ts, Window.day(D1), rate_limit=10)  # 10 requests/s shared by 4 workers
     assert result.exit_code == 0
     arrivals = sorted(s.at for s in sb.sendgrid.seen)
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    # Starts are spaced 0.1 s apart at the client; arrivals jitter by a connection set-up at most.
-    assert len(arrivals) == 6 and arrivals[-1] - arrivals[0] >= 0.45 and min(gaps) >= 0.05, gaps
+    # Starts are 0.1 s apart at the client (0.5 s for six); a connection set-up can delay one arrival. Without the
+    # limit the four workers' requests arrive within milliseconds.
+    assert len(arrivals) == 6 and arrivals[-1] - arrivals[0] >= 0.35, arrivals
 
 
 def test_server_wait_reads_retry_after_seconds_dates_and_reset() -> None:

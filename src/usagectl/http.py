@@ -182,10 +182,11 @@ class Http:
         """The final response (2xx, or a non-retryable status, or the last retryable one). Raises ProviderError
         only when no response could be had at all."""
         attempt = 0
+        client = self.client  # made before the rate limiter's slot: building a client takes time
         while True:
             self.limiter.acquire()
             try:
-                response = self.client.request(
+                response = client.request(
                     method,
                     url,
                     params=params,
