@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 
 from usagectl.config import Config, TenantConfig
 from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
@@ -29,6 +29,7 @@ from usagectl.store.tables import collection_runs, utcnow
 from usagectl.store.tenants import list_tenants
 
 MAX_ERROR_CHARS = 500
+_LOG_RUN = insert(collection_runs)  # one statement object, executed with parameters (cheaper per tenant-day)
 
 
 def default_window(cfg: Config, lookback: int | None = None, today: date | None = None) -> Window:
@@ -105,39 +106,34 @@ class _Writer:
     def _guard(self) -> Any:
         return self._lock if self._lock is not None else _NullLock()
 
-    def start(self, tenant_id: int, source: str, day: date) -> int:
-        with self._guard(), self._begin() as conn:
-            pk = conn.execute(
-                insert(collection_runs)
-                .values(
-                    run_id=self.run_id,
-                    tenant_id=tenant_id,
-                    source=source,
-                    date=day,
-                    status="running",
-                    started_at=utcnow(),
-                )
-                .returning(collection_runs.c.id)
-            ).scalar_one()
-        return int(pk)
+    def _log(
+        self, conn: Any, tenant_id: int, source: str, day: date, started: datetime, **values: Any
+    ) -> None:
+        conn.execute(
+            _LOG_RUN,
+            {
+                "run_id": self.run_id,
+                "tenant_id": tenant_id,
+                "source": source,
+                "date": day,
+                "started_at": started,
+                "finished_at": utcnow(),
+                "rows_written": 0,
+                "error": None,
+                **values,
+            },
+        )
 
-    def commit_day(self, run_pk: int, tenant_id: int, source: str, day: date, row: MetricRow) -> None:
-        # The metric row and the run's "ok" commit together: the log never claims a write that did not happen.
+    def commit_day(self, tenant_id: int, source: str, day: date, started: datetime, row: MetricRow) -> None:
+        # The metric row and its "ok" log line commit together: the log never claims a write that did not happen,
+        # and one transaction per tenant-day keeps SQLite's single writer free for the other workers.
         with self._guard(), self._begin() as conn:
             upsert_metric(conn, tenant_id, day, source, row)
-            conn.execute(
-                update(collection_runs)
-                .where(collection_runs.c.id == run_pk)
-                .values(status="ok", rows_written=1 + len(row.ai_models), finished_at=utcnow())
-            )
+            self._log(conn, tenant_id, source, day, started, status="ok", rows_written=1 + len(row.ai_models))
 
-    def fail(self, run_pk: int, message: str) -> None:
+    def fail(self, tenant_id: int, source: str, day: date, started: datetime, message: str) -> None:
         with self._guard(), self._begin() as conn:
-            conn.execute(
-                update(collection_runs)
-                .where(collection_runs.c.id == run_pk)
-                .values(status="failed", error=_short(message), finished_at=utcnow())
-            )
+            self._log(conn, tenant_id, source, day, started, status="failed", error=_short(message))
 
 
 class _NullLock:
@@ -167,7 +163,7 @@ def _run_task(
 ) -> TaskOutcome:
     outcome = TaskOutcome(tenant.slug, provider.source)
     days = list(window)
-    run_pks = {d: writer.start(tenant_id, provider.source, d) for d in days} if writer else {}
+    started = utcnow()
     try:
         rows = _fetch(provider, tenant, days)
     except ProviderError as exc:
@@ -186,15 +182,15 @@ def _run_task(
             if message not in outcome.errors:
                 outcome.errors.append(_short(message))
             if writer:
-                writer.fail(run_pks[d], message)
+                writer.fail(tenant_id, provider.source, d, started, message)
             continue
         if writer:
             try:
-                writer.commit_day(run_pks[d], tenant_id, provider.source, d, row)
+                writer.commit_day(tenant_id, provider.source, d, started, row)
             except Exception as exc:
                 outcome.days_failed += 1
                 outcome.errors.append(_short(f"writing {d}: {type(exc).__name__}: {exc}"))
-                writer.fail(run_pks[d], f"write failed: {type(exc).__name__}")
+                writer.fail(tenant_id, provider.source, d, started, f"write failed: {type(exc).__name__}")
                 continue
         outcome.days_ok += 1
         with written_lock:

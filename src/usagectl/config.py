@@ -358,6 +358,10 @@ class Config(_Model):
             seen.add(t.slug)
         return tenants
 
+    def where(self) -> str:
+        """A prefix for errors about this config: its file, if it came from one."""
+        return f"{self.source}: " if self.source else ""
+
     def plan(self, tier: str) -> PlanConfig:
         found = self.plans.get(tier)  # type: ignore[call-overload]
         return found if isinstance(found, PlanConfig) else PlanConfig()

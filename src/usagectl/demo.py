@@ -16,7 +16,7 @@ from pathlib import Path
 from usagectl.collector import CollectResult, collect
 from usagectl.config import Config, DatabaseConfig
 from usagectl.periods import Window, utc_today
-from usagectl.providers.registry import build_providers
+from usagectl.providers.registry import HTTP_SOURCES, build_providers
 from usagectl.reports import TenantReport, TenantsReport, tenant_report, tenants_report
 from usagectl.rollup import RollupResult, run_rollup
 from usagectl.store.engine import open_store
@@ -63,7 +63,7 @@ def run_demo(
         store = open_store(cfg.database_url())
         try:
             sync_tenants(store, cfg.tenants)
-            providers = build_providers(cfg, store)
+            providers = build_providers(cfg, store, only=HTTP_SOURCES)
             step(f"collecting {len(tenants)} tenants x {days} days from the sandbox providers over HTTP")
             try:
                 collected = collect(store, cfg, providers, window)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from usagectl.cli.context import get_state
 from usagectl.cli.output import info
+
+if TYPE_CHECKING:
+    from usagectl.config import Config
 
 config_app = typer.Typer(help="Show or check the configuration.", no_args_is_help=True)
 
@@ -49,8 +52,16 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
-@config_app.command("check", epilog="Example: usagectl config check")
-def check(ctx: typer.Context) -> None:
+@config_app.command("check", epilog="Example: usagectl config check --online")
+def check(
+    ctx: typer.Context,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online", help="Also try each provider credential with one cheap request (exit 1 if any fails)."
+        ),
+    ] = False,
+) -> None:
     """Validate the config and resolve every secret reference (without printing any)."""
     state = get_state(ctx)
     cfg = state.config()
@@ -62,3 +73,24 @@ def check(ctx: typer.Context) -> None:
         f"{len(secrets)} secret{'s' if len(secrets) != 1 else ''} resolved)",
         quiet=state.quiet,
     )
+    if online:
+        _check_online(cfg, quiet=state.quiet)
+
+
+def _check_online(cfg: Config, *, quiet: bool) -> None:
+    import importlib
+
+    from usagectl.errors import ConfigError, UsagectlError
+    from usagectl.providers.registry import HTTP_SOURCES
+
+    results = []
+    for source in HTTP_SOURCES:
+        results.extend(importlib.import_module(f"usagectl.providers.{source}").check(cfg))
+    if not results:
+        raise ConfigError("--online: no provider is configured ([providers.twilio], .sendgrid or .openai)")
+    failed = [r for r in results if not r.ok]
+    if not quiet or failed:
+        for r in results:
+            typer.echo(f"{'ok    ' if r.ok else 'FAILED'}  {r.name}: {r.detail}")
+    if failed:
+        raise UsagectlError(f"{len(failed)} of {len(results)} credential checks failed")

@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "usagectl.cli.db_cmd",
     "usagectl.cli.config_cmd",
     "usagectl.cli.collect_cmd",
+    "usagectl.cli.record_cmd",
+    "usagectl.cli.ingest_cmd",
     "usagectl.cli.rollup_cmd",
     "usagectl.cli.report_cmd",
     "usagectl.cli.tenants_cmd",

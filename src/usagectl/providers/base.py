@@ -72,3 +72,45 @@ class Provider(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One credential tried by `config check --online`."""
+
+    name: str  # e.g. "twilio (platform account AC12...)"
+    ok: bool
+    detail: str
+
+
+def as_int(value: object, where: str) -> int:
+    """A provider count (often a string on the wire) as an int; anything else is a malformed response."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str | Decimal):
+            number = Decimal(value)
+            if number != number.to_integral_value() or number < 0:
+                raise ValueError
+            return int(number)
+    except (ValueError, ArithmeticError):
+        pass
+    raise ProviderError(f"malformed response: {where} is {value!r}, not a count")
+
+
+def as_decimal(value: object, where: str) -> Decimal:
+    """A money amount, exactly: strings and JSON numbers (already Decimal via http.loads) alike."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, Decimal | int | str):
+            return Decimal(value)
+        if isinstance(
+            value, float
+        ):  # only from a parser that did not keep decimals; its repr is the wire text
+            return Decimal(repr(value))
+    except (ValueError, ArithmeticError):
+        pass
+    raise ProviderError(f"malformed response: {where} is {value!r}, not an amount")

@@ -66,6 +66,7 @@ def _card(title: str, lines: Sequence[tuple[str, str]]) -> RenderableType:
 
 def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | None = None) -> None:
     """The report for people: header, cards, cost card with allowances, chart, daily table."""
+    from rich import box
     from rich.columns import Columns
     from rich.table import Table
     from rich.text import Text
@@ -132,11 +133,10 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
         console.print(Text.from_ansi(chart), no_wrap=True, overflow="crop")
 
     show_provider = any(d.provider_cost_usd is not None for d in report.days)
-    table = Table(title="Daily usage (UTC days)", title_justify="left", header_style="bold")
-    for name in ("date", "SMS", "MMS", "voice", "email", "AI tok", "est. cost"):
-        table.add_column(name, justify="left" if name == "date" else "right", no_wrap=True)
+    headers = ["date", "SMS", "MMS", "voice min", "email", "AI tokens", "est. cost"]
     if show_provider:
-        table.add_column("provider", justify="right", no_wrap=True)
+        headers.append("provider $")
+    rows = []
     for d in report.days:
         cells = [
             d.date.isoformat(),
@@ -149,11 +149,28 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
         ]
         if show_provider:
             cells.append(usd(d.provider_cost_usd))
-        table.add_row(*cells)
+        rows.append(cells)
     totals = ["total", n(tot.sms), n(tot.mms), n(tot.voice_minutes), n(tot.emails), n(tot.ai_tokens)]
     totals.append(usd(tot.estimated_cost))
     if show_provider:
         totals.append(usd(tot.provider_cost))
+    # No vertical rules, and each column as wide as its widest cell: Rich would otherwise squeeze the table
+    # to the terminal by truncating numbers ("41,6..."), which must never happen to a figure.
+    table = Table(
+        title="Daily usage (UTC days)",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),
+    )
+    for i, name in enumerate(headers):
+        widest = max(len(name), *(len(r[i]) for r in [*rows, totals]))
+        # Two spaces between columns (the rule's one plus one here): 8 columns of real figures fit 80.
+        table.add_column(
+            name, justify="left" if i == 0 else "right", no_wrap=True, min_width=widest + (i > 0)
+        )
+    for cells in rows:
+        table.add_row(*cells)
     table.add_section()
     table.add_row(*totals, style="bold")
     console.print(table)

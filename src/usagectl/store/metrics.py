@@ -3,43 +3,65 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import cache
+from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert
 
+from usagectl.pricing import round_micro
 from usagectl.providers.base import MetricRow
-from usagectl.store.tables import usage_metrics, usage_metrics_ai_models, utcnow
+from usagectl.store.tables import METRIC_COLUMNS, usage_metrics, usage_metrics_ai_models, utcnow
+
+_UPDATED = (*METRIC_COLUMNS, "storage_bytes", "provider_cost_usd", "updated_at")
+
+
+@cache
+def _statements(dialect: str) -> tuple[Any, Any, Any]:
+    """Built once per dialect and executed with parameters: building and cache-keying a fresh upsert per
+    tenant-day cost more CPU than the write itself (bench/bench_collect.py)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(usage_metrics)
+    # One native upsert (SQLite and PostgreSQL both have ON CONFLICT): the unique key makes a racing writer
+    # update the same row instead of double counting.
+    upsert = ins.on_conflict_do_update(
+        index_elements=[usage_metrics.c.tenant_id, usage_metrics.c.date, usage_metrics.c.source],
+        set_={k: ins.excluded[k] for k in _UPDATED},
+    )
+    m = usage_metrics_ai_models.c
+    clear_models = delete(usage_metrics_ai_models).where(
+        (m.tenant_id == bindparam("k_tenant"))
+        & (m.date == bindparam("k_date"))
+        & (m.source == bindparam("k_source"))
+    )
+    return upsert, clear_models, insert(usage_metrics_ai_models)
 
 
 def upsert_metric(conn: Connection, tenant_id: int, day: date, source: str, row: MetricRow) -> None:
     """Replace the (tenant, day, source) row and its per-model AI rows. Call inside the caller's transaction,
     one tenant-day per transaction, so a failure leaves the previous row intact."""
+    upsert, clear_models, insert_models = _statements(conn.dialect.name)
     now = utcnow()
-    key = (
-        (usage_metrics.c.tenant_id == tenant_id)
-        & (usage_metrics.c.date == day)
-        & (usage_metrics.c.source == source)
-    )
-    values = {**row.counts(), "provider_cost_usd": row.provider_cost_usd, "updated_at": now}
-    # A portable upsert: update, insert when nothing matched. The unique key makes a racing second insert fail
-    # (and its transaction roll back) instead of double counting.
-    existing = conn.execute(select(usage_metrics.c.id).where(key)).scalar()
-    if existing is None:
-        conn.execute(
-            insert(usage_metrics).values(
-                tenant_id=tenant_id, date=day, source=source, created_at=now, **values
-            )
-        )
-    else:
-        conn.execute(update(usage_metrics).where(usage_metrics.c.id == existing).values(**values))
-    m = usage_metrics_ai_models.c
+    cost = row.provider_cost_usd
+    if cost is not None:
+        # Providers report amounts finer than we store (OpenAI sends long floats): round half-up to the micro-dollar.
+        cost = round_micro(cost)
     conn.execute(
-        delete(usage_metrics_ai_models).where(
-            (m.tenant_id == tenant_id) & (m.date == day) & (m.source == source)
-        )
+        upsert,
+        {
+            "tenant_id": tenant_id,
+            "date": day,
+            "source": source,
+            **row.counts(),
+            "provider_cost_usd": cost,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
+    conn.execute(clear_models, {"k_tenant": tenant_id, "k_date": day, "k_source": source})
     if row.ai_models:
         conn.execute(
-            insert(usage_metrics_ai_models),
+            insert_models,
             [
                 {
                     "tenant_id": tenant_id,

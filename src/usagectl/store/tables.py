@@ -209,7 +209,7 @@ collection_runs = Table(
     Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=True),
     Column("source", String(32), nullable=False),
     Column("date", Date, nullable=False),
-    Column("status", String(16), nullable=False),  # running | ok | failed
+    Column("status", String(16), nullable=False),  # ok | failed (written with the tenant-day it reports on)
     Column("rows_written", Integer, nullable=False, server_default="0"),
     Column("error", Text, nullable=True),  # never a secret: messages are built from provider error bodies
     Column("started_at", UTCDateTime, nullable=False),

@@ -1,0 +1,129 @@
+"""SendGrid: daily email stats of a subuser or a category (v3 Stats API). emails_sent = `requests`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import httpx
+
+from usagectl.config import Config, SendGridProvider, TenantConfig
+from usagectl.errors import ConfigError
+from usagectl.http import Http, Policy, check_endpoint
+from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_int
+
+SOURCE = "sendgrid"
+
+
+def error_message(response: httpx.Response) -> str:
+    """SendGrid errors: {"errors": [{"field": ..., "message": ...}]}."""
+    body = response.json()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
+        parts = []
+        for e in errors:
+            if isinstance(e, dict):
+                field = e.get("field")
+                parts.append(f"{field}: {e.get('message')}" if field else str(e.get("message")))
+        return "; ".join(parts)
+    return response.reason_phrase
+
+
+def _http(settings: SendGridProvider, cfg: Config) -> Http:
+    if settings.api_key is None:
+        raise ConfigError(cfg.where() + "providers.sendgrid: api_key_env or api_key_file is required")
+    key = settings.api_key.resolve("providers.sendgrid.api_key").get_secret_value()
+    return Http(
+        SOURCE,
+        settings.base_url,
+        Policy(settings.timeout, settings.max_retries, settings.rate_limit),
+        headers={"Authorization": f"Bearer {key}"},
+        error_message=error_message,
+        secrets=(key,),
+    )
+
+
+class SendGrid:
+    source = SOURCE
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+
+    def applies_to(self, tenant: TenantConfig) -> bool:
+        return tenant.sendgrid is not None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
+        return self.collect_days(tenant, [day])[day]
+
+    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
+        sg = tenant.sendgrid
+        assert sg is not None
+        if sg.subuser is not None:
+            path, param, kind, name = "/v3/subusers/stats", "subusers", "subuser", sg.subuser
+        else:
+            assert sg.category is not None
+            path, param, kind, name = "/v3/categories/stats", "categories", "category", sg.category
+        body = self.http.get_json(
+            path,
+            [
+                (param, name),
+                ("start_date", min(days).isoformat()),
+                ("end_date", max(days).isoformat()),
+                ("aggregated_by", "day"),
+            ],
+        )
+        found = _parse_stats(body, kind, name)
+        # SendGrid lists every day, with zeros when there was no traffic; a day it left out had none either.
+        return {d: found.get(d, MetricRow()) for d in days}
+
+
+def _parse_stats(body: Any, kind: str, name: str) -> dict[date, MetricRow]:
+    if not isinstance(body, list):
+        raise ProviderError(
+            f"{SOURCE}: malformed response: expected a list of days, got {type(body).__name__}"
+        )
+    out: dict[date, MetricRow] = {}
+    for i, entry in enumerate(body):
+        try:
+            day = date.fromisoformat(entry["date"])
+            stats = entry["stats"]
+        except (TypeError, KeyError, ValueError):
+            raise ProviderError(f"{SOURCE}: malformed response: entry {i} has no valid date/stats") from None
+        sent = delivered = 0
+        for s in stats if isinstance(stats, list) else []:
+            # Only this tenant's own entry counts, whatever else the API returns (isolation).
+            if not isinstance(s, dict) or s.get("type") != kind or s.get("name") != name:
+                continue
+            metrics = s.get("metrics") or {}
+            sent += as_int(metrics.get("requests", 0), f"{day} requests")
+            delivered += as_int(metrics.get("delivered", 0), f"{day} delivered")
+        out[day] = MetricRow(emails_sent=sent, emails_delivered=delivered)
+    return out
+
+
+def make(cfg: Config) -> SendGrid | None:
+    settings = cfg.providers.sendgrid
+    if settings is None:
+        if any(t.sendgrid for t in cfg.tenants):
+            raise ConfigError(
+                cfg.where() + "tenants use SendGrid but [providers.sendgrid] is missing (api_key_env = ...)"
+            )
+        return None
+    return SendGrid(_http(settings, cfg))
+
+
+def check(cfg: Config) -> list[CheckResult]:
+    settings = cfg.providers.sendgrid
+    if settings is None:
+        return []
+    return check_endpoint(
+        f"sendgrid ({settings.base_url})",
+        lambda: _http(settings, cfg),
+        "/v3/scopes",
+        None,
+        ok="API key accepted",
+    )

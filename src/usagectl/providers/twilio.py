@@ -1,0 +1,386 @@
+"""Twilio through the twilio SDK, with our httpx stack underneath (`twilio.http.HttpClient`).
+
+Attribution (design.md): a subaccount -> Daily Usage Records of that subaccount (IncludeSubaccounts=false);
+phone numbers on the platform account -> the Messages and Calls lists filtered by number and UTC day; the tenant's
+own account -> Daily Usage Records of that account. Twilio's own price goes to provider_cost_usd.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from usagectl.config import Config, TenantConfig, TwilioProvider
+from usagectl.errors import ConfigError
+from usagectl.http import Http, PageGuard, Policy, loads, scrub
+from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_decimal, as_int
+
+SOURCE = "twilio"
+PAGE_SIZE = 1000  # Twilio's maximum: fewest requests
+CATEGORIES = {
+    "sms-outbound": "sms_outbound_count",
+    "sms-inbound": "sms_inbound_count",
+    "mms-outbound": "mms_outbound_count",
+    "mms-inbound": "mms_inbound_count",
+    "calls-outbound": "voice_minutes",
+    "calls-inbound": "voice_minutes",
+}
+
+log = logging.getLogger(__name__)
+
+
+def error_message(body: Any, fallback: str) -> str:
+    """Twilio errors: {"code": 20003, "message": "Authenticate", "more_info": ..., "status": 401}."""
+    if isinstance(body, dict) and body.get("message"):
+        code = body.get("code")
+        return f"{body['message']}" + (f" (Twilio error {code})" if code else "")
+    return fallback
+
+
+def _http_error_message(response: Any) -> str:
+    return error_message(response.json(), response.reason_phrase)
+
+
+class _SdkHttpClient:
+    """Adapter the SDK calls for every request; built lazily so the SDK is imported only when collecting."""
+
+    @staticmethod
+    def build(http: Http) -> Any:
+        from twilio.http import HttpClient
+        from twilio.http.response import Response
+
+        class HttpxClient(HttpClient):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__(log, is_async=False, timeout=http.policy.timeout)
+
+            def request(
+                self,
+                method: str,
+                uri: str,
+                params: dict[str, object] | None = None,
+                data: dict[str, object] | None = None,
+                headers: dict[str, str] | None = None,
+                auth: tuple[str, str] | None = None,
+                timeout: float | None = None,
+                allow_redirects: bool = False,
+            ) -> Any:
+                response = http.send(method, uri, params=params, headers=headers, auth=auth)
+                return Response(response.status_code, response.text, dict(response.headers))
+
+        return HttpxClient()
+
+
+class Twilio:
+    source = SOURCE
+
+    def __init__(
+        self,
+        http: Http,
+        base_url: str,
+        platform: tuple[str, str] | None,
+        platform_account: str | None,
+        tenant_tokens: dict[str, str],
+    ) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.platform = platform  # (account or API key SID, secret) of the platform account
+        self.platform_account = platform_account  # the account SID that owns the platform's resources
+        self.tenant_tokens = tenant_tokens  # slug -> the tenant's own auth token
+        self._sdk_http = _SdkHttpClient.build(http)
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def applies_to(self, tenant: TenantConfig) -> bool:
+        return tenant.twilio is not None
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ---- SDK plumbing --------------------------------------------------------------------------------------
+
+    def _client(self, username: str, password: str, account_sid: str) -> Any:
+        with self._lock:
+            key = (username, account_sid)
+            client = self._clients.get(key)
+            if client is None:
+                from twilio.rest import Client
+
+                client = Client(username, password, account_sid=account_sid, http_client=self._sdk_http)
+                client.api.base_url = self.base_url  # regional endpoint, proxy or sandbox
+                self._clients[key] = client
+            return client
+
+    def _account(self, tenant: TenantConfig) -> Any:
+        """The SDK handle on the account whose resources hold this tenant's usage."""
+        tw = tenant.twilio
+        assert tw is not None
+        if tw.mode == "own":
+            assert tw.account_sid is not None
+            token = self.tenant_tokens[tenant.slug]
+            return self._client(tw.account_sid, token, tw.account_sid).api.v2010.accounts(tw.account_sid)
+        if self.platform is None:
+            raise ProviderError(f"{SOURCE}: [providers.twilio] account_sid and auth_token are not configured")
+        user, secret = self.platform
+        owner = self.platform_account
+        assert owner is not None
+        client = self._client(user, secret, owner)
+        target = tw.subaccount_sid if tw.mode == "subaccount" else owner
+        return client.api.v2010.accounts(target)
+
+    def _call(self, fn: Callable[[], Any], what: str) -> Any:
+        """One SDK call with its failures as ProviderError (never a credential in the message)."""
+        from twilio.base.exceptions import TwilioException
+
+        try:
+            return fn()
+        except TwilioException as exc:
+            raise _provider_error(exc, what, self.http.secrets) from None
+        except ValueError as exc:  # the SDK's json.loads on a malformed body
+            raise ProviderError(f"{SOURCE}: malformed JSON in the response to {what}: {exc}") from None
+
+    def _pages(self, first: Callable[[], Any], what: str) -> Iterable[Any]:
+        """Every record of a list, following next_page_uri; a pagination that never ends is an error."""
+        guard = PageGuard(SOURCE, what)
+        page = self._call(first, what)
+        while page is not None:
+            yield from page
+            url = page.next_page_url
+            if not url:
+                return
+            guard.follow(url)
+            page = self._call(page.next_page, what)
+
+    # ---- collection ----------------------------------------------------------------------------------------
+
+    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
+        return self.collect_days(tenant, [day])[day]
+
+    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
+        tw = tenant.twilio
+        assert tw is not None
+        account = self._account(tenant)
+        if tw.mode == "numbers":
+            return {d: self._numbers_day(account, tw.phone_numbers, d) for d in days}
+        return self._usage_records(account, days, include_subaccounts=tw.mode == "own")
+
+    def _usage_records(
+        self, account: Any, days: Sequence[date], *, include_subaccounts: bool
+    ) -> dict[date, MetricRow]:
+        start, end = min(days), max(days)
+        counts: dict[date, dict[str, int]] = {d: {} for d in days}
+        price: dict[date, Decimal] = {d: Decimal(0) for d in days}
+        # One listing of every category (Twilio has hundreds; a page of 1000 holds a few days of them) costs one
+        # request where a request per category would cost six.
+        what = f"usage records {start}..{end}"
+        for rec in self._pages(
+            partial(
+                account.usage.records.daily.page,
+                start_date=start.isoformat(),
+                end_date=end.isoformat(),
+                include_subaccounts=include_subaccounts,
+                page_size=PAGE_SIZE,
+            ),
+            what,
+        ):
+            category = rec.category
+            column = CATEGORIES.get(category)
+            day = _record_day(rec.start_date)
+            if column is None or day not in counts:
+                continue  # the totals (sms, calls, ...) and everything we do not meter
+            if column == "voice_minutes":
+                # `usage` is minutes, already rounded up per call by Twilio.
+                minutes = as_decimal(rec.usage, f"{category} usage on {day}")
+                value = int(minutes.to_integral_value(rounding="ROUND_CEILING"))
+            else:
+                value = as_int(rec.count, f"{category} count on {day}")
+            counts[day][column] = counts[day].get(column, 0) + value
+            if rec.price is not None and rec.price != "":
+                price[day] += abs(as_decimal(rec.price, f"{category} price on {day}"))
+        return {d: MetricRow(**counts[d], provider_cost_usd=price[d]) for d in days}  # type: ignore[arg-type]
+
+    def _ours(
+        self, first: Callable[[], Any], what: str, day: date, outbound: bool, seen: set[str], when: str
+    ) -> Iterator[Any]:
+        """The records of a list filtered by one of our numbers that are ours on `day`, each once. A list by
+        `From=` our number also holds inbound records sent *from* it by the other side of a number-to-number
+        exchange (and `To=` outbound ones): those belong to whoever received them."""
+        for r in self._pages(first, what):
+            if r.sid in seen or not _same_day(getattr(r, when), day):
+                continue
+            if str(r.direction or "").startswith("outbound") != outbound:
+                continue
+            seen.add(r.sid)
+            yield r
+
+    def _numbers_day(self, account: Any, numbers: Sequence[str], day: date) -> MetricRow:
+        iso = day.isoformat()
+        totals = dict.fromkeys(("sms_out", "sms_in", "mms_out", "mms_in", "minutes"), 0)
+        cost: Decimal | None = Decimal(0)
+        seen: set[str] = set()
+
+        def add_price(raw: Any, what: str) -> None:
+            nonlocal cost
+            if raw is None or raw == "":
+                cost = None  # Twilio has not priced it yet: the day's provider cost is unknown, not lower
+            elif cost is not None:
+                cost += abs(as_decimal(raw, what))
+
+        for number in numbers:
+            for outbound, by_number in ((True, {"from_": number}), (False, {"to": number})):
+                side = "outbound" if outbound else "inbound"
+                for m in self._ours(
+                    partial(account.messages.page, date_sent=iso, page_size=PAGE_SIZE, **by_number),
+                    f"messages {side} {number} {iso}",
+                    day,
+                    outbound,
+                    seen,
+                    "date_sent",
+                ):
+                    if as_int(m.num_media or "0", f"num_media of {m.sid}") > 0:
+                        totals["mms_out" if outbound else "mms_in"] += 1
+                    else:
+                        segments = as_int(m.num_segments or "1", f"num_segments of {m.sid}")
+                        totals["sms_out" if outbound else "sms_in"] += segments
+                    add_price(m.price, f"price of {m.sid}")
+                for c in self._ours(
+                    partial(account.calls.page, start_time=iso, page_size=PAGE_SIZE, **by_number),
+                    f"calls {side} {number} {iso}",
+                    day,
+                    outbound,
+                    seen,
+                    "start_time",
+                ):
+                    seconds = as_int(c.duration or "0", f"duration of {c.sid}")
+                    totals["minutes"] += math.ceil(seconds / 60)  # billed per started minute
+                    add_price(c.price, f"price of {c.sid}")
+        return MetricRow(
+            sms_outbound_count=totals["sms_out"],
+            sms_inbound_count=totals["sms_in"],
+            mms_outbound_count=totals["mms_out"],
+            mms_inbound_count=totals["mms_in"],
+            voice_minutes=totals["minutes"],
+            provider_cost_usd=cost,
+        )
+
+
+def _same_day(when: Any, day: date) -> bool:
+    return isinstance(when, datetime) and when.astimezone(UTC).date() == day
+
+
+def _record_day(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def _provider_error(exc: Exception, what: str, secrets: tuple[str, ...]) -> ProviderError:
+    """The SDK raises TwilioRestException (fetch) or TwilioException("Unable to fetch page", response) (lists)."""
+    status = getattr(exc, "status", None)
+    message = getattr(exc, "msg", None)
+    code = getattr(exc, "code", None)
+    if status is None and len(exc.args) > 1 and hasattr(exc.args[1], "status_code"):
+        response = exc.args[1]
+        status = response.status_code
+        try:
+            message = error_message(loads(response.text), "")
+        except ValueError:
+            message = ""
+    elif message and code:
+        message = f"{message} (Twilio error {code})"
+    detail = scrub(str(message or (exc.args[0] if exc.args else type(exc).__name__)), secrets)
+    retryable = status in (429, 500, 502, 503, 504)
+    return ProviderError(f"{SOURCE}: HTTP {status} on {what}: {detail}", retryable=retryable)
+
+
+def _platform(settings: TwilioProvider, cfg: Config) -> tuple[str, str] | None:
+    if settings.account_sid is None and settings.auth_token is None:
+        return None
+    if settings.account_sid is None or settings.auth_token is None:
+        raise ConfigError(
+            cfg.where() + "providers.twilio: give both account_sid and auth_token_env (or _file)"
+        )
+    token = settings.auth_token.resolve("providers.twilio.auth_token").get_secret_value()
+    return settings.account_sid, token
+
+
+def make(cfg: Config) -> Twilio | None:
+    settings = cfg.providers.twilio
+    if settings is None and not any(t.twilio for t in cfg.tenants):
+        return None
+    settings = settings or TwilioProvider()
+    platform = _platform(settings, cfg)
+    tokens: dict[str, str] = {}
+    for i, t in enumerate(cfg.tenants):
+        tw = t.twilio
+        if tw is None:
+            continue
+        if tw.mode == "own":
+            assert tw.auth_token is not None
+            key = f"{cfg.where()}tenants[{i}].twilio.auth_token"
+            tokens[t.slug] = tw.auth_token.resolve(key).get_secret_value()
+        elif platform is None:
+            raise ConfigError(
+                f"{cfg.where()}tenants[{i}] ({t.slug}) is attributed through the platform Twilio account, but "
+                "[providers.twilio] has no account_sid/auth_token_env"
+            )
+    http = Http(
+        SOURCE,
+        settings.base_url,
+        Policy(settings.timeout, settings.max_retries, settings.rate_limit),
+        error_message=_http_error_message,
+        secrets=tuple(s for s in [platform[1] if platform else "", *tokens.values()] if s),
+    )
+    # With an API key (SK...) as the username, the resources belong to parent_account_sid.
+    owner = settings.parent_account_sid or (platform[0] if platform else None)
+    return Twilio(http, settings.base_url, platform, owner, tokens)
+
+
+def check(cfg: Config) -> list[CheckResult]:
+    """Fetch each Twilio account once: the platform account and every tenant's own account."""
+    try:
+        provider = make(cfg)
+    except ConfigError as exc:
+        return [CheckResult("twilio", False, str(exc))]
+    if provider is None:
+        return []
+    targets: list[tuple[str, tuple[str, str], str]] = []
+    if provider.platform is not None and provider.platform_account is not None:
+        targets.append(
+            (
+                f"twilio (platform account {provider.platform_account})",
+                provider.platform,
+                provider.platform_account,
+            )
+        )
+    for t in cfg.tenants:
+        if t.twilio is not None and t.twilio.mode == "own":
+            sid = t.twilio.account_sid
+            assert sid is not None
+            targets.append(
+                (f"twilio (tenant {t.slug}, own account {sid})", (sid, provider.tenant_tokens[t.slug]), sid)
+            )
+    results: list[CheckResult] = []
+    try:
+        for name, (user, secret), sid in targets:
+            client = provider._client(user, secret, sid)
+            try:
+                provider._call(client.api.v2010.accounts(sid).fetch, f"account {sid}")
+                results.append(CheckResult(name, True, "credentials accepted"))
+            except ProviderError as exc:
+                results.append(CheckResult(name, False, str(exc)))
+    finally:
+        provider.close()
+    return results

@@ -1,0 +1,381 @@
+"""What the sandbox providers report: scripted usage (tests) over deterministic synthetic usage (the demo).
+
+Synthetic figures are a pure function of (seed, key, day), where the key is what the provider attributes usage
+by (a Twilio account SID or phone number, a SendGrid subuser or category, an OpenAI project id). Scripted data
+replaces the synthetic data for its key entirely, so a test states exactly what the provider holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+TWILIO_CATEGORIES = (
+    "sms-outbound",
+    "sms-inbound",
+    "mms-outbound",
+    "mms-inbound",
+    "calls-outbound",
+    "calls-inbound",
+)
+# Twilio's totals categories: the sandbox serves them too, so a collector that sums every category double counts.
+TWILIO_TOTALS = {
+    "sms": ("sms-outbound", "sms-inbound"),
+    "mms": ("mms-outbound", "mms-inbound"),
+    "calls": ("calls-outbound", "calls-inbound"),
+}
+OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1")
+_MODEL_RATES = {  # USD per 1M tokens (input, output): only to make synthetic costs plausible
+    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
+    "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
+}
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    count: int
+    usage: Decimal  # minutes for calls, else equal to count
+    price: Decimal  # positive USD
+
+
+@dataclass(frozen=True)
+class Message:
+    sid: str
+    account_sid: str
+    from_: str
+    to: str
+    direction: str  # inbound | outbound-api | outbound-call | outbound-reply
+    date_sent: datetime
+    num_segments: int = 1
+    num_media: int = 0
+    price: Decimal | None = None  # negative, as Twilio reports it
+
+
+@dataclass(frozen=True)
+class Call:
+    sid: str
+    account_sid: str
+    from_: str
+    to: str
+    direction: str  # inbound | outbound-api | outbound-dial
+    start_time: datetime
+    duration: int  # seconds
+    price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    model: str
+    input_tokens: int
+    output_tokens: int
+    input_cached_tokens: int = 0
+    num_model_requests: int = 1
+
+
+def _rng(seed: int, *parts: object) -> random.Random:
+    digest = hashlib.sha256(":".join(str(p) for p in (seed, *parts)).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _scale(seed: int, key: str, day: date) -> float:
+    """A tenant's size (stable per key) times a weekly rhythm and a little daily noise."""
+    size = 0.4 + _rng(seed, "size", key).random() * 2.6
+    weekday = 0.55 if day.weekday() >= 5 else 1.0
+    trend = 1.0 + 0.004 * (day.toordinal() % 90)
+    return size * weekday * trend * (0.85 + 0.3 * _rng(seed, "noise", key, day).random())
+
+
+def _sid(prefix: str, *parts: object) -> str:
+    return prefix + hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+@dataclass
+class World:
+    """Everything the three fake providers know. Thread-safe: the servers read while a test writes."""
+
+    seed: int = 0
+    synthetic: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _records: dict[tuple[str, date], dict[str, UsageRecord]] = field(default_factory=dict, repr=False)
+    _scripted_accounts: set[str] = field(default_factory=set, repr=False)
+    _messages: list[Message] = field(default_factory=list, repr=False)
+    _calls: list[Call] = field(default_factory=list, repr=False)
+    _scripted_numbers: set[str] = field(default_factory=set, repr=False)
+    _email: dict[tuple[str, str, date], dict[str, int]] = field(default_factory=dict, repr=False)
+    _scripted_email: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    _ai: dict[tuple[str, date], list[ModelUsage]] = field(
+        default_factory=lambda: defaultdict(list), repr=False
+    )
+    _ai_cost: dict[tuple[str, date], Decimal | str] = field(default_factory=dict, repr=False)
+    _scripted_projects: set[str] = field(default_factory=set, repr=False)
+
+    # ---- scripting (tests) -------------------------------------------------------------------------------
+
+    def set_usage_record(
+        self,
+        account_sid: str,
+        day: date,
+        category: str,
+        count: int,
+        *,
+        usage: Decimal | int | None = None,
+        price: Decimal | str = "0",
+    ) -> None:
+        with self._lock:
+            self._scripted_accounts.add(account_sid)
+            self._records.setdefault((account_sid, day), {})[category] = UsageRecord(
+                count, Decimal(count if usage is None else usage), Decimal(price)
+            )
+
+    def script_account(self, account_sid: str) -> None:
+        """Make an account report nothing but what is scripted (zero usage on other days)."""
+        with self._lock:
+            self._scripted_accounts.add(account_sid)
+
+    def add_message(
+        self,
+        account_sid: str,
+        *,
+        from_: str,
+        to: str,
+        direction: str,
+        date_sent: datetime,
+        num_segments: int = 1,
+        num_media: int = 0,
+        price: Decimal | str | None = None,
+    ) -> Message:
+        with self._lock:
+            msg = Message(
+                _sid("SM", account_sid, len(self._messages), from_, to, date_sent),
+                account_sid,
+                from_,
+                to,
+                direction,
+                date_sent.astimezone(UTC),
+                num_segments,
+                num_media,
+                None if price is None else Decimal(price),
+            )
+            self._messages.append(msg)
+            self._scripted_numbers.update((from_, to))
+            return msg
+
+    def add_call(
+        self,
+        account_sid: str,
+        *,
+        from_: str,
+        to: str,
+        direction: str,
+        start_time: datetime,
+        duration: int,
+        price: Decimal | str | None = None,
+    ) -> Call:
+        with self._lock:
+            call = Call(
+                _sid("CA", account_sid, len(self._calls), from_, to, start_time),
+                account_sid,
+                from_,
+                to,
+                direction,
+                start_time.astimezone(UTC),
+                duration,
+                None if price is None else Decimal(price),
+            )
+            self._calls.append(call)
+            self._scripted_numbers.update((from_, to))
+            return call
+
+    def script_numbers(self, *numbers: str) -> None:
+        with self._lock:
+            self._scripted_numbers.update(numbers)
+
+    def set_email_stats(
+        self, kind: str, name: str, day: date, *, requests: int, delivered: int | None = None
+    ) -> None:
+        """kind: 'subuser' or 'category'."""
+        with self._lock:
+            self._scripted_email.add((kind, name))
+            self._email[(kind, name, day)] = {
+                "requests": requests,
+                "processed": requests,
+                "delivered": requests if delivered is None else delivered,
+                "bounces": requests - (requests if delivered is None else delivered),
+            }
+
+    def script_email(self, kind: str, name: str) -> None:
+        with self._lock:
+            self._scripted_email.add((kind, name))
+
+    def set_ai_usage(self, project_id: str, day: date, usage: list[ModelUsage]) -> None:
+        with self._lock:
+            self._scripted_projects.add(project_id)
+            self._ai[(project_id, day)] = list(usage)
+
+    def set_ai_cost(self, project_id: str, day: date, value: Decimal | str) -> None:
+        """`value` as a Decimal is sent as a JSON number, as a str as a JSON string (the API does both)."""
+        with self._lock:
+            self._scripted_projects.add(project_id)
+            self._ai_cost[(project_id, day)] = value
+
+    # ---- reading (the servers) ---------------------------------------------------------------------------
+
+    def usage_records(self, account_sid: str, day: date) -> dict[str, UsageRecord]:
+        """Every category with usage that day, totals included."""
+        with self._lock:
+            scripted = account_sid in self._scripted_accounts
+            records = dict(self._records.get((account_sid, day), {}))
+        if not scripted and self.synthetic:
+            records = self._synthetic_records(account_sid, day)
+        for total, parts in TWILIO_TOTALS.items():
+            got = [records[p] for p in parts if p in records]
+            if got and total not in records:
+                records[total] = UsageRecord(
+                    sum(r.count for r in got),
+                    sum((r.usage for r in got), Decimal(0)),
+                    sum((r.price for r in got), Decimal(0)),
+                )
+        return records
+
+    def _synthetic_records(self, account_sid: str, day: date) -> dict[str, UsageRecord]:
+        s = _scale(self.seed, account_sid, day)
+        rng = _rng(self.seed, "twilio-records", account_sid, day)
+        sms_out = int(380 * s * rng.uniform(0.9, 1.1))
+        sms_in = int(sms_out * rng.uniform(0.2, 0.4))
+        mms_out = int(sms_out * rng.uniform(0.03, 0.08))
+        mms_in = int(mms_out * rng.uniform(0.1, 0.5))
+        calls_out = int(14 * s * rng.uniform(0.8, 1.2))
+        calls_in = int(calls_out * rng.uniform(0.5, 0.9))
+        minutes_out = sum(rng.randint(1, 9) for _ in range(calls_out))
+        minutes_in = sum(rng.randint(1, 6) for _ in range(calls_in))
+        return {
+            "sms-outbound": UsageRecord(sms_out, Decimal(sms_out), Decimal("0.0079") * sms_out),
+            "sms-inbound": UsageRecord(sms_in, Decimal(sms_in), Decimal("0.0079") * sms_in),
+            "mms-outbound": UsageRecord(mms_out, Decimal(mms_out), Decimal("0.0200") * mms_out),
+            "mms-inbound": UsageRecord(mms_in, Decimal(mms_in), Decimal("0.0100") * mms_in),
+            "calls-outbound": UsageRecord(calls_out, Decimal(minutes_out), Decimal("0.0140") * minutes_out),
+            "calls-inbound": UsageRecord(calls_in, Decimal(minutes_in), Decimal("0.0085") * minutes_in),
+        }
+
+    def messages(self, account_sid: str) -> list[Message]:
+        with self._lock:
+            return [m for m in self._messages if m.account_sid == account_sid]
+
+    def synthetic_messages(self, account_sid: str, number: str, day: date) -> list[Message]:
+        """The synthetic traffic of one of our numbers on one day (empty for scripted numbers)."""
+        with self._lock:
+            if not self.synthetic or number in self._scripted_numbers:
+                return []
+        rng = _rng(self.seed, "messages", number, day)
+        n = int(24 * _scale(self.seed, number, day))
+        out: list[Message] = []
+        for i in range(n):
+            inbound = rng.random() < 0.3
+            media = 1 if rng.random() < 0.08 else 0
+            segments = 1 if media else rng.choice((1, 1, 1, 2, 3))
+            other = f"+1555{rng.randint(0, 9999999):07d}"
+            price = Decimal("-0.0200") if media else Decimal("-0.0079") * segments
+            out.append(
+                Message(
+                    _sid("SM", number, day, i),
+                    account_sid,
+                    other if inbound else number,
+                    number if inbound else other,
+                    "inbound" if inbound else rng.choice(("outbound-api", "outbound-api", "outbound-reply")),
+                    _midnight(day) + timedelta(seconds=rng.randint(0, 86399)),
+                    segments,
+                    media,
+                    price,
+                )
+            )
+        return out
+
+    def calls(self, account_sid: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self._calls if c.account_sid == account_sid]
+
+    def synthetic_calls(self, account_sid: str, number: str, day: date) -> list[Call]:
+        with self._lock:
+            if not self.synthetic or number in self._scripted_numbers:
+                return []
+        rng = _rng(self.seed, "calls", number, day)
+        out: list[Call] = []
+        for i in range(int(4 * _scale(self.seed, number, day))):
+            inbound = rng.random() < 0.4
+            duration = rng.randint(3, 900)
+            other = f"+1555{rng.randint(0, 9999999):07d}"
+            minutes = -(-duration // 60)
+            out.append(
+                Call(
+                    _sid("CA", number, day, i),
+                    account_sid,
+                    other if inbound else number,
+                    number if inbound else other,
+                    "inbound" if inbound else "outbound-api",
+                    _midnight(day) + timedelta(seconds=rng.randint(0, 86399)),
+                    duration,
+                    Decimal("-0.0085" if inbound else "-0.0140") * minutes,
+                )
+            )
+        return out
+
+    def email_stats(self, kind: str, name: str, day: date) -> dict[str, int]:
+        zero = {"requests": 0, "processed": 0, "delivered": 0, "bounces": 0}
+        with self._lock:
+            if (kind, name) in self._scripted_email:
+                return dict(self._email.get((kind, name, day), zero))
+        if not self.synthetic:
+            return zero
+        rng = _rng(self.seed, "email", kind, name, day)
+        requests = int(900 * _scale(self.seed, f"{kind}:{name}", day))
+        bounces = int(requests * rng.uniform(0.005, 0.03))
+        return {
+            "requests": requests,
+            "processed": requests,
+            "delivered": requests - bounces,
+            "bounces": bounces,
+        }
+
+    def ai_usage(self, project_id: str, day: date) -> list[ModelUsage]:
+        with self._lock:
+            if project_id in self._scripted_projects:
+                return list(self._ai.get((project_id, day), []))
+        if not self.synthetic:
+            return []
+        rng = _rng(self.seed, "openai", project_id, day)
+        s = _scale(self.seed, project_id, day)
+        out = []
+        for model, weight in zip(OPENAI_MODELS, (1.0, 0.25), strict=True):
+            tokens_in = int(60_000 * s * weight * rng.uniform(0.7, 1.3))
+            out.append(
+                ModelUsage(
+                    model,
+                    tokens_in,
+                    int(tokens_in * rng.uniform(0.15, 0.35)),
+                    int(tokens_in * rng.uniform(0.0, 0.2)),
+                    max(1, tokens_in // 1500),
+                )
+            )
+        return out
+
+    def ai_cost(self, project_id: str, day: date) -> Decimal | str | None:
+        with self._lock:
+            if project_id in self._scripted_projects:
+                return self._ai_cost.get((project_id, day))
+        usage = self.ai_usage(project_id, day)
+        if not usage:
+            return None
+        total = Decimal(0)
+        for u in usage:
+            rate_in, rate_out = _MODEL_RATES.get(u.model, (Decimal(1), Decimal(4)))
+            total += (rate_in * u.input_tokens + rate_out * u.output_tokens) / 1_000_000
+        return total.quantize(Decimal("0.000001"))
