@@ -87,7 +87,7 @@ class RollupResult:
     """What one rollup run did."""
 
     days: tuple[date, ...]  # the UTC days recomputed
-    tenant_days: int  # tenant-days with raw metrics in those days
+    tenant_days: int  # tenant-days with raw metrics in those days (= rollup rows in those days)
     changed: int  # rollup rows inserted or updated (0 when a re-run found nothing new)
 
 
@@ -234,7 +234,6 @@ def rollup_statement(
 ) -> Any:
     """The upsert for `windows`; `tenant_rows` are every tenant's (id, plan_tier)."""
     tenant_rows = list(tenant_rows)
-    tenant_ids = {tid for tid, _ in tenant_rows}
     tiers = set(PLAN_TIERS) | {tier for _, tier in tenant_rows}
 
     agg = _aggregate(windows).subquery("agg")
@@ -271,8 +270,9 @@ def rollup_statement(
                     mp, and_(mp.c.model == mm.model, mm.date >= mp.c.p_from, mm.date < mp.c.p_to)
                 )
             )
-            # Listing the tenants lets the UNIQUE(tenant_id, date, ...) index serve the date ranges (no scan).
-            .where(mm.tenant_id.in_(sorted(tenant_ids)), _in_days(mm.date, windows))
+            # Naming the tenants lets the UNIQUE(tenant_id, date, ...) index serve the date ranges (no scan). A
+            # subquery, not a list of every id: 10,000 bound parameters cost 0.3 s per run on PostgreSQL.
+            .where(mm.tenant_id.in_(select(tenants.c.id)), _in_days(mm.date, windows))
             .group_by(mm.tenant_id, mm.date)
             .subquery("priced")
         )
@@ -386,24 +386,28 @@ def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> Non
         raise err
 
 
-def check_written(conn: Connection, cfg: Config, windows: Sequence[Window]) -> None:
+def check_written(conn: Connection, cfg: Config, windows: Sequence[Window]) -> int:
     """The same check on the rollup rows of `windows`, inside the rollup's transaction, after its upsert: raising
     rolls the transaction back, so nothing is written, and reading the rollup rows (one per tenant-day) is a
     fraction of aggregating the raw rows again. SQLite does not fail on the overflow (it switches to floating
-    point), so the counts, which are exact, are checked; PostgreSQL raises before this (see run_rollup)."""
+    point), so the counts, which are exact, are checked; PostgreSQL raises before this (see run_rollup).
+
+    Returns the number of rollup rows in `windows`: after the upsert, one per tenant-day with raw metrics."""
     r = usage_rollups_daily.c
-    top = conn.execute(
+    *top, rows = conn.execute(
         select(
             func.max(r.sms_total),
             func.max(r.mms_total),
             func.max(r.voice_total_minutes),
             func.max(r.email_total),
             func.max(r.ai_total_tokens),
+            func.count(),
         ).where(_in_days(r.date, windows))
     ).one()
     err = _range_error(cfg, top)
     if err is not None:
         raise err
+    return int(rows)
 
 
 def run_rollup(
@@ -432,18 +436,15 @@ def run_rollup(
                     (tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))
                 ]
                 conn.execute(rollup_statement(cfg, windows, tenant_rows, now, store.dialect))
-                check_written(conn, cfg, windows)  # raising rolls the upsert back
+                # Raising rolls the upsert back. Every tenant-day with raw metrics in `windows` has its rollup row
+                # now, so their count is the rollup rows' (a DISTINCT over the raw rows cost 0.5 s on SQLite and
+                # minutes on a PostgreSQL that chose a parallel hash aggregate, at 3.6M raw rows).
+                tenant_days = check_written(conn, cfg, windows)
                 # Rows written by this run carry its timestamp (rowcount of INSERT ... SELECT is not portable).
                 changed = conn.execute(
                     select(func.count())
                     .select_from(usage_rollups_daily)
                     .where(usage_rollups_daily.c.created_at == now)
-                ).scalar_one()
-                m = usage_metrics.c
-                tenant_days = conn.execute(
-                    select(func.count()).select_from(
-                        select(m.tenant_id, m.date).where(_in_days(m.date, windows)).distinct().subquery()
-                    )
                 ).scalar_one()
         except DataError as exc:
             # PostgreSQL stopped the upsert at a bigint overflow (rolled back): name the line, as SQLite does.
