@@ -19,12 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import certifi
 import httpx
 
 from usagectl import __version__
+from usagectl.config import Config, SecretRef
 from usagectl.providers.base import CheckResult, ProviderError
 
 USER_AGENT = f"usagectl/{__version__}"
@@ -100,11 +101,27 @@ def loads(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
+class _Settings(Protocol):
+    # Read-only, as the frozen pydantic provider models are.
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def rate_limit(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class Policy:
     timeout: float = 30.0
     max_retries: int = 4
     rate_limit: float = 0.0
+
+    @classmethod
+    def of(cls, settings: _Settings) -> Policy:
+        return cls(settings.timeout, settings.max_retries, settings.rate_limit)
 
 
 ErrorMessage = Callable[[httpx.Response], str]
@@ -277,6 +294,34 @@ class PageGuard:
                 f"{self.name}: {self.what}: pagination did not end after {self.max_pages} pages"
             )
         self._seen.add(cursor)
+
+
+def bearer_http(
+    name: str,
+    settings: _Settings,
+    ref: SecretRef | None,
+    key: str,
+    cfg: Config,
+    *,
+    error_message: ErrorMessage,
+    headers: Mapping[str, str] | None = None,
+) -> Http:
+    """A client for an API that takes `Authorization: Bearer <secret>` (SendGrid, OpenAI). `key` names the
+    secret's config key (providers.sendgrid.api_key) for errors; the secret itself goes only into the header."""
+    from usagectl.errors import ConfigError
+
+    if ref is None:
+        field = key.rsplit(".", 1)[-1]
+        raise ConfigError(f"{cfg.where()}{key.rsplit('.', 1)[0]}: {field}_env or {field}_file is required")
+    secret = ref.resolve(key).get_secret_value()
+    return Http(
+        name,
+        settings.base_url,
+        Policy.of(settings),
+        headers={"Authorization": f"Bearer {secret}", **(headers or {})},
+        error_message=error_message,
+        secrets=(secret,),
+    )
 
 
 def check_endpoint(

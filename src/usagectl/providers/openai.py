@@ -16,7 +16,7 @@ import httpx
 
 from usagectl.config import Config, OpenAIProvider, TenantConfig
 from usagectl.errors import ConfigError
-from usagectl.http import Http, PageGuard, Policy, check_endpoint
+from usagectl.http import Http, PageGuard, bearer_http, check_endpoint
 from usagectl.pricing import ModelTokens
 from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_decimal, as_int
 
@@ -40,19 +40,15 @@ def error_message(response: httpx.Response) -> str:
 
 
 def _http(settings: OpenAIProvider, cfg: Config) -> Http:
-    if settings.admin_key is None:
-        raise ConfigError(cfg.where() + "providers.openai: admin_key_env or admin_key_file is required")
-    key = settings.admin_key.resolve("providers.openai.admin_key").get_secret_value()
-    headers = {"Authorization": f"Bearer {key}"}
-    if settings.organization:
-        headers["OpenAI-Organization"] = settings.organization
-    return Http(
+    org = {"OpenAI-Organization": settings.organization} if settings.organization else None
+    return bearer_http(
         SOURCE,
-        settings.base_url,
-        Policy(settings.timeout, settings.max_retries, settings.rate_limit),
-        headers=headers,
+        settings,
+        settings.admin_key,
+        "providers.openai.admin_key",
+        cfg,
         error_message=error_message,
-        secrets=(key,),
+        headers=org,
     )
 
 

@@ -10,7 +10,7 @@ import httpx
 
 from usagectl.config import Config, SendGridProvider, TenantConfig
 from usagectl.errors import ConfigError
-from usagectl.http import Http, Policy, check_endpoint
+from usagectl.http import Http, bearer_http, check_endpoint
 from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_int
 
 SOURCE = "sendgrid"
@@ -31,16 +31,8 @@ def error_message(response: httpx.Response) -> str:
 
 
 def _http(settings: SendGridProvider, cfg: Config) -> Http:
-    if settings.api_key is None:
-        raise ConfigError(cfg.where() + "providers.sendgrid: api_key_env or api_key_file is required")
-    key = settings.api_key.resolve("providers.sendgrid.api_key").get_secret_value()
-    return Http(
-        SOURCE,
-        settings.base_url,
-        Policy(settings.timeout, settings.max_retries, settings.rate_limit),
-        headers={"Authorization": f"Bearer {key}"},
-        error_message=error_message,
-        secrets=(key,),
+    return bearer_http(
+        SOURCE, settings, settings.api_key, "providers.sendgrid.api_key", cfg, error_message=error_message
     )
 
 

@@ -339,7 +339,7 @@ def make(cfg: Config) -> Twilio | None:
     http = Http(
         SOURCE,
         settings.base_url,
-        Policy(settings.timeout, settings.max_retries, settings.rate_limit),
+        Policy.of(settings),
         error_message=_http_error_message,
         secrets=tuple(s for s in [platform[1] if platform else "", *tokens.values()] if s),
     )
