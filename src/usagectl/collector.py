@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -104,7 +105,7 @@ class _Writer:
         return self.store.engine.begin()
 
     def _guard(self) -> Any:
-        return self._lock if self._lock is not None else _NullLock()
+        return self._lock if self._lock is not None else nullcontext()
 
     def _log(
         self, conn: Any, tenant_id: int, source: str, day: date, started: datetime, **values: Any
@@ -134,14 +135,6 @@ class _Writer:
     def fail(self, tenant_id: int, source: str, day: date, started: datetime, message: str) -> None:
         with self._guard(), self._begin() as conn:
             self._log(conn, tenant_id, source, day, started, status="failed", error=_short(message))
-
-
-class _NullLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
