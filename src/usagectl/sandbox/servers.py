@@ -166,6 +166,10 @@ class ProviderServer:
     def rate_limit_headers(self, fault: Fault) -> dict[str, str]:
         return {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
 
+    def extra_headers(self) -> dict[str, str]:
+        """Headers on every response (SendGrid's rate-limit counters)."""
+        return {}
+
     def endless_page(self, path: str, query: list[tuple[str, str]]) -> Any:
         raise NotImplementedError
 
@@ -215,7 +219,7 @@ def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
-            for k, v in {**server_headers(server), **extra}.items():
+            for k, v in {**server.extra_headers(), **extra}.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
@@ -238,10 +242,6 @@ def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
                 raise Reply(200, server.endless_page(path, query))
 
     return Handler
-
-
-def server_headers(server: ProviderServer) -> dict[str, str]:
-    return server.extra_headers() if hasattr(server, "extra_headers") else {}
 
 
 def _day(value: str, key: str, error: Callable[[str], Reply]) -> date:
