@@ -27,7 +27,7 @@ from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
 from usagectl.store.metrics import upsert_metric
 from usagectl.store.tables import collection_runs, utcnow
-from usagectl.store.tenants import list_tenants
+from usagectl.store.tenants import tenant_ids
 
 MAX_ERROR_CHARS = 500
 _LOG_RUN = insert(collection_runs)  # one statement object, executed with parameters (cheaper per tenant-day)
@@ -207,7 +207,7 @@ def collect(
     """Collect every (tenant, provider) pair over the window. `tenants` defaults to every configured tenant."""
     selected = list(cfg.tenants if tenants is None else tenants)
     with store.engine.connect() as conn:
-        ids = {t.slug: t.id for t in list_tenants(conn)}
+        ids = tenant_ids(conn)
     pairs = [(p, t) for t in selected for p in providers if p.applies_to(t)]
     run_id = str(uuid.uuid4())
     written: list[Written] = []

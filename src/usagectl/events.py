@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from usagectl.config import Config
 from usagectl.errors import ConfigError, InputError
 from usagectl.store.engine import Store
-from usagectl.store.tables import tenants, usage_events, utcnow
+from usagectl.store.tables import usage_events, utcnow
+from usagectl.store.tenants import tenant_ids
 
 MetricKind = Literal["counter", "gauge"]
 
@@ -176,12 +177,6 @@ def parse_line(line: str | bytes, metrics: Mapping[str, MetricKind]) -> Event:
     return parse_event(obj, metrics)
 
 
-def tenant_ids(conn: Connection) -> dict[str, int]:
-    """slug -> id of the active tenants."""
-    rows = conn.execute(select(tenants.c.slug, tenants.c.id).where(tenants.c.active.is_(True))).all()
-    return {slug: int(pk) for slug, pk in rows}
-
-
 # --- writers -----------------------------------------------------------------------------------------------
 
 
@@ -276,7 +271,7 @@ def ingest_lines(
             on_reject(LineError(name, line_no, reason))
 
     with store.engine.connect() as conn:
-        ids = tenant_ids(conn)
+        ids = tenant_ids(conn, include_inactive=False)
         conn.rollback()
         batch: list[tuple[Any, ...]] = []
         trans = conn.begin()
@@ -437,7 +432,7 @@ def record(
     sql = _insert_sql(store)
     to_db = _time_param(store)
     with store.engine.begin() as conn:
-        pk = tenant_ids(conn).get(tenant)
+        pk = tenant_ids(conn, include_inactive=False).get(tenant)
         if pk is None:
             raise InputError(
                 f"unknown tenant {tenant!r}; `usagectl tenants` or `usagectl config show` lists them"

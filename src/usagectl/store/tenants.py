@@ -92,6 +92,14 @@ def list_tenants(conn: Connection, *, include_inactive: bool = True) -> list[Ten
     return [_row(r) for r in conn.execute(q).all()]
 
 
+def tenant_ids(conn: Connection, *, include_inactive: bool = True) -> dict[str, int]:
+    """slug -> id, without building whole rows (ingest and collect look up thousands)."""
+    q = select(tenants.c.slug, tenants.c.id)
+    if not include_inactive:
+        q = q.where(tenants.c.active.is_(True))
+    return {slug: int(pk) for slug, pk in conn.execute(q).all()}
+
+
 def get_tenant(conn: Connection, slug: str) -> TenantRow | None:
     r = conn.execute(select(tenants).where(tenants.c.slug == slug)).first()
     return _row(r) if r is not None else None
