@@ -189,3 +189,63 @@ def test_config_show_never_prints_secrets(
     r = cli("--config", str(good), "config", "check")
     assert r.code == 0 and "2 secrets resolved" in r.err
     assert "twilio-secret-token-value" not in r.err
+
+
+def _big_config(n: int, plan: str = "pro") -> str:
+    head = """
+[[pricing.books]]
+version = "v1"
+effective_from = 2026-01-01
+sms = "0.014"
+mms = 0.02
+voice_minute = "0.015"
+email = "0.0005"
+ai_token = "0.000002"
+
+[[pricing.books]]
+version = "v2"
+effective_from = 2026-11-15
+sms = 0.0125
+mms = "0.02"
+voice_minute = "0.015"
+email = "0.0005"
+ai_token = "0.000002"
+"""
+    tenants = "".join(
+        f'\n[[tenants]]\nslug = "t{i:05d}"\nname = "Tenant number {i}"\nplan = "{plan}"\n'
+        f'sendgrid = {{ subuser = "t{i:05d}" }}\n'
+        for i in range(n)
+    )
+    return head + tenants
+
+
+def test_large_config_parse_is_cached_by_content(
+    write_config: Callable[..., Path], isolated_env: Path
+) -> None:
+    text = _big_config(1200)
+    assert len(text.encode()) >= cfgmod.TOML_CACHE_MIN_BYTES
+    path = write_config(text)
+    first = cfgmod.load(path)
+    cached = list((isolated_env / "cache" / "config").glob("*.json"))
+    assert len(cached) == 1
+    second = cfgmod.load(path)  # from the cache
+    assert second == first
+    assert second.pricing.books[1].effective_from.isoformat() == "2026-11-15"
+    assert str(second.pricing.books[1].sms) == "0.0125"  # a TOML float, exact through the cache too
+
+    # An edit is a new content hash: never served stale.
+    path.write_text(_big_config(1200, plan="elite"), encoding="utf-8")
+    assert {t.plan for t in cfgmod.load(path).tenants} == {"elite"}
+
+    # A damaged cache entry is ignored, and a bad file is still reported with its line.
+    for f in (isolated_env / "cache" / "config").glob("*.json"):
+        f.write_text("{not json", encoding="utf-8")
+    assert {t.plan for t in cfgmod.load(path).tenants} == {"elite"}
+    path.write_text(_big_config(1200) + "\n[[tenants]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        cfgmod.load(path)
+
+
+def test_small_configs_are_not_cached(write_config: Callable[..., Path], isolated_env: Path) -> None:
+    cfgmod.load(write_config(_big_config(3)))
+    assert not (isolated_env / "cache").exists()
