@@ -39,15 +39,19 @@ def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult
     updated: list[str] = []
     deactivated: list[str] = []
     with store.engine.begin() as conn:
-        # Only the compared columns: converting 10,000 rows' timestamps would double the cost of every command.
+        # Only the compared columns, as plain tuples: every command with a config file runs this, and at 10,000
+        # tenants Row objects and timestamp conversion cost more than the report itself.
         c = tenants.c
         existing = {
-            r.slug: r for r in conn.execute(select(c.id, c.slug, c.name, c.plan_tier, c.active)).all()
+            slug: (pk, (name, plan, bool(active)))
+            for slug, pk, name, plan, active in conn.execute(
+                select(c.slug, c.id, c.name, c.plan_tier, c.active)
+            ).tuples()
         }
         wanted = {t.slug: t for t in configured}
         for slug, t in wanted.items():
-            row = existing.get(slug)
-            if row is None:
+            found = existing.get(slug)
+            if found is None:
                 conn.execute(
                     tenants.insert().values(
                         slug=slug,
@@ -59,18 +63,16 @@ def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult
                     )
                 )
                 added.append(slug)
-            elif (row.name, row.plan_tier, row.active) != (t.display_name, t.plan, True):
+            elif found[1] != (t.display_name, t.plan, True):
                 conn.execute(
                     update(tenants)
-                    .where(tenants.c.id == row.id)
+                    .where(tenants.c.id == found[0])
                     .values(name=t.display_name, plan_tier=t.plan, active=True, updated_at=now)
                 )
                 updated.append(slug)
-        for slug, row in existing.items():
-            if slug not in wanted and row.active:
-                conn.execute(
-                    update(tenants).where(tenants.c.id == row.id).values(active=False, updated_at=now)
-                )
+        for slug, (pk, (_name, _plan, active)) in existing.items():
+            if slug not in wanted and active:
+                conn.execute(update(tenants).where(tenants.c.id == pk).values(active=False, updated_at=now))
                 deactivated.append(slug)
     return SyncResult(tuple(added), tuple(updated), tuple(deactivated))
 
