@@ -46,7 +46,7 @@ def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult
             slug: (pk, (name, plan, bool(active)))
             for slug, pk, name, plan, active in conn.execute(
                 select(c.slug, c.id, c.name, c.plan_tier, c.active)
-            ).tuples()
+            )
         }
         wanted = {t.slug: t for t in configured}
         for slug, t in wanted.items():
