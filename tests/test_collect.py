@@ -485,3 +485,22 @@ def test_twilio_platform_api_key_acts_for_its_parent_account(sb: Sandbox, store:
     assert rows(store)[("acme", D1, "twilio")]["sms_outbound_count"] == 11
     (seen,) = sb.twilio.requests("/Usage/")
     assert seen.path.startswith(f"/2010-04-01/Accounts/{SUB}/")
+
+
+def test_a_row_the_database_refuses_costs_only_its_own_day(sb: Sandbox, store: Store) -> None:
+    sb.world.set_email_stats("subuser", "acme", D1, requests=2**64)  # beyond BIGINT on both backends
+    sb.world.set_email_stats("subuser", "acme", D2, requests=9)
+    result = run(
+        sb,
+        store,
+        [tenant("acme", sendgrid=TenantSendGrid(subuser="acme"))],
+        Window(D1, D2 + timedelta(days=1)),
+    )
+    assert result.exit_code == 3
+    (outcome,) = result.outcomes
+    assert (outcome.days_ok, outcome.days_failed) == (1, 1)
+    assert f"writing {D1}" in outcome.errors[0]
+    assert set(rows(store)) == {("acme", D2, "sendgrid")}
+    with store.engine.connect() as conn:
+        runs = {(r.date, r.status) for r in conn.execute(select(collection_runs))}
+    assert runs == {(D1, "failed"), (D2, "ok")}

@@ -1,8 +1,8 @@
 """Runs providers over tenants x days and writes raw metrics, idempotently.
 
-Each (tenant, provider) pair is one task on a bounded thread pool. A task fetches a day (or a range of days when
-the provider can) and writes each tenant-day in its own transaction, together with its `collection_runs` row, so a
-failure or a kill leaves every tenant-day either as it was or fully replaced. One failing tenant or provider never
+Each (tenant, provider) pair is one task on a bounded thread pool. A task fetches its window (in one range where
+the provider can) and writes its tenant-days in one transaction, each with its `collection_runs` row, so a failure
+or a kill leaves every tenant-day either as it was or fully replaced. One failing tenant or provider never
 stops the others; the result says which failed and the CLI turns that into exit code 3.
 """
 
@@ -125,16 +125,26 @@ class _Writer:
             },
         )
 
-    def commit_day(self, tenant_id: int, source: str, day: date, started: datetime, row: MetricRow) -> None:
-        # The metric row and its "ok" log line commit together: the log never claims a write that did not happen,
-        # and one transaction per tenant-day keeps SQLite's single writer free for the other workers.
+    def commit(
+        self,
+        tenant_id: int,
+        source: str,
+        started: datetime,
+        rows: Sequence[tuple[date, MetricRow]],
+        failures: Sequence[tuple[date, str]] = (),
+    ) -> None:
+        """One transaction for a task's days: each metric row with its "ok" log line (the log never claims a
+        write that did not happen), and the failed days' log lines. Every tenant-day in it is replaced whole or
+        not at all; one transaction per task rather than per day keeps SQLite's single writer free for the
+        other workers (the nightly window is three days)."""
         with self._guard(), self._begin() as conn:
-            upsert_metric(conn, tenant_id, day, source, row)
-            self._log(conn, tenant_id, source, day, started, status="ok", rows_written=1 + len(row.ai_models))
-
-    def fail(self, tenant_id: int, source: str, day: date, started: datetime, message: str) -> None:
-        with self._guard(), self._begin() as conn:
-            self._log(conn, tenant_id, source, day, started, status="failed", error=_short(message))
+            for day, row in rows:
+                upsert_metric(conn, tenant_id, day, source, row)
+                self._log(
+                    conn, tenant_id, source, day, started, status="ok", rows_written=1 + len(row.ai_models)
+                )
+            for day, message in failures:
+                self._log(conn, tenant_id, source, day, started, status="failed", error=_short(message))
 
 
 def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
@@ -167,27 +177,33 @@ def _run_task(
         fetch_error = f"{type(exc).__name__}: {exc}"
     else:
         fetch_error = None
+    failures: list[tuple[date, str]] = []
     for d in days:
-        row = rows.get(d)
-        if row is None:
+        if d not in rows:
             message = fetch_error or f"{provider.source} returned no data for {d}"
-            outcome.days_failed += 1
-            if message not in outcome.errors:
+            failures.append((d, message))
+            if _short(message) not in outcome.errors:
                 outcome.errors.append(_short(message))
-            if writer:
-                writer.fail(tenant_id, provider.source, d, started, message)
-            continue
-        if writer:
-            try:
-                writer.commit_day(tenant_id, provider.source, d, started, row)
-            except Exception as exc:
-                outcome.days_failed += 1
-                outcome.errors.append(_short(f"writing {d}: {type(exc).__name__}: {exc}"))
-                writer.fail(tenant_id, provider.source, d, started, f"write failed: {type(exc).__name__}")
-                continue
-        outcome.days_ok += 1
-        with written_lock:
-            written.append(Written(tenant.slug, provider.source, d, row))
+    good = [(d, rows[d]) for d in days if d in rows]
+    if writer:
+        try:
+            writer.commit(tenant_id, provider.source, started, good, failures)
+        except Exception:
+            # One row the database refuses must not cost the task's other days: write them one by one.
+            kept = []
+            for d, row in good:
+                try:
+                    writer.commit(tenant_id, provider.source, started, [(d, row)])
+                    kept.append((d, row))
+                except Exception as exc:
+                    outcome.errors.append(_short(f"writing {d}: {type(exc).__name__}: {exc}"))
+                    failures.append((d, f"write failed: {type(exc).__name__}"))
+            good = kept
+            writer.commit(tenant_id, provider.source, started, [], failures)
+    outcome.days_ok = len(good)
+    outcome.days_failed = len(failures)
+    with written_lock:
+        written.extend(Written(tenant.slug, provider.source, d, row) for d, row in good)
     return outcome
 
 
