@@ -90,6 +90,19 @@ class OpenAI:
                 raise ProviderError(f"{SOURCE}: {path}: has_more without next_page")
             guard.follow(page)
 
+    def _results(
+        self, path: str, params: list[tuple[str, str]], wanted: set[date], projects: Sequence[str]
+    ) -> Iterator[tuple[date, dict[str, Any]]]:
+        """(day, result) for the wanted days, only results of the tenant's own projects: another project's
+        usage or cost is never this tenant's, whatever the API returns."""
+        for bucket in self._buckets(path, params):
+            day = _bucket_day(bucket)
+            if day not in wanted:
+                continue
+            for r in bucket.get("results") or []:
+                if isinstance(r, dict) and r.get("project_id") in projects:
+                    yield day, r
+
     def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
         assert tenant.openai is not None
         projects = tenant.openai.project_ids
@@ -102,21 +115,14 @@ class OpenAI:
             ("group_by", "project_id"),
         ]
         per_model: dict[date, dict[str, list[int]]] = {d: {} for d in days}
-        for bucket in self._buckets(
-            USAGE_PATH, [*base, ("group_by", "model"), ("limit", str(MAX_USAGE_LIMIT))]
-        ):
-            day = _bucket_day(bucket)
-            if day not in wanted:
-                continue
-            for r in bucket.get("results") or []:
-                if not isinstance(r, dict) or r.get("project_id") not in projects:
-                    continue  # another project's usage is never this tenant's
-                model = str(r.get("model") or "unknown")
-                agg = per_model[day].setdefault(model, [0, 0, 0])
-                agg[0] += as_int(r.get("input_tokens", 0), f"{day} input_tokens")
-                agg[1] += as_int(r.get("output_tokens", 0), f"{day} output_tokens")
-                agg[2] += as_int(r.get("input_cached_tokens") or 0, f"{day} input_cached_tokens")
-        costs = self._costs(base, wanted)
+        usage_params = [*base, ("group_by", "model"), ("limit", str(MAX_USAGE_LIMIT))]
+        for day, r in self._results(USAGE_PATH, usage_params, wanted, projects):
+            model = str(r.get("model") or "unknown")
+            agg = per_model[day].setdefault(model, [0, 0, 0])
+            agg[0] += as_int(r.get("input_tokens", 0), f"{day} input_tokens")
+            agg[1] += as_int(r.get("output_tokens", 0), f"{day} output_tokens")
+            agg[2] += as_int(r.get("input_cached_tokens") or 0, f"{day} input_cached_tokens")
+        costs = self._costs(base, wanted, projects)
         out: dict[date, MetricRow] = {}
         for d in days:
             models = tuple(
@@ -133,22 +139,18 @@ class OpenAI:
             )
         return out
 
-    def _costs(self, base: list[tuple[str, str]], wanted: set[date]) -> dict[date, Decimal] | None:
+    def _costs(
+        self, base: list[tuple[str, str]], wanted: set[date], projects: Sequence[str]
+    ) -> dict[date, Decimal] | None:
         """What OpenAI says it charged per day, or None when the Costs API is unavailable to this key. A day
         with usage but no cost line yet is left unknown (None), never $0."""
         try:
             out: dict[date, Decimal] = {}
-            for bucket in self._buckets(COSTS_PATH, [*base, ("limit", str(MAX_COSTS_LIMIT))]):
-                day = _bucket_day(bucket)
-                if day not in wanted:
-                    continue
-                projects = {p for k, p in base if k == "project_ids"}
-                for r in bucket.get("results") or []:
-                    if not isinstance(r, dict) or r.get("project_id") not in projects:
-                        continue
-                    amount = r.get("amount") or {}
-                    value = as_decimal(amount.get("value"), f"{day} cost amount")
-                    out[day] = out.get(day, Decimal(0)) + value
+            costs_params = [*base, ("limit", str(MAX_COSTS_LIMIT))]
+            for day, r in self._results(COSTS_PATH, costs_params, wanted, projects):
+                amount = r.get("amount") or {}
+                value = as_decimal(amount.get("value"), f"{day} cost amount")
+                out[day] = out.get(day, Decimal(0)) + value
             return out
         except ProviderError as exc:
             log.warning("openai: costs unavailable, provider cost left unknown: %s", exc)
