@@ -532,11 +532,13 @@ def _parsed_toml(raw: bytes, path: Path) -> dict[str, Any]:
 
 
 # TOML has dates and times that JSON has not: tagged, so the cached data is exactly what tomllib returned.
-_TAGS: dict[str, Any] = {"$date": date, "$datetime": datetime, "$time": dt_time}
+# datetime before date: a datetime is a date too.
+_TAGGED: tuple[tuple[str, Any], ...] = (("$datetime", datetime), ("$date", date), ("$time", dt_time))
+_TAGS = dict(_TAGGED)
 
 
 def _tag(obj: Any) -> Any:
-    for tag, kind in (("$datetime", datetime), ("$date", date), ("$time", dt_time)):
+    for tag, kind in _TAGGED:
         if isinstance(obj, kind):
             return {tag: obj.isoformat()}
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")

@@ -89,6 +89,8 @@ def as_int(value: object, where: str) -> int:
         if isinstance(value, bool):
             raise ValueError
         if isinstance(value, int):
+            if value < 0:
+                raise ValueError
             return value
         if isinstance(value, str | Decimal):
             number = Decimal(value)
@@ -107,9 +109,8 @@ def as_decimal(value: object, where: str) -> Decimal:
             raise ValueError
         if isinstance(value, Decimal | int | str):
             return Decimal(value)
-        if isinstance(
-            value, float
-        ):  # only from a parser that did not keep decimals; its repr is the wire text
+        if isinstance(value, float):
+            # Only from a parser that did not keep decimals (the twilio SDK): its repr is the wire text.
             return Decimal(repr(value))
     except (ValueError, ArithmeticError):
         pass

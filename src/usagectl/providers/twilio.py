@@ -43,10 +43,6 @@ def error_message(body: Any, fallback: str) -> str:
     return fallback
 
 
-def _http_error_message(response: Any) -> str:
-    return error_message(response.json(), response.reason_phrase)
-
-
 class _SdkHttpClient:
     """Adapter the SDK calls for every request; built lazily so the SDK is imported only when collecting."""
 
@@ -340,7 +336,6 @@ def make(cfg: Config) -> Twilio | None:
         SOURCE,
         settings.base_url,
         Policy.of(settings),
-        error_message=_http_error_message,
         secrets=tuple(s for s in [platform[1] if platform else "", *tokens.values()] if s),
     )
     # With an API key (SK...) as the username, the resources belong to parent_account_sid.
