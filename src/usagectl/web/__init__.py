@@ -1,0 +1,1 @@
+"""The web side of usagectl: `usagectl serve` (the HTTP API) and the admin pages."""

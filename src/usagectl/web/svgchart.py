@@ -1,0 +1,153 @@
+"""The 30-day line chart as inline SVG, drawn on the server: it renders without scripts, prints, and passes a
+strict Content-Security-Policy (colours come from CSS classes in static/usage.css, never from style attributes).
+
+Values are exact (Decimal or int); they become floats only to place a point in pixels. Axis labels are computed
+in Decimal and formatted by the caller's formatter, so a figure shown on the chart is the figure of the table.
+A day without data (None) is a gap in the line, never a zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_CEILING, Decimal
+
+from markupsafe import Markup, escape
+
+Value = Decimal | int
+MAX_SERIES_CLASSES = 6  # s0..s5 in usage.css
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    points: Sequence[tuple[date, Value | None]]  # one per day, oldest first; None: no data that day
+
+
+@dataclass(frozen=True)
+class _Box:
+    width: int
+    height: int
+    left: int = 64
+    right: int = 12
+    top: int = 12
+    bottom: int = 28
+
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.top - self.bottom
+
+
+def nice_ticks(top: Value, *, integral: bool, count: int = 4) -> list[Decimal]:
+    """0 up to a round number >= `top` in `count` equal 1/2/5 x 10^k steps (Decimal: exact labels)."""
+    high = Decimal(top)
+    if high <= 0:
+        step = Decimal(1) if integral else Decimal("0.25")
+        return [step * i for i in range(count + 1)]
+    raw = high / count
+    base = Decimal(1).scaleb(raw.adjusted())
+    step = next(m * base for m in (Decimal(1), Decimal(2), Decimal(5), Decimal(10)) if m * base >= raw)
+    if integral and step < 1:
+        step = Decimal(1)
+    steps = int((high / step).to_integral_value(rounding=ROUND_CEILING))
+    return [step * i for i in range(max(steps, 1) + 1)]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def line_chart_svg(
+    series: Sequence[Series],
+    *,
+    title: str,
+    desc: str,
+    value_format: Callable[[Decimal], str],
+    chart_id: str,
+    width: int = 720,
+    height: int = 240,
+) -> Markup:
+    """An accessible SVG line chart (role=img with <title> and <desc>), one polyline per unbroken run of days
+    per series and a circle per known day (with its own <title>, a hover tooltip without scripts).
+
+    All series share the x axis (the dates of the first series) and one y axis from 0."""
+    if not series or not series[0].points:
+        raise ValueError("a chart needs at least one series with at least one day")
+    days = [d for d, _ in series[0].points]
+    for s in series:
+        if [d for d, _ in s.points] != days:
+            raise ValueError(f"series {s.name!r} does not cover the same days as {series[0].name!r}")
+    box = _Box(width, height)
+    known = [v for s in series for _, v in s.points if v is not None]
+    integral = all(isinstance(v, int) for v in known)
+    ticks = nice_ticks(max(known, default=0), integral=integral)
+    top = float(ticks[-1])
+    n = len(days)
+
+    def x(i: int) -> float:
+        return box.left + (box.plot_w * i / (n - 1) if n > 1 else box.plot_w / 2)
+
+    def y(v: Value) -> float:
+        # Floats only for pixel positions.
+        return box.top + box.plot_h * (1 - float(v) / top)
+
+    title_id, desc_id = f"{chart_id}-title", f"{chart_id}-desc"
+    out: list[str] = [
+        f'<svg class="chart" id="{escape(chart_id)}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{escape(title_id)} {escape(desc_id)}" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{escape(title_id)}">{escape(title)}</title>',
+        f'<desc id="{escape(desc_id)}">{escape(desc)}</desc>',
+        '<g class="grid" aria-hidden="true">',
+    ]
+    for t in ticks:
+        ty = _fmt(y(t))
+        out.append(f'<line x1="{box.left}" y1="{ty}" x2="{box.left + box.plot_w}" y2="{ty}"/>')
+    out.append("</g>")
+    out.append('<g class="axis" aria-hidden="true">')
+    bottom = box.top + box.plot_h
+    out.append(f'<line x1="{box.left}" y1="{box.top}" x2="{box.left}" y2="{bottom}"/>')
+    out.append(f'<line x1="{box.left}" y1="{bottom}" x2="{box.left + box.plot_w}" y2="{bottom}"/>')
+    for t in ticks:
+        out.append(
+            f'<text class="ylabel" x="{box.left - 6}" y="{_fmt(y(t) + 4)}">{escape(value_format(t))}</text>'
+        )
+    # About six date labels, always the first and the last day.
+    step = max(1, (n - 1) // 5) if n > 1 else 1
+    labelled = sorted({*range(0, n, step), n - 1})
+    if len(labelled) > 1 and labelled[-1] - labelled[-2] < step / 2:
+        labelled.pop(-2)  # the last label would overlap the one before it
+    for i in labelled:
+        out.append(f'<text class="xlabel" x="{_fmt(x(i))}" y="{height - 8}">{days[i]:%m-%d}</text>')
+    out.append("</g>")
+
+    for k, s in enumerate(series):
+        cls = f"series s{k % MAX_SERIES_CLASSES}"
+        out.append(f'<g class="{cls}" data-series="{escape(s.name)}">')
+        run: list[str] = []
+        runs: list[list[str]] = []
+        for i, (_, v) in enumerate(s.points):
+            if v is None:
+                if run:
+                    runs.append(run)
+                run = []
+                continue
+            run.append(f"{_fmt(x(i))},{_fmt(y(v))}")
+        if run:
+            runs.append(run)
+        for r in runs:
+            out.append(f'<polyline points="{" ".join(r)}"/>')
+        for i, (d, v) in enumerate(s.points):
+            if v is not None:
+                out.append(
+                    f'<circle cx="{_fmt(x(i))}" cy="{_fmt(y(v))}" r="2.5" data-date="{d.isoformat()}">'
+                    f"<title>{escape(s.name)} {d.isoformat()}: {escape(value_format(Decimal(v)))}</title>"
+                    "</circle>"
+                )
+        out.append("</g>")
+    out.append("</svg>")
+    return Markup("".join(out))
