@@ -139,3 +139,12 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return p
 
     return write
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """A headless Chromium Selenium WebDriver at 1280x800 (tests/browser.py: set_viewport to change it)."""
+    from browser import chromium
+
+    with chromium() as driver:
+        yield driver

@@ -194,8 +194,12 @@ def billing_charts(report: TenantReport) -> list[dict[str, Any]]:
             chart_id="chart-ai",
         ),
     ]
+    captions = ["Estimated cost per day (USD)", "Messages and voice minutes per day", "AI tokens per day"]
     legends: list[list[tuple[str, str]]] = [[], [(f"s{i}", s.name) for i, s in enumerate(channels)], []]
-    return [{"svg": svg, "legend": legend} for svg, legend in zip(svgs, legends, strict=True)]
+    return [
+        {"svg": svg, "caption": caption, "legend": legend}
+        for svg, caption, legend in zip(svgs, captions, legends, strict=True)
+    ]
 
 
 def render_billing_usage(report: TenantReport, ctx: PageContext, *, csv_url: str | None = None) -> str:

@@ -17,6 +17,9 @@ from markupsafe import Markup, escape
 
 Value = Decimal | int
 MAX_SERIES_CLASSES = 6  # s0..s5 in usage.css
+# usage.css draws chart text at most 24 user units high (a phone); digits are about 0.6 em wide.
+LABEL_CHAR_WIDTH = 14
+LABEL_GAP = 14
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,9 @@ class _Box:
     width: int
     height: int
     left: int = 64
-    right: int = 12
-    top: int = 12
-    bottom: int = 28
+    right: int = 14
+    top: int = 14
+    bottom: int = 34
 
     @property
     def plot_w(self) -> int:
@@ -47,8 +50,8 @@ def nice_ticks(top: Value, *, integral: bool, count: int = 4) -> list[Decimal]:
     """0 up to a round number >= `top` in `count` equal 1/2/5 x 10^k steps (Decimal: exact labels)."""
     high = Decimal(top)
     if high <= 0:
-        step = Decimal(1) if integral else Decimal("0.25")
-        return [step * i for i in range(count + 1)]
+        # Nothing to scale to: one step above the zero line, so a flat line sits at the bottom.
+        return [Decimal(0), Decimal(1)]
     raw = high / count
     base = Decimal(1).scaleb(raw.adjusted())
     step = next(m * base for m in (Decimal(1), Decimal(2), Decimal(5), Decimal(10)) if m * base >= raw)
@@ -82,10 +85,12 @@ def line_chart_svg(
     for s in series:
         if [d for d, _ in s.points] != days:
             raise ValueError(f"series {s.name!r} does not cover the same days as {series[0].name!r}")
-    box = _Box(width, height)
     known = [v for s in series for _, v in s.points if v is not None]
     integral = all(isinstance(v, int) for v in known)
     ticks = nice_ticks(max(known, default=0), integral=integral)
+    tick_labels = [value_format(t) for t in ticks]
+    # Room for the longest y label at the largest font usage.css gives chart text (on a phone).
+    box = _Box(width, height, left=LABEL_GAP + LABEL_CHAR_WIDTH * max(len(t) for t in tick_labels))
     top = float(ticks[-1])
     n = len(days)
 
@@ -112,17 +117,19 @@ def line_chart_svg(
     bottom = box.top + box.plot_h
     out.append(f'<line x1="{box.left}" y1="{box.top}" x2="{box.left}" y2="{bottom}"/>')
     out.append(f'<line x1="{box.left}" y1="{bottom}" x2="{box.left + box.plot_w}" y2="{bottom}"/>')
-    for t in ticks:
-        out.append(
-            f'<text class="ylabel" x="{box.left - 6}" y="{_fmt(y(t) + 4)}">{escape(value_format(t))}</text>'
-        )
-    # About six date labels, always the first and the last day.
-    step = max(1, (n - 1) // 5) if n > 1 else 1
-    labelled = sorted({*range(0, n, step), n - 1})
-    if len(labelled) > 1 and labelled[-1] - labelled[-2] < step / 2:
-        labelled.pop(-2)  # the last label would overlap the one before it
+    for t, label in zip(ticks, tick_labels, strict=True):
+        out.append(f'<text class="ylabel" x="{box.left - 6}" y="{_fmt(y(t) + 4)}">{escape(label)}</text>')
+    # About five date labels, always the first and the last day.
+    step = max(1, (n - 1) // 4) if n > 1 else 1
+    labelled = list(range(0, n, step))
+    if labelled[-1] != n - 1:
+        if n - 1 - labelled[-1] < step:
+            labelled.pop()  # it would run into the last day's label
+        labelled.append(n - 1)
     for i in labelled:
-        out.append(f'<text class="xlabel" x="{_fmt(x(i))}" y="{height - 8}">{days[i]:%m-%d}</text>')
+        # The first and last labels stay inside the chart instead of running past its edges.
+        cls = "xlabel end" if i == n - 1 and n > 1 else "xlabel start" if i == 0 and n > 1 else "xlabel"
+        out.append(f'<text class="{cls}" x="{_fmt(x(i))}" y="{height - 8}">{days[i]:%m-%d}</text>')
     out.append("</g>")
 
     for k, s in enumerate(series):

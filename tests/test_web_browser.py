@@ -1,0 +1,185 @@
+"""The rendered admin pages in a real (headless) Chromium, served as static files under the strict
+Content-Security-Policy the app will send: styles load, the cards, chart and table show, a phone gets no
+horizontal scroll, dark mode changes the colours, keyboard focus is visible. Screenshots go to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser import set_color_scheme, set_viewport, static_server
+from test_web_pages import NOV_5, OCT, ROOT, TENANT, WEB_CONFIG, _october
+from usagectl import config as cfgmod
+from usagectl.render.table import n, usd
+from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
+from usagectl.store.engine import make_engine, open_store, upgrade
+from usagectl.store.tenants import sync_tenants
+from usagectl.web.pages import (
+    STATIC_DIR,
+    STYLESHEET,
+    PageContext,
+    SystemUsageQuery,
+    render_billing_usage,
+    render_forbidden,
+    render_sign_in,
+    render_system_usage,
+)
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+LIGHT_BG = "rgb(246, 247, 249)"  # --bg in usage.css
+DARK_BG = "rgb(13, 17, 23)"
+
+
+@pytest.fixture
+def site(
+    tmp_path: Path,
+    write_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., Any],
+) -> tuple[Path, TenantReport]:
+    """The pages rendered from a real SQLite store, laid out as the app will serve them (base path "")."""
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    path = write_config(WEB_CONFIG)
+    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", url)
+    cfg = cfgmod.load(path)
+    store = open_store(url)
+    try:
+        sync_tenants(store, cfg.tenants)
+        _october(store, cli)
+        report = tenant_report(store, cfg, "acme", OCT, today=NOV_5)
+        pages = {
+            "admin/billing-usage.html": render_billing_usage(report, TENANT),
+            "admin/billing-usage-empty.html": render_billing_usage(
+                tenant_report(store, cfg, "quiet", OCT, today=NOV_5), TENANT
+            ),
+            "admin/system-usage.html": render_system_usage(
+                tenants_report(store, OCT), SystemUsageQuery(OCT), ROOT
+            ),
+            "signin.html": render_sign_in(PageContext(role=None)),
+            "forbidden.html": render_forbidden(TENANT),
+        }
+    finally:
+        store.close()
+    root = tmp_path / "site"
+    for name, html in pages.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(html, encoding="utf-8")
+    (root / "static").mkdir()
+    shutil.copy(STATIC_DIR / STYLESHEET, root / "static" / STYLESHEET)
+    # ROOT's pages live under /usage: serve the stylesheet there too.
+    shutil.copytree(root / "static", root / "usage" / "static")
+    return root, report
+
+
+def _js(driver: Any, script: str) -> Any:
+    return driver.execute_script(script)
+
+
+def _background(driver: Any) -> str:
+    return str(_js(driver, "return getComputedStyle(document.body).backgroundColor"))
+
+
+def _no_horizontal_scroll(driver: Any) -> None:
+    inner, scroll = _js(driver, "return [window.innerWidth, document.documentElement.scrollWidth]")
+    assert inner == 390 and scroll <= inner, (inner, scroll)
+
+
+def _csp_violations(driver: Any) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
+def test_pages_in_a_real_browser(browser: Any, site: tuple[Path, TenantReport], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    root, report = site
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with static_server(root, {"Content-Security-Policy": CSP}) as base:
+        browser.get(base + "/admin/billing-usage.html")
+        # The stylesheet loaded under the CSP (the light background is its colour, not the browser's white).
+        assert _background(browser) == LIGHT_BG
+        for name in ("SMS", "Email", "Voice", "AI", "Cost", "Plan"):
+            assert browser.find_element(By.CSS_SELECTOR, f'[data-card="{name}"]').is_displayed(), name
+        sms_card = browser.find_element(By.CSS_SELECTOR, '[data-card="SMS"] dd').text
+        assert sms_card == n(report.totals.sms) == "1,240"
+        table = browser.find_element(By.CSS_SELECTOR, "table.daily")
+        assert table.is_displayed()
+        first = [c.text for c in table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child > *")]
+        d = report.days[0]
+        assert first == [d.date.isoformat(), n(d.sms_total), n(d.mms_total), n(d.voice_total_minutes),
+                         n(d.email_total), n(d.ai_total_tokens), usd(d.estimated_cost_usd),
+                         usd(d.provider_cost_usd)]  # fmt: skip
+        assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 31
+        # Numbers are right-aligned.
+        assert (
+            _js(browser, "return getComputedStyle(document.querySelector('tbody td')).textAlign") == "right"
+        )
+        chart = browser.find_element(By.ID, "chart-cost")
+        assert chart.is_displayed() and chart.size["width"] > 300
+        assert len(chart.find_elements(By.CSS_SELECTOR, "circle")) == 30
+        # The polyline is drawn (has a stroke colour from the CSS and a length).
+        assert _js(browser, "return document.querySelector('#chart-cost polyline').getTotalLength()") > 100
+        over = browser.find_element(By.CSS_SELECTOR, '[data-metric="sms"] .over-flag')
+        assert over.is_displayed() and over.text == "over allowance"
+        # Keyboard focus is visible: the first Tab reaches the skip link, which shows and gets an outline.
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+        focused = _js(
+            browser,
+            "const s = getComputedStyle(document.activeElement); return [document.activeElement.className, s.outlineStyle, s.outlineWidth]",
+        )
+        assert focused == ["skip", "solid", "3px"]
+        browser.save_screenshot(str(shots / "billing-usage-1280x800.png"))
+
+        set_color_scheme(browser, "dark")
+        assert _background(browser) == DARK_BG
+        browser.save_screenshot(str(shots / "billing-usage-dark-1280x800.png"))
+        set_color_scheme(browser, "light")
+        assert _background(browser) == LIGHT_BG
+
+        set_viewport(browser, 390, 844, mobile=True)
+        browser.get(base + "/admin/billing-usage.html")
+        _no_horizontal_scroll(browser)
+        assert browser.find_element(By.ID, "chart-cost").size["width"] <= 390
+        browser.save_screenshot(str(shots / "billing-usage-390x844.png"))
+
+        for page in ("system-usage", "billing-usage-empty"):
+            browser.get(f"{base}/admin/{page}.html")
+            _no_horizontal_scroll(browser)
+            browser.save_screenshot(str(shots / f"{page}-390x844.png"))
+        assert browser.find_element(By.CSS_SELECTOR, "p.empty").text == EMPTY_MESSAGE
+        for page in ("signin", "forbidden"):
+            browser.get(f"{base}/{page}.html")
+            _no_horizontal_scroll(browser)
+
+        set_viewport(browser, 1280, 800)
+        browser.get(base + "/admin/system-usage.html")
+        assert _background(browser) == LIGHT_BG
+        slugs = [r.get_attribute("data-tenant") for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        assert slugs == ["globex", "acme", "evil", "quiet"]
+        # The tenant named <script>alert(1)</script> is text on the page, not a script that ran.
+        names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "tbody .tenant-name")]
+        assert "<script>alert(1)</script>" in names
+        assert _js(browser, "return document.scripts.length") == 0
+        browser.save_screenshot(str(shots / "system-usage-1280x800.png"))
+
+        assert _csp_violations(browser) == []
+    for name in (
+        "billing-usage-1280x800",
+        "billing-usage-390x844",
+        "system-usage-1280x800",
+        "system-usage-390x844",
+    ):
+        assert (shots / f"{name}.png").stat().st_size > 5000
