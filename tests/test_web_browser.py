@@ -183,3 +183,17 @@ def test_pages_in_a_real_browser(browser: Any, site: tuple[Path, TenantReport], 
         "system-usage-390x844",
     ):
         assert (shots / f"{name}.png").stat().st_size > 5000
+
+
+def test_a_missing_browser_fails_under_require_browser(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import browser
+
+    monkeypatch.setattr(browser, "CHROMEDRIVER", str(tmp_path / "no-chromedriver"))
+    monkeypatch.setattr(browser, "REQUIRE_BROWSER", True)
+    with pytest.raises(pytest.fail.Exception, match="no-chromedriver is missing"), browser.chromium():
+        pass
+    monkeypatch.setattr(browser, "REQUIRE_BROWSER", False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromedriver is missing"), browser.chromium():
+        pass

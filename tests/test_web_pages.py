@@ -293,6 +293,10 @@ def test_tenant_supplied_strings_are_escaped(env: Any, cli: Callable[..., Any]) 
     for html in (page, system):
         csp_clean(html)  # no <script> at all: the name is text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # A root admin looking at a tenant: the links keep the tenant.
+    doc = parse(page)
+    assert doc.one("a", class_="download").attrs["href"] == "/usage/admin/billing-usage.csv?tenant=evil"
+    assert doc.one("a", **{"aria-current": "page"}).attrs["href"] == "/usage/admin/billing-usage?tenant=evil"
     assert parse(page).one("span", class_="tenant-name").text() == EVIL
     assert 'value="&#34;&gt;&lt;script&gt;x&lt;/script&gt;"' in system
     system = render_system_usage(tenants_report(store, OCT), SystemUsageQuery(OCT, q="alert"), ROOT)
