@@ -276,6 +276,15 @@ def test_svg_chart_unit() -> None:
         [Series("a", [(d, None) for d in days])], title="t", desc="d", value_format=usd, chart_id="z"
     )
     assert "<circle" not in none and "<polyline" not in none and "<text" in none  # axes still drawn
+    alone = line_chart_svg(
+        [Series("a", [(d, 5 if i == 3 else None) for i, d in enumerate(days[:7])])],
+        title="t", desc="d", value_format=usd, chart_id="v",
+    )  # fmt: skip
+    assert alone.count("<circle") == 1 and "<polyline" not in alone
+    one_day = line_chart_svg(
+        [Series("a", [(days[0], 2)])], title="t", desc="d", value_format=usd, chart_id="u"
+    )
+    assert one_day.count("<circle") == 1 and "01-01" in one_day
     with pytest.raises(ValueError, match="same days"):
         line_chart_svg(
             [Series("a", [(days[0], 1)]), Series("b", [(days[1], 1)])],

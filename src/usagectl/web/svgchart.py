@@ -147,7 +147,8 @@ def line_chart_svg(
         if run:
             runs.append(run)
         for r in runs:
-            out.append(f'<polyline points="{" ".join(r)}"/>')
+            if len(r) > 1:  # a day alone between gaps is its circle only
+                out.append(f'<polyline points="{" ".join(r)}"/>')
         for i, (d, v) in enumerate(s.points):
             if v is not None:
                 out.append(
