@@ -158,7 +158,7 @@ def _desc(name: str, points: Sequence[tuple[date, Decimal | int | None]], fmt: A
     peak_day, peak = max(known, key=lambda p: p[1])
     total = sum((v for _, v in known), Decimal(0) if isinstance(peak, Decimal) else 0)
     text += f"total {fmt(total)}, highest {fmt(peak)} on {peak_day.isoformat()}"
-    return text + (f"; {missing} days without data." if missing else ".")
+    return text + (f"; {missing} day{'s' if missing > 1 else ''} without data." if missing else ".")
 
 
 def billing_charts(report: TenantReport) -> list[dict[str, Any]]:
