@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 def collect(
     ctx: typer.Context,
     on: Annotated[
-        str | None, typer.Option("--date", help="One UTC day (YYYY-MM-DD, yesterday, -Nd).")
+        str | None, typer.Option("--date", help="One UTC day (YYYY-MM-DD, today, yesterday, -Nd).")
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="First day of a backfill.")] = None,
     until: Annotated[
@@ -109,7 +109,7 @@ def _failure(result: CollectResult) -> Exception:
 
 
 def _select_tenants(cfg: Config, slugs: list[str]) -> list[TenantConfig]:
-    from usagectl.errors import ConfigError, InputError
+    from usagectl.errors import ConfigError, InputError, did_you_mean
 
     if not cfg.tenants:
         raise ConfigError(
@@ -122,7 +122,8 @@ def _select_tenants(cfg: Config, slugs: list[str]) -> list[TenantConfig]:
         t = cfg.tenant(slug)
         if t is None:
             raise InputError(
-                f"--tenant: unknown tenant {slug!r}; `usagectl tenants` or `usagectl config show` lists them"
+                f"--tenant: unknown tenant {slug!r}{did_you_mean(slug, (t.slug for t in cfg.tenants))}; "
+                "`usagectl tenants` or `usagectl config show` lists them"
             )
         out.append(t)
     return out
