@@ -168,6 +168,12 @@ class TenantReport:
         by_day = {d.date: d for d in self.days}
         return [(d, by_day.get(d)) for d in self.window]
 
+    @property
+    def missing_days(self) -> list[date]:
+        """Days of the window without a rollup (not collected or not rolled up yet): unknown, not zero."""
+        have = {d.date for d in self.days}
+        return [d for d in self.window if d not in have]
+
 
 @dataclass(frozen=True)
 class TenantLine:

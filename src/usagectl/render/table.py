@@ -126,7 +126,8 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
     if len(series) >= 2:
         labels = [d.strftime("%m-%d") for d, _ in series]
         # Floats only to place points on the chart; every figure printed elsewhere is exact.
-        values = [float(row.estimated_cost_usd) if row else 0.0 for _, row in series]
+        # A day without a rollup is a gap, not $0.
+        values = [float(row.estimated_cost_usd) if row else None for _, row in series]
         chart = line_chart(
             labels, values, width=console.width, title="Estimated cost per day (USD)", color=use_color(stream)
         )
@@ -174,6 +175,10 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
     table.add_section()
     table.add_row(*totals, style="bold")
     console.print(table)
+    missing = report.missing_days
+    if missing:
+        shown = ", ".join(d.isoformat() for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        console.print(f"No rollup (missing, not zero) for {len(missing)} day(s) of the window: {shown}")
     versions = sorted({d.pricing_version for d in report.days})
     console.print(
         f"Priced with price book {', '.join(versions)}; costs are estimates from usagectl's price book."
