@@ -90,3 +90,13 @@ def test_demo_report_ends_yesterday_and_shows_days_without_rollup_as_gaps() -> N
     # The chart's $0 row has no point: the 25 missing days are not drawn as zero.
     zero_row = next(line for line in text.splitlines() if re.match(r"\s*0\.0+┤", line))
     assert "•" not in zero_row
+
+
+def test_readme_quick_start_shows_the_demo_report_with_a_plan_allowance(cli: Callable[..., Any]) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    assert "usagectl demo" in setup and "Plan pro: " in setup and "% over" in setup
+    # The excerpt has the demo's own layout: its allowance header line is printed by the demo today.
+    header = next(line for line in setup.splitlines() if "included" in line and "used" in line)
+    r = cli("-q", "demo", "--days", "3")
+    assert header.split() in [line.split() for line in r.out.splitlines()]

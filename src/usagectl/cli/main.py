@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "usagectl.cli.tenants_cmd",
     "usagectl.cli.export_cmd",
     "usagectl.cli.demo_cmd",
+    "usagectl.cli.sandbox_cmd",
 )
 
 app = typer.Typer(
