@@ -417,3 +417,23 @@ def test_report_queries_use_indexes(env: Any, cli: Callable[..., Any]) -> None:
     assert len(plans) >= 6
     for plan in plans:
         assert "SCAN usage_rollups_daily" not in plan, plan
+
+
+def test_last_n_days_end_at_the_last_complete_utc_day() -> None:
+    """Issue 12 item 2: `--days N` and the default report window end yesterday, never on today's empty day."""
+    from usagectl.periods import Window, resolve_window
+
+    today = date(2026, 11, 25)
+    assert Window.last_days(30, today).label() == "2026-10-26 .. 2026-11-24"
+    assert resolve_window(days=1, today=today).label() == "2026-11-24 .. 2026-11-24"
+
+
+def test_chart_draws_a_missing_day_as_a_gap_not_zero() -> None:
+    from usagectl.render.chart import line_chart
+
+    def zero_row(values: list[float | None]) -> str:
+        chart = line_chart([f"d{i}" for i in range(len(values))], values, width=60)
+        return next(line for line in chart.splitlines() if re.match(r"\s*0\.0+┤", line))
+
+    assert "•" in zero_row([5.0, 5.0, 0.0, 5.0, 5.0])
+    assert "•" not in zero_row([5.0, 5.0, None, 5.0, 5.0])

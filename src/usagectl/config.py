@@ -554,15 +554,27 @@ def _untag(obj: dict[str, Any]) -> Any:
 
 
 def redacted(cfg: Config) -> dict[str, Any]:
-    """The resolved config as plain data, secrets shown only by where they come from."""
+    """The resolved config as plain data that loads back as the same config: a secret appears only as its
+    reference (`*_env` / `*_file` keys), never its value; a database password is hidden."""
 
     def walk(obj: Any) -> Any:
-        if isinstance(obj, SecretRef):
-            return f"<secret from {obj.describe()}>"
         if isinstance(obj, SecretStr):
             return "<redacted>"
         if isinstance(obj, BaseModel):
-            return {k: walk(getattr(obj, k)) for k in type(obj).model_fields if k != "source"}
+            out: dict[str, Any] = {}
+            for k in type(obj).model_fields:
+                value = getattr(obj, k)
+                if k == "source":
+                    continue
+                if isinstance(value, SecretRef):
+                    # The config's own keys (`auth_token_env = "VAR"`), so the output can be used as a config.
+                    if value.env:
+                        out[f"{k}_env"] = value.env
+                    if value.file is not None:
+                        out[f"{k}_file"] = str(value.file)
+                else:
+                    out[k] = walk(value)
+            return out
         if isinstance(obj, dict):
             return {k: walk(v) for k, v in obj.items()}
         if isinstance(obj, list | tuple):
@@ -573,9 +585,9 @@ def redacted(cfg: Config) -> dict[str, Any]:
             return str(obj)
         return obj
 
-    out: dict[str, Any] = walk(cfg)
-    out["database"] = {"url": redact_url(cfg.database_url())}
-    return out
+    data: dict[str, Any] = walk(cfg)
+    data["database"] = {"url": redact_url(cfg.database_url())}
+    return data
 
 
 def redact_url(url: str) -> str:

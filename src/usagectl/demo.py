@@ -1,7 +1,8 @@
 """`usagectl demo`: the real collect -> rollup -> report pipeline against the built-in sandbox providers.
 
 No config, no credentials, no network: the sandbox servers listen on 127.0.0.1 and the database is a temporary
-SQLite file (kept only with --keep).
+SQLite file (kept only with --keep). Prices and plan tiers (overrides, allowances) are those of the starter config,
+config.example.toml, so the report shows what a configured deployment shows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from usagectl.collector import CollectResult, collect
-from usagectl.config import Config, DatabaseConfig
+from usagectl.config import Config, DatabaseConfig, parse
+from usagectl.config_files import starter_config_text
 from usagectl.periods import Window, utc_today
 from usagectl.providers.registry import HTTP_SOURCES, build_providers
 from usagectl.reports import TenantReport, TenantsReport, tenant_report, tenants_report
@@ -32,6 +34,15 @@ class DemoResult:
     rolled_up: RollupResult
     ranking: TenantsReport
     report: TenantReport
+
+
+def example_pricing() -> dict[str, object]:
+    """The price books and plan tiers of config.example.toml, validated, as Config fields."""
+    import tomllib
+
+    data = tomllib.loads(starter_config_text())
+    cfg = parse({k: data[k] for k in ("pricing", "plans") if k in data}, "config.example.toml")
+    return {"pricing": cfg.pricing, "plans": cfg.plans}
 
 
 @contextmanager
@@ -59,7 +70,9 @@ def run_demo(
     with _database_dir(keep) as folder, Sandbox() as sandbox:
         db = folder / "usage.db"
         sandbox_cfg = sandbox.config(tenants)
-        cfg: Config = sandbox_cfg.model_copy(update={"database": DatabaseConfig(url=f"sqlite:///{db}")})
+        cfg: Config = sandbox_cfg.model_copy(
+            update={"database": DatabaseConfig(url=f"sqlite:///{db}"), **example_pricing()}
+        )
         store = open_store(cfg.database_url())
         try:
             sync_tenants(store, cfg.tenants)

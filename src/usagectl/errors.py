@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -40,3 +42,11 @@ class PartialFailure(UsagectlError):
     """Some tenants or providers failed while the others completed."""
 
     exit_code = EXIT_PARTIAL
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'acme'?)' for the closest of `choices` to a mistyped name, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

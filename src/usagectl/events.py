@@ -27,7 +27,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from usagectl.config import Config
-from usagectl.errors import ConfigError, InputError
+from usagectl.errors import ConfigError, InputError, did_you_mean
 from usagectl.store.engine import Store
 from usagectl.store.tables import usage_events, utcnow
 from usagectl.store.tenants import tenant_ids
@@ -422,6 +422,8 @@ def record(
                 raise EventError(f"value {value!r} is not an integer") from None
         else:
             number = value
+        if isinstance(number, int) and number < 0:
+            raise EventError(f"value {number} is negative; VALUE must be a non-negative integer")
         number = parse_value(number)
         occurred = parse_time(at) if at is not None else utcnow()
         if event_id is not None and not 0 < len(event_id) <= MAX_ID_CHARS:
@@ -434,8 +436,10 @@ def record(
     with store.engine.begin() as conn:
         pk = tenant_ids(conn, include_inactive=False).get(tenant)
         if pk is None:
+            known = tenant_ids(conn, include_inactive=False)
             raise InputError(
-                f"unknown tenant {tenant!r}; `usagectl tenants` or `usagectl config show` lists them"
+                f"unknown tenant {tenant!r}{did_you_mean(tenant, known)}; `usagectl tenants` or "
+                "`usagectl config show` lists them"
             )
         row = (pk, event.event_id, event.source, metric, number, to_db(occurred), to_db(utcnow()))
         inserted = _write_batch(conn, sql, [row]) == 1

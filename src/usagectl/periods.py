@@ -55,10 +55,11 @@ class Window:
 
     @classmethod
     def last_days(cls, n: int, today: date | None = None) -> Window:
-        """The n days ending with today (UTC)."""
+        """The n days ending with yesterday, the last complete UTC day: today is still being collected and is
+        never rolled up, so a window through today would end on an empty day."""
         if n < 1:
             raise InputError(f"--days must be at least 1, got {n}")
-        end = (today or utc_today()) + timedelta(days=1)
+        end = today or utc_today()
         return cls(end - timedelta(days=n), end)
 
 

@@ -8,7 +8,7 @@ month by the (date, tenant_id) index. Money is `Decimal` USD throughout.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, String, and_, cast, func, select, type_coerce
 
 from usagectl.config import Config
-from usagectl.errors import InputError
+from usagectl.errors import InputError, did_you_mean
 from usagectl.periods import Window, utc_today
 from usagectl.pricing import MICRO, from_micros
 from usagectl.store.engine import Store
 from usagectl.store.tables import tenants, usage_rollups_daily
-from usagectl.store.tenants import TenantRow, get_tenant
+from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids
 
 SCHEMA_VERSION = 1
 CURRENCY = "USD"
@@ -168,6 +168,12 @@ class TenantReport:
         by_day = {d.date: d for d in self.days}
         return [(d, by_day.get(d)) for d in self.window]
 
+    @property
+    def missing_days(self) -> list[date]:
+        """Days of the window without a rollup (not collected or not rolled up yet): unknown, not zero."""
+        have = {d.date for d in self.days}
+        return [d for d in self.window if d not in have]
+
 
 @dataclass(frozen=True)
 class TenantLine:
@@ -209,14 +215,14 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def unknown_tenant(slug: str) -> InputError:
-    return InputError(f"unknown tenant {slug!r}; `usagectl tenants` lists them")
+def unknown_tenant(slug: str, known: Iterable[str] = ()) -> InputError:
+    return InputError(f"unknown tenant {slug!r}{did_you_mean(slug, known)}; `usagectl tenants` lists them")
 
 
 def _tenant(conn: Connection, slug: str) -> TenantRow:
     t = get_tenant(conn, slug)
     if t is None:
-        raise unknown_tenant(slug)
+        raise unknown_tenant(slug, tenant_ids(conn))
     return t
 
 

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 def collect(
     ctx: typer.Context,
     on: Annotated[
-        str | None, typer.Option("--date", help="One UTC day (YYYY-MM-DD, yesterday, -Nd).")
+        str | None, typer.Option("--date", help="One UTC day (YYYY-MM-DD, today, yesterday, -Nd).")
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="First day of a backfill.")] = None,
     until: Annotated[
@@ -109,7 +109,7 @@ def _failure(result: CollectResult) -> Exception:
 
 
 def _select_tenants(cfg: Config, slugs: list[str]) -> list[TenantConfig]:
-    from usagectl.errors import ConfigError, InputError
+    from usagectl.errors import ConfigError, InputError, did_you_mean
 
     if not cfg.tenants:
         raise ConfigError(
@@ -122,7 +122,8 @@ def _select_tenants(cfg: Config, slugs: list[str]) -> list[TenantConfig]:
         t = cfg.tenant(slug)
         if t is None:
             raise InputError(
-                f"--tenant: unknown tenant {slug!r}; `usagectl tenants` or `usagectl config show` lists them"
+                f"--tenant: unknown tenant {slug!r}{did_you_mean(slug, (t.slug for t in cfg.tenants))}; "
+                "`usagectl tenants` or `usagectl config show` lists them"
             )
         out.append(t)
     return out
@@ -154,10 +155,9 @@ def _run(quiet: bool, run: Callable[[Any, Any], CollectResult]) -> CollectResult
 
 
 def _print_dry_run(result: CollectResult) -> None:
-    from rich.table import Table
+    from usagectl.render.table import print_fitted
 
-    table = Table(title=f"dry run: would write {len(result.written)} rows ({result.window.label()})")
-    for col in (
+    headers = (
         "tenant",
         "date",
         "source",
@@ -169,48 +169,62 @@ def _print_dry_run(result: CollectResult) -> None:
         "jobs",
         "storage B",
         "provider $",
-    ):
-        table.add_column(col, justify="left" if col in ("tenant", "date", "source") else "right")
+    )
+    rows = []
     for w in result.written:
         r = w.row
-        table.add_row(
-            w.tenant,
-            w.day.isoformat(),
-            w.source,
-            f"{r.sms_outbound_count:,}/{r.sms_inbound_count:,}",
-            f"{r.mms_outbound_count:,}/{r.mms_inbound_count:,}",
-            f"{r.voice_minutes:,}",
-            f"{r.emails_sent:,}",
-            f"{r.ai_tokens_in:,}/{r.ai_tokens_out:,}",
-            f"{r.jobs_executed:,}",
-            "-" if r.storage_bytes is None else f"{r.storage_bytes:,}",
-            "-" if r.provider_cost_usd is None else str(r.provider_cost_usd),
+        rows.append(
+            (
+                w.tenant,
+                w.day.isoformat(),
+                w.source,
+                f"{r.sms_outbound_count:,}/{r.sms_inbound_count:,}",
+                f"{r.mms_outbound_count:,}/{r.mms_inbound_count:,}",
+                f"{r.voice_minutes:,}",
+                f"{r.emails_sent:,}",
+                f"{r.ai_tokens_in:,}/{r.ai_tokens_out:,}",
+                f"{r.jobs_executed:,}",
+                "-" if r.storage_bytes is None else f"{r.storage_bytes:,}",
+                "-" if r.provider_cost_usd is None else str(r.provider_cost_usd),
+            )
         )
-    stdout_console().print(table)
+    # Figures are never truncated: at 80 columns the table is split into narrower ones, each repeating
+    # tenant, date and source.
+    title = f"dry run: would write {len(result.written)} rows ({result.window.label()})"
+    print_fitted(stdout_console(), headers, rows, title=title, keys=3)
 
 
 def _print_summary(result: CollectResult, *, quiet: bool) -> None:
-    """tenant x provider status on stderr; shown even under -q when something failed (cron mails it)."""
+    """tenant x provider status on stderr; shown even under -q when something failed (cron mails it).
+
+    Not a terminal (cron mail, a log): one plain line per task, `tenant provider days: reason`, so that a long
+    provider message (a URL) stays on its line. A terminal: a table."""
     if quiet and not result.failed:
         return
-    from rich.table import Table
-
-    verb = "would write" if result.dry_run else "written"
-    table = Table(title=f"collect {result.window.label()} (UTC)", title_justify="left")
-    for col in ("tenant", "provider", "status", f"days {verb}", "days failed", "error"):
-        table.add_column(col, overflow="fold")
-    for o in result.outcomes:
-        if quiet and o.ok:
-            continue
-        table.add_row(
-            o.tenant,
-            o.source,
-            "ok" if o.ok else "FAILED",
-            str(o.days_ok),
-            str(o.days_failed),
-            "; ".join(o.errors),
-        )
+    shown = [o for o in result.outcomes if not (quiet and o.ok)]
     console = stderr_console()
-    console.print(table)
+    if not sys.stderr.isatty():
+        for o in shown:
+            days = o.days_failed if not o.ok else o.days_ok
+            status = "; ".join(o.errors) if not o.ok else ("would write" if result.dry_run else "ok")
+            line = f"{o.tenant} {o.source} {days} day{'s' if days != 1 else ''}: {status}"
+            console.print(line, markup=False, soft_wrap=True, highlight=False)
+    else:
+        from usagectl.render.table import print_fitted
+
+        verb = "would write" if result.dry_run else "written"
+        rows = [
+            (
+                o.tenant,
+                o.source,
+                "ok" if o.ok else "FAILED",
+                str(o.days_ok),
+                str(o.days_failed),
+                "; ".join(o.errors),
+            )
+            for o in shown
+        ]
+        headers = ("tenant", "provider", "status", f"days {verb}", "days failed", "error")
+        print_fitted(console, headers, rows, title=f"collect {result.window.label()} (UTC)", keys=2, left=3)
     ok = sum(1 for o in result.outcomes if o.ok)
     info(f"{ok} of {len(result.outcomes)} tenant/provider collections ok; run {result.run_id}", quiet=quiet)

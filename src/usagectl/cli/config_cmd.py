@@ -13,7 +13,11 @@ from usagectl.cli.output import info
 if TYPE_CHECKING:
     from usagectl.config import Config
 
-config_app = typer.Typer(help="Show or check the configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Show or check the configuration.",
+    epilog="Example: usagectl config check --online",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,11 @@ import typer
 from usagectl.cli.context import get_state
 from usagectl.cli.output import info
 
-db_app = typer.Typer(help="Database schema: upgrade, current revision, location.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database schema: upgrade, current revision, location.",
+    epilog="Example: usagectl db upgrade",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,9 +10,10 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.main
 
 from usagectl import __version__
 from usagectl.cli.context import AppState, get_state
@@ -31,6 +32,7 @@ COMMAND_MODULES = (
     "usagectl.cli.tenants_cmd",
     "usagectl.cli.export_cmd",
     "usagectl.cli.demo_cmd",
+    "usagectl.cli.sandbox_cmd",
 )
 
 app = typer.Typer(
@@ -40,6 +42,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    # Plain Click help: Rich's help panel shows a type placeholder for every option (`--dry-run <bool>`), and
+    # its usage errors are a 5-line box; ours are one line like every other error (see main()).
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -84,16 +89,108 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# Global options that take a value; the flags are the others of GLOBAL_OPTIONS.
+_GLOBAL_WITH_VALUE = ("--config", "-c")
+GLOBAL_OPTIONS = ("-q", "--quiet", "--debug", *_GLOBAL_WITH_VALUE)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move -q/--quiet, --debug and --config FILE found after the command name to before it, so that
+    `usagectl collect -q` means `usagectl -q collect` (Click only knows a group's options before its command)."""
+    front: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if not seen_command:
+            if arg in _GLOBAL_WITH_VALUE and i + 1 < len(args):
+                front.extend(args[i : i + 2])
+                i += 2
+                continue
+            seen_command = not arg.startswith("-")
+            front.append(arg)
+        elif arg in ("-q", "--quiet", "--debug"):
+            front.insert(0, arg)
+        elif arg in _GLOBAL_WITH_VALUE and i + 1 < len(args):
+            front[0:0] = args[i : i + 2]
+            i += 1
+        elif arg.startswith("--config="):
+            front.insert(0, arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+# Value placeholders in --help by option name; any other option shows its own name (`--month MONTH`).
+_PLACEHOLDERS = {
+    "tenant": "SLUG",
+    "provider": "NAME",
+    "days": "N",
+    "lookback": "N",
+    "limit": "N",
+    "date": "DATE",
+    "since": "DATE",
+    "until": "DATE",
+    "config": "FILE",
+    "path": "FILE",
+    "output": "FILE",
+    "keep": "DIR",
+    "at": "TIME",
+    "write-config": "FILE",
+    "port": "PORT",
+}
+
+
+def _name_placeholders(command: Any) -> None:
+    """Give every option a word placeholder (`--tenant SLUG`) instead of Typer's type (`<list[str]>`), and
+    arguments none beside their metavar (`METRIC`, not `METRIC <str>`)."""
+    for param in getattr(command, "params", ()):
+        if param.param_type_name == "argument":
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None and not getattr(param, "is_flag", False):
+            long = max(param.opts, key=len).lstrip("-")
+            param.metavar = _PLACEHOLDERS.get(long, long.upper())
+    for child in getattr(command, "commands", {}).values():
+        _name_placeholders(child)
+
+
+def _click_error(exc: BaseException) -> tuple[str, int] | None:
+    """(one-line message, exit code) for a Click usage error. Typer vendors Click privately, so the class is
+    recognised by name rather than imported."""
+    if not any(c.__name__ == "ClickException" for c in type(exc).__mro__):
+        return None
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # `usagectl db` with no subcommand: the group's help page, as Click shows it.
+        exc.show()  # type: ignore[attr-defined]
+        return "", 2
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    code = getattr(exc, "exit_code", 2)
+    return message + hint, code if isinstance(code, int) else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this; the console script exits with it)."""
-    args = sys.argv[1:] if argv is None else argv
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     try:
-        # Standalone mode: Typer prints usage errors itself (exit 2) and always ends in SystemExit.
-        app(args=args, prog_name="usagectl")
+        # Not standalone: usage errors come back here to be printed as one line.
+        command = typer.main.get_command(app)
+        _name_placeholders(command)
+        result = command.main(args=args, prog_name="usagectl", standalone_mode=False)
+        return result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE)
+    except typer.Abort:
+        print("usagectl: interrupted", file=sys.stderr)
+        return 130
     except UsagectlError as exc:
         if debug:
             traceback.print_exc()
@@ -107,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except Exception as exc:
+        usage = _click_error(exc)
+        if usage is not None:
+            if usage[0]:
+                print(f"usagectl: error: {usage[0]}", file=sys.stderr)
+            return usage[1]
         if debug:
             traceback.print_exc()
         print(

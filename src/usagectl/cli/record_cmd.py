@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
             "gauge (storage_bytes, the day's last reading). With --id, re-recording the same id is ignored."
         ),
         epilog="Example: usagectl record --tenant acme jobs_executed 3 --id job-4711 --at 2026-11-24T10:00:00Z",
+        # `record ... jobs_executed -3` must reach the value check ("must be a non-negative integer"), not be
+        # refused as an unknown option "-3".
+        context_settings={"ignore_unknown_options": True},
     )(record)
 
 

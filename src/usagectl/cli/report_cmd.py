@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         help=(
             "One tenant's usage and estimated cost: summary cards, month-to-date with a month-end "
             "estimate, plan allowances, a 30-day chart and a daily table (or JSON/CSV). "
-            "Default: the last 30 days."
+            "Default: the 30 days up to yesterday (UTC)."
         ),
         epilog="Example: usagectl report --tenant acme --month 2026-11 --format json",
     )(report)
@@ -29,7 +29,10 @@ def report(
     tenant: Annotated[
         str, typer.Option("--tenant", "-t", help="Tenant slug (`usagectl tenants` lists them).")
     ],
-    days: Annotated[int | None, typer.Option("--days", help="The last N UTC days, ending today.")] = None,
+    days: Annotated[
+        int | None,
+        typer.Option("--days", help="The last N UTC days, ending yesterday (the last complete day)."),
+    ] = None,
     month: Annotated[str | None, typer.Option("--month", help="A calendar month, YYYY-MM.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
 ) -> None:

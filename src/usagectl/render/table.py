@@ -1,5 +1,5 @@
-"""Rich output for people: summary cards, a cost card, the 30-day chart and the daily table,
-80 columns friendly.
+"""Rich output for people: summary cards, a cost card, the 30-day chart and the daily table; at 80 or 60
+columns figures are never truncated (print_fitted).
 
 No colour or styles when the stream is not a terminal or NO_COLOR is set (see render.use_color).
 """
@@ -64,9 +64,75 @@ def _card(title: str, lines: Sequence[tuple[str, str]]) -> RenderableType:
     return Panel(grid, title=title, title_align="left", expand=False)
 
 
+def print_fitted(
+    console: Console,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+    keys: int = 1,
+    totals: Sequence[str] | None = None,
+    left: int | None = None,
+) -> None:
+    """A table whose figures are never truncated. When all columns do not fit the console, the columns are split
+    into several narrower tables, one under the other, each repeating the first `keys` (identifying) columns; a
+    table that still does not fit is printed at its full width and left to the terminal to wrap.
+
+    Columns before index `left` (default: `keys`) are left-aligned, the others right-aligned."""
+    from rich import box
+    from rich.cells import cell_len
+    from rich.table import Table
+
+    left = keys if left is None else left
+    body = [list(r) for r in rows] + ([list(totals)] if totals is not None else [])
+    widths = [max(cell_len(h), *(cell_len(r[i]) for r in body)) for i, h in enumerate(headers)]
+    gap = 2  # between columns: SIMPLE_HEAD's blank rule plus one space of padding
+
+    def width_of(cols: list[int]) -> int:
+        return sum(widths[i] for i in cols) + gap * (len(cols) - 1)
+
+    groups: list[list[int]] = []
+    current = list(range(keys))
+    for i in range(keys, len(headers)):
+        if len(current) > keys and width_of([*current, i]) > console.width:
+            groups.append(current)
+            current = list(range(keys))
+        current.append(i)
+    groups.append(current)
+
+    for n_group, cols in enumerate(groups):
+        if n_group:
+            console.print()
+        table = Table(
+            title=title if n_group == 0 else None,
+            title_justify="left",
+            header_style="bold",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 0),
+            show_edge=False,
+        )
+        for i in cols:
+            table.add_column(
+                headers[i],
+                justify="left" if i < left else "right",
+                no_wrap=True,
+                min_width=widths[i] + (i > 0),
+            )
+        for r in rows:
+            table.add_row(*(r[i] for i in cols))
+        if totals is not None:
+            table.add_section()
+            table.add_row(*(totals[i] for i in cols), style="bold")
+        needed = width_of(cols) + 1
+        if needed > console.width:
+            # Even one figure column beside the key columns is too wide: print in full and let the terminal wrap.
+            console.print(table, width=needed, crop=False)
+        else:
+            console.print(table)
+
+
 def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | None = None) -> None:
     """The report for people: header, cards, cost card with allowances, chart, daily table."""
-    from rich import box
     from rich.columns import Columns
     from rich.table import Table
     from rich.text import Text
@@ -126,7 +192,8 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
     if len(series) >= 2:
         labels = [d.strftime("%m-%d") for d, _ in series]
         # Floats only to place points on the chart; every figure printed elsewhere is exact.
-        values = [float(row.estimated_cost_usd) if row else 0.0 for _, row in series]
+        # A day without a rollup is a gap, not $0.
+        values = [float(row.estimated_cost_usd) if row else None for _, row in series]
         chart = line_chart(
             labels, values, width=console.width, title="Estimated cost per day (USD)", color=use_color(stream)
         )
@@ -154,26 +221,13 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
     totals.append(usd(tot.estimated_cost))
     if show_provider:
         totals.append(usd(tot.provider_cost))
-    # No vertical rules, and each column as wide as its widest cell: Rich would otherwise squeeze the table
-    # to the terminal by truncating numbers ("41,6..."), which must never happen to a figure.
-    table = Table(
-        title="Daily usage (UTC days)",
-        title_justify="left",
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        padding=(0, 0),
-    )
-    for i, name in enumerate(headers):
-        widest = max(len(name), *(len(r[i]) for r in [*rows, totals]))
-        # Two spaces between columns (the rule's one plus one here): 8 columns of real figures fit 80.
-        table.add_column(
-            name, justify="left" if i == 0 else "right", no_wrap=True, min_width=widest + (i > 0)
-        )
-    for cells in rows:
-        table.add_row(*cells)
-    table.add_section()
-    table.add_row(*totals, style="bold")
-    console.print(table)
+    # Each column as wide as its widest cell, split into narrower tables when the console is narrow: Rich would
+    # otherwise squeeze the table by truncating numbers ("$18"), which must never happen to a figure.
+    print_fitted(console, headers, rows, title="Daily usage (UTC days)", totals=totals)
+    missing = report.missing_days
+    if missing:
+        shown = ", ".join(d.isoformat() for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        console.print(f"No rollup (missing, not zero) for {len(missing)} day(s) of the window: {shown}")
     versions = sorted({d.pricing_version for d in report.days})
     console.print(
         f"Priced with price book {', '.join(versions)}; costs are estimates from usagectl's price book."
@@ -182,23 +236,13 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
 
 def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None = None) -> None:
     """The tenants ranking for a month, with a total row over all tenants."""
-    from rich.table import Table
 
     console = _console(stream, width)
     month = report.month.start.strftime("%B %Y")
     shown = len(report.lines)
     more = f", top {shown} of {report.tenant_count}" if shown < report.tenant_count else ""
-    table = Table(
-        title=f"Tenants - {month} (UTC) - by {report.sort}{more}",
-        title_justify="left",
-        header_style="bold",
-    )
-    for name in ("tenant", "plan", "SMS", "emails", "voice min", "AI tokens", "est. cost"):
-        table.add_column(
-            name, justify="left" if name in ("tenant", "plan") else "right", no_wrap=name != "tenant"
-        )
-    for line in report.lines:
-        table.add_row(
+    rows = [
+        [
             line.slug + ("" if line.active else " (inactive)"),
             line.plan_tier,
             n(line.sms),
@@ -206,10 +250,11 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
             n(line.voice_minutes),
             n(line.ai_tokens),
             usd(line.estimated_cost),
-        )
+        ]
+        for line in report.lines
+    ]
     tot = report.total
-    table.add_section()
-    table.add_row(
+    totals = [
         f"total ({report.tenant_count})",
         "",
         n(tot.sms),
@@ -217,8 +262,14 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
         n(tot.voice_minutes),
         n(tot.ai_tokens),
         usd(tot.estimated_cost),
-        style="bold",
+    ]
+    print_fitted(
+        console,
+        ("tenant", "plan", "SMS", "emails", "voice min", "AI tokens", "est. cost"),
+        rows,
+        title=f"Tenants - {month} (UTC) - by {report.sort}{more}",
+        totals=totals,
+        left=2,
     )
-    console.print(table)
     if not report.lines:
         console.print("No tenants configured yet: add [[tenants]] to the config (see `usagectl init`).")

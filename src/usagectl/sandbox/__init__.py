@@ -66,7 +66,9 @@ class Sandbox:
         synthetic: bool = True,
         latency: float = 0.0,
         page_size_cap: int | None = None,
+        port: int = 0,
     ) -> None:
+        """`port`: 0 for ephemeral ports, else Twilio on `port`, SendGrid on `port + 1`, OpenAI on `port + 2`."""
         self.world = World(seed=seed, synthetic=synthetic)
         self.twilio_accounts = TwilioAccounts(twilio_sid("AC", f"platform-{seed}"), secrets.token_hex(16))
         self.sendgrid_key = "SG." + secrets.token_urlsafe(22) + "." + secrets.token_urlsafe(43)
@@ -75,6 +77,9 @@ class Sandbox:
         self.twilio = TwilioServer(self.world, self.twilio_accounts, **kw)
         self.sendgrid = SendGridServer(self.world, self.sendgrid_key, **kw)
         self.openai = OpenAIServer(self.world, self.openai_key, **kw)
+        if port:
+            for offset, server in enumerate(self.servers):
+                server.port = port + offset
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property

@@ -87,12 +87,13 @@ class ProviderServer:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.port = 0  # 0: an ephemeral port; `usagectl sandbox --port` asks for fixed ones
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
         handler = _handler_for(self)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
