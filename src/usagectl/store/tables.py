@@ -31,7 +31,9 @@ from sqlalchemy.types import TypeDecorator
 
 from usagectl.pricing import from_micros, to_micros
 
-SCHEMA_HEAD = "0002"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+SCHEMA_HEAD = (
+    "0003_provider_accuracy"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+)
 
 metadata = MetaData(
     naming_convention={
@@ -154,6 +156,7 @@ usage_metrics_ai_models = Table(
     _count("ai_tokens_in"),
     _count("ai_tokens_out"),
     _count("ai_tokens_cached_in"),
+    _count("ai_tokens_cache_write_in"),  # input tokens written to the prompt cache (part of ai_tokens_in)
     UniqueConstraint("tenant_id", "date", "source", "model"),
 )
 

@@ -1,0 +1,31 @@
+"""usage_metrics_ai_models.ai_tokens_cache_write_in
+
+OpenAI reports input tokens written to the prompt cache (`input_cache_write_tokens`, part of `input_tokens`); a
+per-model price may charge them at their own rate, so they are kept per model like cached input tokens.
+
+Revision ID: 0003_provider_accuracy
+Revises: 0002
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003_provider_accuracy"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("usage_metrics_ai_models", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("ai_tokens_cache_write_in", sa.BigInteger(), server_default="0", nullable=False)
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("usage_metrics_ai_models", schema=None) as batch_op:
+        batch_op.drop_column("ai_tokens_cache_write_in")
