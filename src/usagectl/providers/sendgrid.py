@@ -75,15 +75,15 @@ class SendGrid:
         found: dict[date, MetricRow] = {}
         wanted = set(days)
         offset = 0
-        # One entry per day: pages beyond what the range can fill mean the paging is not advancing.
-        pages_left = ((max(days) - min(days)).days + 1) // PAGE_LIMIT + 1
+        # One entry per day, and SendGrid may serve fewer than `limit` a page: each page but the last holds at
+        # least one day, so more pages than days in the range means the paging is not advancing.
+        pages_left = (max(days) - min(days)).days + 2
         while not wanted <= found.keys() and pages_left > 0:
             pages_left -= 1
             body = self.http.get_json(path, [*params, ("offset", str(offset))])
-            page = _parse_stats(body, kind, name)
-            found.update(page)
-            if len(body) < PAGE_LIMIT:
-                break  # the last page
+            found.update(_parse_stats(body, kind, name))
+            if not body:
+                break  # past the last page
             offset += len(body)
         # SendGrid lists every day, with zeros when there was no traffic: a day it left out is not a zero.
         return {
