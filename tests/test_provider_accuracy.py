@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from usagectl.collector import CollectResult, collect
-from usagectl.config import Config, TenantConfig, TenantOpenAI, TenantSendGrid, TenantTwilio
+from usagectl.config import Config, SecretRef, TenantConfig, TenantOpenAI, TenantSendGrid, TenantTwilio
 from usagectl.periods import Window
 from usagectl.providers.registry import HTTP_SOURCES, build_providers
 from usagectl.sandbox import ModelUsage, Sandbox, twilio_sid
@@ -27,6 +27,7 @@ SUB = twilio_sid("AC", "sub-acme")
 OWN = twilio_sid("AC", "own-globex")
 NUM = "+15005550006"
 CUSTOMER = "+14155550100"
+UNUSED = SecretRef(env="UNUSED")  # replaced by Sandbox.config for own accounts
 
 
 def at(day: date, hh: int, mm: int = 0) -> datetime:
@@ -308,3 +309,30 @@ def test_schema_has_the_cache_write_column(store: Store) -> None:
     with store.engine.connect() as conn:
         assert conn.execute(select(usage_metrics_ai_models.c.ai_tokens_cache_write_in)).all() == []
         assert conn.execute(select(tenants.c.id)).all() == []
+
+
+# ---- issue 16.8: the README's provider table says what the code does -------------------------------------
+
+
+def _readme_row(attribution: str) -> str:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    (row,) = [line for line in readme.splitlines() if line.startswith(f"| Twilio | {attribution}")]
+    return row
+
+
+def test_readme_twilio_rows_match_the_requests_sent(store: Store) -> None:
+    own = TenantConfig(slug="globex", twilio=TenantTwilio(account_sid=OWN, auth_token=UNUSED))
+    with Sandbox(synthetic=False) as sandbox:
+        sandbox.world.set_usage_record(OWN, D1, "sms-outbound", 3, usage=4, price="0.03")
+        assert run(sandbox, store, [own, SUBACCOUNT], days(D1, 3)).exit_code == 0
+        listings = {s.path: dict(s.query) for s in sandbox.twilio.requests("/Usage/Records/Daily.json")}
+    assert len(listings) == 2, "one listing of every category per account for the whole window"
+    assert all("Category" not in q for q in listings.values())
+    assert listings[f"/2010-04-01/Accounts/{OWN}/Usage/Records/Daily.json"]["IncludeSubaccounts"] == "true"
+    assert listings[f"/2010-04-01/Accounts/{SUB}/Usage/Records/Daily.json"]["IncludeSubaccounts"] == "false"
+    own_row, sub_row = _readme_row("`account_sid`"), _readme_row("`subaccount_sid`")
+    assert "IncludeSubaccounts=true" in own_row and "IncludeSubaccounts=false" in sub_row
+    for row in (own_row, sub_row):
+        assert "per category" not in row and "one listing of every category" in row
