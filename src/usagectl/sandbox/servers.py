@@ -1,7 +1,10 @@
 """The three fake provider APIs, over real HTTP on 127.0.0.1, speaking each provider's wire format.
 
-Paths, query parameters, auth headers, pagination and error bodies follow ../shared/providers.md and the public
-API references; only what usagectl reads (and a cheap endpoint per provider for `config check --online`) exists.
+Paths, query parameters, auth headers, pagination, error bodies and units follow the providers' published
+specifications (twilio/twilio-oai, twilio/sendgrid-oai, openai/openai-openapi; their own example responses are
+replayed in tests/test_provider_specs.py): Twilio usage records count messages and bill SMS in segments, prices carry
+the account's `price_unit`, SendGrid pages by limit/offset, OpenAI has completions, embeddings and moderations usage.
+Only what usagectl reads (and a cheap endpoint per provider for `config check --online`) exists.
 Faults are injected per provider and optionally per request (a substring of the path and query).
 """
 
