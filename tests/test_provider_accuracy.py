@@ -305,7 +305,11 @@ def test_openai_costs_failure_keeps_known_provider_costs(sb: Sandbox, store: Sto
 
 
 def test_schema_has_the_cache_write_column(store: Store) -> None:
-    """The schema has the cache-write column on both backends (migration 0003_provider_accuracy)."""
+    """Migration 0003_provider_accuracy on both backends: the cache-write column, the provisional rows' index."""
+    from sqlalchemy import inspect
+
+    indexes = {i["name"] for i in inspect(store.engine).get_indexes("collection_runs")}
+    assert "ix_collection_runs_provisional" in indexes
     with store.engine.connect() as conn:
         assert conn.execute(select(usage_metrics_ai_models.c.ai_tokens_cache_write_in)).all() == []
         assert conn.execute(select(tenants.c.id)).all() == []

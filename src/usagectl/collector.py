@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import exists, insert, select
 
 from usagectl.config import Config, TenantConfig
 from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
@@ -176,19 +176,25 @@ def provisional_days(
     if oldest >= window.start:
         return {}
     r = collection_runs.c
-    query = (
-        select(r.tenant_id, r.source, r.date, r.status)
-        .where(r.status.in_((OK, PROVISIONAL)), r.date >= oldest, r.date < window.start)
-        .order_by(r.id)
+    later = collection_runs.alias("later")
+    # Provisional rows are few and have a partial index of their own; a later write of the same tenant-day (found
+    # through the (tenant_id, date) index) supersedes them.
+    query = select(r.tenant_id, r.source, r.date).where(
+        r.status == PROVISIONAL,
+        r.date >= oldest,
+        r.date < window.start,
+        ~exists().where(
+            later.c.tenant_id == r.tenant_id,
+            later.c.date == r.date,
+            later.c.source == r.source,
+            later.c.status.in_((OK, PROVISIONAL)),
+            later.c.id > r.id,
+        ),
     )
-    latest: dict[tuple[int, str, date], str] = {}
+    out: dict[tuple[int, str], set[date]] = {}
     with store.engine.connect() as conn:
         for row in conn.execute(query):
-            latest[(row.tenant_id, row.source, row.date)] = row.status
-    out: dict[tuple[int, str], set[date]] = {}
-    for (tenant_id, source, day), status in latest.items():
-        if status == PROVISIONAL:
-            out.setdefault((tenant_id, source), set()).add(day)
+            out.setdefault((row.tenant_id, row.source), set()).add(row.date)
     return out
 
 

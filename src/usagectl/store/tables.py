@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import true
@@ -219,6 +220,13 @@ collection_runs = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Index(None, "run_id"),
     Index(None, "tenant_id", "date"),
+    # Only the provisional rows (few): every collect looks them up (collector.provisional_days).
+    Index(
+        "ix_collection_runs_provisional",
+        "date",
+        sqlite_where=text("status = 'provisional'"),
+        postgresql_where=text("status = 'provisional'"),
+    ),
 )
 
 # Cross-host job lock for SQLite (PostgreSQL uses advisory locks); a row per held lock.
