@@ -280,3 +280,24 @@ def test_openai_examples_grouped_by_project(replay: Replay, tmp_path: Path) -> N
     )
     # No bucket for Nov 2 in any answer: an error for that day, never a day of zeros.
     assert isinstance(got[NOV2], ProviderError) and "no bucket for 2024-11-02" in str(got[NOV2])
+
+
+def test_openai_cost_in_another_currency_is_unknown(replay: Replay, tmp_path: Path) -> None:
+    _openai_routes(replay, "proj_acme")
+    euros = _openai("openai_costs.json", "proj_acme")
+    replay.routes["/organization/costs"] = lambda q: {
+        **(body := euros(q)),
+        "data": [
+            {**b, "results": [{**r, "amount": {**r["amount"], "currency": "eur"}} for r in b["results"]]}
+            for b in body["data"]
+        ],
+    }
+    t = TenantConfig(slug="acme", openai=TenantOpenAI(project_ids=["proj_acme"]))
+    provider = openai.make(config(replay, tmp_path, [t]))
+    assert provider is not None
+    try:
+        day = provider.collect_days(t, [NOV1])[NOV1]
+    finally:
+        provider.close()
+    assert isinstance(day, MetricRow) and day.ai_tokens_in == 1032
+    assert day.provider_cost_usd is None and day.note is not None and "'eur'" in day.note

@@ -152,7 +152,7 @@ class OpenAI:
                 agg[3] += as_int(r.get("input_cache_write_tokens") or 0, f"{day} input_cache_write_tokens")
             for d in wanted - seen:
                 missing.setdefault(d, f"{SOURCE}: {path} has no bucket for {d}")
-        costs, cost_seen = self._costs(base, wanted, projects)
+        costs, cost_seen, foreign = self._costs(base, wanted, projects)
         out: dict[date, DayResult] = {}
         for d in days:
             if d in missing:
@@ -169,7 +169,9 @@ class OpenAI:
             tokens_out = sum(m.tokens_out for m in models)
             cost = costs.get(d)
             note = None
-            if cost is None and not models and d in cost_seen:
+            if d in foreign:
+                note = f"provider cost unknown: OpenAI reported {d}'s cost in {foreign[d]!r}, not USD"
+            elif cost is None and not models and d in cost_seen:
                 cost = Decimal(0)  # no usage and no cost line: nothing was charged
             elif cost is None:
                 note = "provider cost unknown: OpenAI has no cost line for this day yet"
@@ -184,25 +186,32 @@ class OpenAI:
 
     def _costs(
         self, base: list[tuple[str, str]], wanted: set[date], projects: Sequence[str]
-    ) -> tuple[dict[date, Decimal] | ProviderError, set[date]]:
+    ) -> tuple[dict[date, Decimal] | ProviderError, set[date], dict[date, str]]:
         """What OpenAI says it charged per day (a day with usage but no cost line yet is left unknown, never
         $0), or the error that stopped the Costs call: then every day fails and keeps its stored figures, since
         storing NULL over a known cost would lose it silently."""
         seen: set[date] = set()
+        foreign: dict[date, str] = {}
         try:
             out: dict[date, Decimal] = {}
             costs_params = [*base, ("limit", str(MAX_COSTS_LIMIT))]
             for day, r in self._results(COSTS_PATH, costs_params, wanted, projects, seen):
                 amount = r.get("amount") or {}
                 currency = str(amount.get("currency") or "usd").lower()
-                if currency != "usd":
-                    raise ProviderError(f"{SOURCE}: cost on {day} is in {currency!r}, not USD")
                 value = as_decimal(amount.get("value"), f"{day} cost amount")
+                if currency != "usd":
+                    foreign[day] = currency
                 out[day] = out.get(day, Decimal(0)) + value
-            return out, seen
+            for day in foreign:
+                del out[day]  # unknown: never a sum of another currency read as dollars
+            return out, seen, foreign
         except ProviderError as exc:
             log.warning("openai: costs unavailable, the stored days are kept: %s", exc)
-            return ProviderError(f"{SOURCE}: costs unavailable, stored usage and cost kept: {exc}"), seen
+            return (
+                ProviderError(f"{SOURCE}: costs unavailable, stored usage and cost kept: {exc}"),
+                seen,
+                foreign,
+            )
 
 
 def _bucket_day(bucket: dict[str, Any]) -> date:
