@@ -111,6 +111,29 @@ def test_per_model_ai_prices_apply_to_known_models_only() -> None:
         )
 
 
+def test_cache_write_tokens_have_their_own_per_model_price() -> None:
+    rate = ModelPrice(
+        input=Decimal("0.000002"),
+        output=Decimal("0.000008"),
+        cached_input=Decimal("0.0000005"),
+        cache_write_input=Decimal("0.0000025"),
+    )
+    book = V1.model_copy(update={"ai_models": {"gpt-4.1": rate}})
+    # OpenAI's example: 1000 input tokens of which 400 cached and 100 written to the cache, 500 output.
+    usage = DayUsage(
+        ai_tokens_in=1000,
+        ai_tokens_out=500,
+        ai_by_model=(ModelTokens("gpt-4.1", 1000, 500, cached_in=400, cache_write_in=100),),
+    )
+    # 500 x 2/M + 400 x 0.5/M + 100 x 2.5/M + 500 x 8/M = 0.001 + 0.0002 + 0.00025 + 0.004
+    assert cost_of_day(usage, unit_prices(book, PlanConfig())).ai == Decimal("0.005450")
+    # Without a cache-write rate they are input tokens, as before.
+    plain = V1.model_copy(
+        update={"ai_models": {"gpt-4.1": rate.model_copy(update={"cache_write_input": None})}}
+    )
+    assert cost_of_day(usage, unit_prices(plain, PlanConfig())).ai == Decimal("0.005400")
+
+
 def test_money_conversions_are_exact() -> None:
     assert to_micros(Decimal("1.234567")) == 1_234_567
     assert from_micros(1_234_567) == Decimal("1.234567")

@@ -41,6 +41,8 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
             rate = {"input": draw(price), "output": draw(price)}
             if draw(st.booleans()):
                 rate["cached_input"] = draw(price)
+            if draw(st.booleans()):
+                rate["cache_write_input"] = draw(price)
             models[m] = rate
         books.append(
             {
@@ -72,7 +74,9 @@ def metric_rows(draw: st.DrawFn) -> MetricRow:
     models = []
     for m in draw(st.lists(st.sampled_from(MODELS), unique=True, max_size=3)):
         tin = draw(count)
-        models.append(ModelTokens(m, tin, draw(count), draw(st.integers(0, tin))))
+        cached = draw(st.integers(0, tin))
+        written = draw(st.integers(0, tin - cached))
+        models.append(ModelTokens(m, tin, draw(count), cached, written))
     return MetricRow(
         sms_outbound_count=draw(count),
         sms_inbound_count=draw(count),

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import exists, insert, select
 
 from usagectl.config import Config, TenantConfig
 from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 from usagectl.periods import Window, utc_today
-from usagectl.providers.base import MetricRow, Provider, ProviderError
+from usagectl.providers.base import DayResult, MetricRow, Provider, ProviderError
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
 from usagectl.store.metrics import upsert_metric
@@ -30,6 +30,11 @@ from usagectl.store.tables import collection_runs, utcnow
 from usagectl.store.tenants import tenant_ids
 
 MAX_ERROR_CHARS = 500
+# A day stored as provisional (a provider said part of it was still in flight) is re-collected by every run until
+# a run stores it final, however far behind the lookback window it lies, up to this age: past it a provider that
+# still calls the day unfinished is not going to change it.
+PROVISIONAL_MAX_AGE_DAYS = 31
+OK, PROVISIONAL, FAILED = "ok", "provisional", "failed"
 _LOG_RUN = insert(collection_runs)  # one statement object, executed with parameters (cheaper per tenant-day)
 
 
@@ -141,31 +146,68 @@ class _Writer:
             for day, row in rows:
                 upsert_metric(conn, tenant_id, day, source, row)
                 self._log(
-                    conn, tenant_id, source, day, started, status="ok", rows_written=1 + len(row.ai_models)
+                    conn,
+                    tenant_id,
+                    source,
+                    day,
+                    started,
+                    status=OK if row.final else PROVISIONAL,
+                    rows_written=1 + len(row.ai_models),
+                    error=_short(row.note) if row.note else None,
                 )
             for day, message in failures:
-                self._log(conn, tenant_id, source, day, started, status="failed", error=_short(message))
+                self._log(conn, tenant_id, source, day, started, status=FAILED, error=_short(message))
 
 
-def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
+def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> dict[date, DayResult]:
     many = getattr(provider, "collect_days", None)
     if many is not None and len(days) > 1:
-        got: dict[date, MetricRow] = many(tenant, list(days))
+        got: dict[date, DayResult] = many(tenant, list(days))
         return got
     return {d: provider.collect_day(tenant, d) for d in days}
+
+
+def provisional_days(
+    store: Store, window: Window, today: date | None = None
+) -> dict[tuple[int, str], set[date]]:
+    """(tenant id, source) -> the days before `window` whose stored row is provisional: the latest run that wrote
+    the day (status ok or provisional; a failed run wrote nothing) called it provisional."""
+    oldest = (today or utc_today()) - timedelta(days=PROVISIONAL_MAX_AGE_DAYS)
+    if oldest >= window.start:
+        return {}
+    r = collection_runs.c
+    later = collection_runs.alias("later")
+    # Provisional rows are few and have a partial index of their own; a later write of the same tenant-day (found
+    # through the (tenant_id, date) index) supersedes them.
+    query = select(r.tenant_id, r.source, r.date).where(
+        r.status == PROVISIONAL,
+        r.date >= oldest,
+        r.date < window.start,
+        ~exists().where(
+            later.c.tenant_id == r.tenant_id,
+            later.c.date == r.date,
+            later.c.source == r.source,
+            later.c.status.in_((OK, PROVISIONAL)),
+            later.c.id > r.id,
+        ),
+    )
+    out: dict[tuple[int, str], set[date]] = {}
+    with store.engine.connect() as conn:
+        for row in conn.execute(query):
+            out.setdefault((row.tenant_id, row.source), set()).add(row.date)
+    return out
 
 
 def _run_task(
     provider: Provider,
     tenant: TenantConfig,
     tenant_id: int,
-    window: Window,
+    days: Sequence[date],
     writer: _Writer | None,
     written: list[Written],
     written_lock: threading.Lock,
 ) -> TaskOutcome:
     outcome = TaskOutcome(tenant.slug, provider.source)
-    days = list(window)
     started = utcnow()
     try:
         rows = _fetch(provider, tenant, days)
@@ -178,13 +220,18 @@ def _run_task(
     else:
         fetch_error = None
     failures: list[tuple[date, str]] = []
+    good: list[tuple[date, MetricRow]] = []
     for d in days:
-        if d not in rows:
-            message = fetch_error or f"{provider.source} returned no data for {d}"
-            failures.append((d, message))
-            if _short(message) not in outcome.errors:
-                outcome.errors.append(_short(message))
-    good = [(d, rows[d]) for d in days if d in rows]
+        got = rows.get(d)
+        if isinstance(got, MetricRow):
+            good.append((d, got))
+            continue
+        message = (
+            str(got) if got is not None else fetch_error or f"{provider.source} returned no data for {d}"
+        )
+        failures.append((d, message))
+        if _short(message) not in outcome.errors:
+            outcome.errors.append(_short(message))
     if writer:
         try:
             writer.commit(tenant_id, provider.source, started, good, failures)
@@ -220,10 +267,13 @@ def collect(
     progress: Progress | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> CollectResult:
-    """Collect every (tenant, provider) pair over the window. `tenants` defaults to every configured tenant."""
+    """Collect every (tenant, provider) pair over the window, plus the days before it still stored as
+    provisional. `tenants` defaults to every configured tenant."""
     selected = list(cfg.tenants if tenants is None else tenants)
     with store.engine.connect() as conn:
         ids = tenant_ids(conn)
+    behind = provisional_days(store, window)
+    days = list(window)
     pairs = [(p, t) for t in selected for p in providers if p.applies_to(t)]
     run_id = str(uuid.uuid4())
     written: list[Written] = []
@@ -237,7 +287,16 @@ def collect(
             max_workers=workers or cfg.collect.workers, thread_name_prefix="collect"
         ) as pool:
             futures = {
-                pool.submit(_run_task, p, t, ids[t.slug], window, writer, written, written_lock): (t, p)
+                pool.submit(
+                    _run_task,
+                    p,
+                    t,
+                    ids[t.slug],
+                    sorted(behind.get((ids[t.slug], p.source), set())) + days,
+                    writer,
+                    written,
+                    written_lock,
+                ): (t, p)
                 for p, t in pairs
             }
             for fut in as_completed(futures):

@@ -152,6 +152,8 @@ class ModelPrice(_Model):
     input: Price
     output: Price
     cached_input: Price | None = None
+    # Input tokens written to the prompt cache (OpenAI input_cache_write_tokens); the input rate when absent.
+    cache_write_input: Price | None = None
 
 
 class PriceBook(_Model):

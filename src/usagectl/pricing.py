@@ -50,6 +50,7 @@ class ModelTokens:
     tokens_in: int
     tokens_out: int
     cached_in: int = 0
+    cache_write_in: int = 0  # part of tokens_in, like cached_in
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,12 @@ def _ai_cost(usage: DayUsage, prices: UnitPrices) -> Decimal:
         if rate is None:
             continue
         cached = m.cached_in if rate.cached_input is not None else 0
-        cost += (m.tokens_in - cached) * rate.input + m.tokens_out * rate.output
+        written = m.cache_write_in if rate.cache_write_input is not None else 0
+        cost += (m.tokens_in - cached - written) * rate.input + m.tokens_out * rate.output
         if rate.cached_input is not None:
             cost += cached * rate.cached_input
+        if rate.cache_write_input is not None:
+            cost += written * rate.cache_write_input
         rest_in -= m.tokens_in
         rest_out -= m.tokens_out
     if rest_in < 0 or rest_out < 0:

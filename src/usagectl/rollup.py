@@ -172,6 +172,7 @@ def _model_price_table(cfg: Config, dialect: str) -> Select[Any] | None:
     for start, end, book in _book_ranges(cfg):
         for model, rate in sorted(book.ai_models.items()):
             cached = rate.cached_input if rate.cached_input is not None else rate.input
+            written = rate.cache_write_input if rate.cache_write_input is not None else rate.input
             rows.append(
                 select(
                     _date(start, dialect).label("p_from"),
@@ -180,6 +181,7 @@ def _model_price_table(cfg: Config, dialect: str) -> Select[Any] | None:
                     _big(to_picos(rate.input)).label("p_in"),
                     _big(to_picos(rate.output)).label("p_out"),
                     _big(to_picos(cached)).label("p_cached"),
+                    _big(to_picos(written)).label("p_written"),
                 )
             )
     if not rows:
@@ -258,8 +260,9 @@ def rollup_statement(
                 cast(func.sum(mm.ai_tokens_out), BigInteger).label("tout"),
                 cast(
                     func.sum(
-                        (mm.ai_tokens_in - mm.ai_tokens_cached_in) * mp.c.p_in
+                        (mm.ai_tokens_in - mm.ai_tokens_cached_in - mm.ai_tokens_cache_write_in) * mp.c.p_in
                         + mm.ai_tokens_cached_in * mp.c.p_cached
+                        + mm.ai_tokens_cache_write_in * mp.c.p_written
                         + mm.ai_tokens_out * mp.c.p_out
                     ),
                     BigInteger,
@@ -351,6 +354,7 @@ def _largest_prices(cfg: Config) -> dict[str, int]:
                 to_picos(rate.input),
                 to_picos(rate.output),
                 to_picos(rate.cached_input or Decimal(0)),
+                to_picos(rate.cache_write_input or Decimal(0)),
             ]
     return {line: max(values) for line, values in prices.items()}
 

@@ -32,6 +32,12 @@ class MetricRow:
     storage_bytes: int | None = None
     provider_cost_usd: Decimal | None = None
     ai_models: tuple[ModelTokens, ...] = field(default=())
+    # False when the provider says part of the day is still in flight (a Twilio message not yet sent counts 0
+    # segments): the day is stored, marked provisional, and re-collected by later runs until it is final.
+    final: bool = True
+    # Why a figure is unknown or what it leaves out (e.g. a price in another currency); stored on the day's
+    # collection_runs row so an operator can see it.
+    note: str | None = None
 
     def counts(self) -> dict[str, int | None]:
         return {
@@ -57,6 +63,11 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
+#: what `collect_days` returns per day: the row, or the reason that day could not be collected (the other days of
+#: the same answer are still good; the failed day's stored row stays as it was).
+DayResult = MetricRow | ProviderError
+
+
 class Provider(Protocol):
     """A usage source. Implementations must be safe to call from several worker threads at once."""
 
@@ -72,6 +83,14 @@ class Provider(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def one_day(results: dict[date, DayResult], day: date) -> MetricRow:
+    """`collect_day` from `collect_days`: a failed day raises its error."""
+    got = results[day]
+    if isinstance(got, ProviderError):
+        raise got
+    return got
 
 
 @dataclass(frozen=True)

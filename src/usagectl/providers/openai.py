@@ -1,7 +1,12 @@
-"""OpenAI: organization completions usage per project and model, daily buckets; the Costs API as provider cost.
+"""OpenAI: organization usage per project and model, daily buckets; the Costs API as provider cost.
 
-ai_tokens_in = input_tokens (which include cached input tokens; those are kept per model for pricing),
+Tokens come from every usage endpoint OpenAI's cost covers that reports tokens: completions, embeddings and
+moderations (openai-openapi `/organization/usage/*`), so tokens and provider cost describe the same usage.
+ai_tokens_in = input_tokens (which include cached and cache-write tokens; both are kept per model for pricing),
 ai_tokens_out = output_tokens. Only results whose project_id is the tenant's are counted.
+
+Every requested day comes back as a bucket; a day missing from an answer, or a failed Costs call, fails that
+day (its stored row stays as it was) rather than storing zeros or an unknown cost over known figures.
 """
 
 from __future__ import annotations
@@ -18,10 +23,20 @@ from usagectl.config import Config, OpenAIProvider, TenantConfig
 from usagectl.errors import ConfigError
 from usagectl.http import Http, PageGuard, bearer_http, check_endpoint
 from usagectl.pricing import ModelTokens
-from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_decimal, as_int
+from usagectl.providers.base import (
+    CheckResult,
+    DayResult,
+    MetricRow,
+    ProviderError,
+    as_decimal,
+    as_int,
+    one_day,
+)
 
 SOURCE = "openai"
 USAGE_PATH = "/v1/organization/usage/completions"
+# Token usage OpenAI bills that is not a completion: input tokens only.
+INPUT_ONLY_PATHS = ("/v1/organization/usage/embeddings", "/v1/organization/usage/moderations")
 COSTS_PATH = "/v1/organization/costs"
 MAX_USAGE_LIMIT = 31  # buckets per page for bucket_width=1d
 MAX_COSTS_LIMIT = 180
@@ -69,7 +84,7 @@ class OpenAI:
         self.http.close()
 
     def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        return self.collect_days(tenant, [day])[day]
+        return one_day(self.collect_days(tenant, [day]), day)
 
     def _buckets(self, path: str, params: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
         """Every bucket of every page (has_more / next_page)."""
@@ -91,19 +106,27 @@ class OpenAI:
             guard.follow(page)
 
     def _results(
-        self, path: str, params: list[tuple[str, str]], wanted: set[date], projects: Sequence[str]
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        wanted: set[date],
+        projects: Sequence[str],
+        seen: set[date] | None = None,
     ) -> Iterator[tuple[date, dict[str, Any]]]:
         """(day, result) for the wanted days, only results of the tenant's own projects: another project's
-        usage or cost is never this tenant's, whatever the API returns."""
+        usage or cost is never this tenant's, whatever the API returns. `seen` collects the days that came
+        back as a bucket (OpenAI answers one per day, empty or not)."""
         for bucket in self._buckets(path, params):
             day = _bucket_day(bucket)
             if day not in wanted:
                 continue
+            if seen is not None:
+                seen.add(day)
             for r in bucket.get("results") or []:
                 if isinstance(r, dict) and r.get("project_id") in projects:
                     yield day, r
 
-    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
+    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, DayResult]:
         assert tenant.openai is not None
         projects = tenant.openai.project_ids
         wanted = set(days)
@@ -114,47 +137,81 @@ class OpenAI:
             *(("project_ids", p) for p in projects),
             ("group_by", "project_id"),
         ]
+        # model -> [input, output, cached input, cache-write input]
         per_model: dict[date, dict[str, list[int]]] = {d: {} for d in days}
+        missing: dict[date, str] = {}
         usage_params = [*base, ("group_by", "model"), ("limit", str(MAX_USAGE_LIMIT))]
-        for day, r in self._results(USAGE_PATH, usage_params, wanted, projects):
-            model = str(r.get("model") or "unknown")
-            agg = per_model[day].setdefault(model, [0, 0, 0])
-            agg[0] += as_int(r.get("input_tokens", 0), f"{day} input_tokens")
-            agg[1] += as_int(r.get("output_tokens", 0), f"{day} output_tokens")
-            agg[2] += as_int(r.get("input_cached_tokens") or 0, f"{day} input_cached_tokens")
-        costs = self._costs(base, wanted, projects)
-        out: dict[date, MetricRow] = {}
+        for path in (USAGE_PATH, *INPUT_ONLY_PATHS):
+            seen: set[date] = set()
+            for day, r in self._results(path, usage_params, wanted, projects, seen):
+                model = str(r.get("model") or "unknown")
+                agg = per_model[day].setdefault(model, [0, 0, 0, 0])
+                agg[0] += as_int(r.get("input_tokens", 0), f"{day} input_tokens")
+                agg[1] += as_int(r.get("output_tokens") or 0, f"{day} output_tokens")
+                agg[2] += as_int(r.get("input_cached_tokens") or 0, f"{day} input_cached_tokens")
+                agg[3] += as_int(r.get("input_cache_write_tokens") or 0, f"{day} input_cache_write_tokens")
+            for d in wanted - seen:
+                missing.setdefault(d, f"{SOURCE}: {path} has no bucket for {d}")
+        costs, cost_seen, foreign = self._costs(base, wanted, projects)
+        out: dict[date, DayResult] = {}
         for d in days:
+            if d in missing:
+                out[d] = ProviderError(missing[d])
+                continue
+            if isinstance(costs, ProviderError):
+                out[d] = costs
+                continue
             models = tuple(
-                ModelTokens(model, tokens_in=a[0], tokens_out=a[1], cached_in=a[2])
+                ModelTokens(model, tokens_in=a[0], tokens_out=a[1], cached_in=a[2], cache_write_in=a[3])
                 for model, a in sorted(per_model[d].items())
             )
             tokens_in = sum(m.tokens_in for m in models)
             tokens_out = sum(m.tokens_out for m in models)
-            cost = costs.get(d) if costs is not None else None
-            if cost is None and costs is not None and not models:
+            cost = costs.get(d)
+            note = None
+            if d in foreign:
+                note = f"provider cost unknown: OpenAI reported {d}'s cost in {foreign[d]!r}, not USD"
+            elif cost is None and not models and d in cost_seen:
                 cost = Decimal(0)  # no usage and no cost line: nothing was charged
+            elif cost is None:
+                note = "provider cost unknown: OpenAI has no cost line for this day yet"
             out[d] = MetricRow(
-                ai_tokens_in=tokens_in, ai_tokens_out=tokens_out, ai_models=models, provider_cost_usd=cost
+                ai_tokens_in=tokens_in,
+                ai_tokens_out=tokens_out,
+                ai_models=models,
+                provider_cost_usd=cost,
+                note=note,
             )
         return out
 
     def _costs(
         self, base: list[tuple[str, str]], wanted: set[date], projects: Sequence[str]
-    ) -> dict[date, Decimal] | None:
-        """What OpenAI says it charged per day, or None when the Costs API is unavailable to this key. A day
-        with usage but no cost line yet is left unknown (None), never $0."""
+    ) -> tuple[dict[date, Decimal] | ProviderError, set[date], dict[date, str]]:
+        """What OpenAI says it charged per day (a day with usage but no cost line yet is left unknown, never
+        $0), or the error that stopped the Costs call: then every day fails and keeps its stored figures, since
+        storing NULL over a known cost would lose it silently."""
+        seen: set[date] = set()
+        foreign: dict[date, str] = {}
         try:
             out: dict[date, Decimal] = {}
             costs_params = [*base, ("limit", str(MAX_COSTS_LIMIT))]
-            for day, r in self._results(COSTS_PATH, costs_params, wanted, projects):
+            for day, r in self._results(COSTS_PATH, costs_params, wanted, projects, seen):
                 amount = r.get("amount") or {}
+                currency = str(amount.get("currency") or "usd").lower()
                 value = as_decimal(amount.get("value"), f"{day} cost amount")
+                if currency != "usd":
+                    foreign[day] = currency
                 out[day] = out.get(day, Decimal(0)) + value
-            return out
+            for day in foreign:
+                del out[day]  # unknown: never a sum of another currency read as dollars
+            return out, seen, foreign
         except ProviderError as exc:
-            log.warning("openai: costs unavailable, provider cost left unknown: %s", exc)
-            return None
+            log.warning("openai: costs unavailable, the stored days are kept: %s", exc)
+            return (
+                ProviderError(f"{SOURCE}: costs unavailable, stored usage and cost kept: {exc}"),
+                seen,
+                foreign,
+            )
 
 
 def _bucket_day(bucket: dict[str, Any]) -> date:

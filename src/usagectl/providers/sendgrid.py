@@ -1,4 +1,9 @@
-"""SendGrid: daily email stats of a subuser or a category (v3 Stats API). emails_sent = `requests`."""
+"""SendGrid: daily email stats of a subuser or a category (v3 Stats API). emails_sent = `requests`.
+
+SendGrid answers one entry per requested day, zeros included, in pages (`limit`/`offset`): we page until every
+requested day is present. A day still missing after the last page is an error for that day, never a zero: an
+empty or short answer must not overwrite the usage stored for it.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ import httpx
 from usagectl.config import Config, SendGridProvider, TenantConfig
 from usagectl.errors import ConfigError
 from usagectl.http import Http, bearer_http, check_endpoint
-from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_int
+from usagectl.providers.base import CheckResult, DayResult, MetricRow, ProviderError, as_int, one_day
 
 SOURCE = "sendgrid"
+PAGE_LIMIT = 500  # entries (days) per page
 
 
 def error_message(response: httpx.Response) -> str:
@@ -49,9 +55,9 @@ class SendGrid:
         self.http.close()
 
     def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        return self.collect_days(tenant, [day])[day]
+        return one_day(self.collect_days(tenant, [day]), day)
 
-    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
+    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, DayResult]:
         sg = tenant.sendgrid
         assert sg is not None
         if sg.subuser is not None:
@@ -59,18 +65,33 @@ class SendGrid:
         else:
             assert sg.category is not None
             path, param, kind, name = "/v3/categories/stats", "categories", "category", sg.category
-        body = self.http.get_json(
-            path,
-            [
-                (param, name),
-                ("start_date", min(days).isoformat()),
-                ("end_date", max(days).isoformat()),
-                ("aggregated_by", "day"),
-            ],
-        )
-        found = _parse_stats(body, kind, name)
-        # SendGrid lists every day, with zeros when there was no traffic; a day it left out had none either.
-        return {d: found.get(d, MetricRow()) for d in days}
+        params = [
+            (param, name),
+            ("start_date", min(days).isoformat()),
+            ("end_date", max(days).isoformat()),
+            ("aggregated_by", "day"),
+            ("limit", str(PAGE_LIMIT)),
+        ]
+        found: dict[date, MetricRow] = {}
+        wanted = set(days)
+        offset = 0
+        # One entry per day, and SendGrid may serve fewer than `limit` a page: each page but the last holds at
+        # least one day, so more pages than days in the range means the paging is not advancing.
+        pages_left = (max(days) - min(days)).days + 2
+        while not wanted <= found.keys() and pages_left > 0:
+            pages_left -= 1
+            body = self.http.get_json(path, [*params, ("offset", str(offset))])
+            found.update(_parse_stats(body, kind, name))
+            if not body:
+                break  # past the last page
+            offset += len(body)
+        # SendGrid lists every day, with zeros when there was no traffic: a day it left out is not a zero.
+        return {
+            d: found[d]
+            if d in found
+            else ProviderError(f"{SOURCE}: the stats of {kind} {name!r} have no entry for {d}")
+            for d in days
+        }
 
 
 def _parse_stats(body: Any, kind: str, name: str) -> dict[date, MetricRow]:

@@ -1,8 +1,13 @@
 """Twilio through the twilio SDK, with our httpx stack underneath (`twilio.http.HttpClient`).
 
-Attribution (design.md): a subaccount -> Daily Usage Records of that subaccount (IncludeSubaccounts=false);
-phone numbers on the platform account -> the Messages and Calls lists filtered by number and UTC day; the tenant's
-own account -> Daily Usage Records of that account. Twilio's own price goes to provider_cost_usd.
+Attribution: a subaccount -> Daily Usage Records of that subaccount (IncludeSubaccounts=false); phone numbers on
+the platform account -> the Messages and Calls lists filtered by number and UTC day; the tenant's own account ->
+Daily Usage Records of that account (IncludeSubaccounts=true: its subaccounts are the tenant's too).
+
+Units, as twilio-oai's UsageRecord defines them: `count` is the number of events (`count_unit`: messages, calls)
+and `usage` the billed amount in `usage_unit` (segments for SMS, messages for MMS, minutes for calls). We meter
+`usage` and refuse a unit we do not expect. Prices are in `price_unit`, the account's currency: a price in
+anything but USD leaves the day's provider cost unknown with the reason recorded.
 """
 
 from __future__ import annotations
@@ -19,18 +24,33 @@ from typing import Any
 from usagectl.config import Config, TenantConfig, TwilioProvider
 from usagectl.errors import ConfigError
 from usagectl.http import Http, PageGuard, Policy, loads, scrub
-from usagectl.providers.base import CheckResult, MetricRow, ProviderError, as_decimal, as_int
+from usagectl.providers.base import (
+    CheckResult,
+    DayResult,
+    MetricRow,
+    ProviderError,
+    as_decimal,
+    as_int,
+    one_day,
+)
 
 SOURCE = "twilio"
 PAGE_SIZE = 1000  # Twilio's maximum: fewest requests
+# category -> (column, the usage_unit Twilio bills it in)
 CATEGORIES = {
-    "sms-outbound": "sms_outbound_count",
-    "sms-inbound": "sms_inbound_count",
-    "mms-outbound": "mms_outbound_count",
-    "mms-inbound": "mms_inbound_count",
-    "calls-outbound": "voice_minutes",
-    "calls-inbound": "voice_minutes",
+    "sms-outbound": ("sms_outbound_count", "segments"),
+    "sms-inbound": ("sms_inbound_count", "segments"),
+    "mms-outbound": ("mms_outbound_count", "messages"),
+    "mms-inbound": ("mms_inbound_count", "messages"),
+    "calls-outbound": ("voice_minutes", "minutes"),
+    "calls-inbound": ("voice_minutes", "minutes"),
 }
+# The account's whole daily bill, carrier fees and every other product included.
+TOTAL_PRICE = "totalprice"
+# Call directions (twilio-oai call_enum_direction): SIP trunking calls are metered like any other call.
+# trunking-terminating runs from the customer's infrastructure out to the phone network.
+OUTBOUND = {"outbound-api", "outbound-dial", "outbound-call", "outbound-reply", "trunking-terminating"}
+INBOUND = {"inbound", "trunking-originating"}
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +175,9 @@ class Twilio:
     # ---- collection ----------------------------------------------------------------------------------------
 
     def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        return self.collect_days(tenant, [day])[day]
+        return one_day(self.collect_days(tenant, [day]), day)
 
-    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
+    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, DayResult]:
         tw = tenant.twilio
         assert tw is not None
         account = self._account(tenant)
@@ -167,10 +187,13 @@ class Twilio:
 
     def _usage_records(
         self, account: Any, days: Sequence[date], *, include_subaccounts: bool
-    ) -> dict[date, MetricRow]:
+    ) -> dict[date, DayResult]:
         start, end = min(days), max(days)
         counts: dict[date, dict[str, int]] = {d: {} for d in days}
-        price: dict[date, Decimal] = {d: Decimal(0) for d in days}
+        metered: dict[date, Decimal] = {d: Decimal(0) for d in days}
+        total: dict[date, Decimal | None] = dict.fromkeys(days)
+        foreign: dict[date, str] = {}  # day -> a currency that is not USD
+        failed: dict[date, ProviderError] = {}
         # One listing of every category (Twilio has hundreds; a page of 1000 holds a few days of them) costs one
         # request where a request per category would cost six.
         what = f"usage records {start}..{end}"
@@ -185,20 +208,50 @@ class Twilio:
             what,
         ):
             category = rec.category
-            column = CATEGORIES.get(category)
             day = _record_day(rec.start_date)
-            if column is None or day not in counts:
-                continue  # the totals (sms, calls, ...) and everything we do not meter
-            if column == "voice_minutes":
-                # `usage` is minutes, already rounded up per call by Twilio.
-                minutes = as_decimal(rec.usage, f"{category} usage on {day}")
-                value = int(minutes.to_integral_value(rounding="ROUND_CEILING"))
-            else:
-                value = as_int(rec.count, f"{category} count on {day}")
+            if day not in counts or (category not in CATEGORIES and category != TOTAL_PRICE):
+                continue  # the other totals (sms, calls, ...) and everything we do not meter
+            if category == TOTAL_PRICE:
+                if not _usd(rec.price_unit):
+                    foreign[day] = str(rec.price_unit)
+                elif rec.price is not None and rec.price != "":
+                    total[day] = abs(as_decimal(rec.price, f"{category} price on {day}"))
+                continue
+            column, unit = CATEGORIES[category]
+            if str(rec.usage_unit or "").lower() != unit:
+                failed[day] = ProviderError(
+                    f"{SOURCE}: {category} on {day} is billed in {rec.usage_unit!r}, expected {unit!r}"
+                )
+                continue
+            # `usage` is what Twilio bills (segments, messages, minutes already rounded up per call); `count`
+            # is events (an SMS of 3 segments counts 1).
+            amount = as_decimal(rec.usage, f"{category} usage on {day}")
+            value = int(amount.to_integral_value(rounding="ROUND_CEILING"))
             counts[day][column] = counts[day].get(column, 0) + value
             if rec.price is not None and rec.price != "":
-                price[day] += abs(as_decimal(rec.price, f"{category} price on {day}"))
-        return {d: MetricRow(**counts[d], provider_cost_usd=price[d]) for d in days}  # type: ignore[arg-type]
+                if not _usd(rec.price_unit):
+                    foreign[day] = str(rec.price_unit)
+                else:
+                    metered[day] += abs(as_decimal(rec.price, f"{category} price on {day}"))
+        out: dict[date, DayResult] = {}
+        for d in days:
+            if d in failed:
+                out[d] = failed[d]
+                continue
+            cost: Decimal | None
+            if d in foreign:
+                cost = None
+                note = f"provider cost unknown: Twilio priced {d} in {foreign[d]!r}, not USD"
+            elif total[d] is not None:
+                cost = total[d]
+                note = f"provider cost is Twilio's totalprice; messaging and voice part ${metered[d]}"
+            elif metered[d] == 0:
+                cost, note = Decimal(0), None  # nothing was billed: Twilio lists no totalprice
+            else:
+                cost = None
+                note = "provider cost unknown: Twilio listed no totalprice for a day with priced usage"
+            out[d] = MetricRow(**counts[d], provider_cost_usd=cost, note=note)  # type: ignore[arg-type]
+        return out
 
     def _ours(
         self, first: Callable[[], Any], what: str, day: date, outbound: bool, seen: set[str], when: str
@@ -209,7 +262,7 @@ class Twilio:
         for r in self._pages(first, what):
             if r.sid in seen or not _same_day(getattr(r, when), day):
                 continue
-            if str(r.direction or "").startswith("outbound") != outbound:
+            if _outbound(r.direction, r.sid) != outbound:
                 continue
             seen.add(r.sid)
             yield r
@@ -219,11 +272,15 @@ class Twilio:
         totals = dict.fromkeys(("sms_out", "sms_in", "mms_out", "mms_in", "minutes"), 0)
         cost: Decimal | None = Decimal(0)
         seen: set[str] = set()
+        unsent = 0
+        currency: str | None = None
 
-        def add_price(raw: Any, what: str) -> None:
-            nonlocal cost
+        def add_price(raw: Any, unit: Any, what: str) -> None:
+            nonlocal cost, currency
             if raw is None or raw == "":
                 cost = None  # Twilio has not priced it yet: the day's provider cost is unknown, not lower
+            elif not _usd(unit):
+                cost, currency = None, str(unit)
             elif cost is not None:
                 cost += abs(as_decimal(raw, what))
 
@@ -242,8 +299,11 @@ class Twilio:
                         totals["mms_out" if outbound else "mms_in"] += 1
                     else:
                         segments = as_int(m.num_segments or "1", f"num_segments of {m.sid}")
+                        if segments == 0:
+                            # Sent through a Messaging Service and not sent yet: its segments are not known.
+                            unsent += 1
                         totals["sms_out" if outbound else "sms_in"] += segments
-                    add_price(m.price, f"price of {m.sid}")
+                    add_price(m.price, m.price_unit, f"price of {m.sid}")
                 for c in self._ours(
                     partial(account.calls.page, start_time=iso, page_size=PAGE_SIZE, **by_number),
                     f"calls {side} {number} {iso}",
@@ -254,7 +314,12 @@ class Twilio:
                 ):
                     seconds = as_int(c.duration or "0", f"duration of {c.sid}")
                     totals["minutes"] += math.ceil(seconds / 60)  # billed per started minute
-                    add_price(c.price, f"price of {c.sid}")
+                    add_price(c.price, c.price_unit, f"price of {c.sid}")
+        notes = []
+        if unsent:
+            notes.append(f"not final: {unsent} message(s) not sent yet (0 segments)")
+        if currency is not None:
+            notes.append(f"provider cost unknown: Twilio priced {iso} in {currency!r}, not USD")
         return MetricRow(
             sms_outbound_count=totals["sms_out"],
             sms_inbound_count=totals["sms_in"],
@@ -262,7 +327,21 @@ class Twilio:
             mms_inbound_count=totals["mms_in"],
             voice_minutes=totals["minutes"],
             provider_cost_usd=cost,
+            final=unsent == 0,
+            note="; ".join(notes) or None,
         )
+
+
+def _usd(unit: Any) -> bool:
+    return str(unit or "").strip().lower() == "usd"
+
+
+def _outbound(direction: Any, sid: str) -> bool:
+    if direction in OUTBOUND:
+        return True
+    if direction in INBOUND:
+        return False
+    raise ProviderError(f"{SOURCE}: {sid} has an unknown direction {direction!r}")
 
 
 def _same_day(when: Any, day: date) -> bool:

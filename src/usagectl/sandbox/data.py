@@ -23,12 +23,27 @@ TWILIO_CATEGORIES = (
     "calls-outbound",
     "calls-inbound",
 )
+# Carrier fees are billed in categories of their own, beside the messages they are charged on.
+TWILIO_FEES = ("sms-messages-carrierfees", "mms-messages-carrierfees")
 # Twilio's totals categories: the sandbox serves them too, so a collector that sums every category double counts.
 TWILIO_TOTALS = {
     "sms": ("sms-outbound", "sms-inbound"),
     "mms": ("mms-outbound", "mms-inbound"),
     "calls": ("calls-outbound", "calls-inbound"),
 }
+# The account's whole bill of the day: every category's price, carrier fees included.
+TWILIO_TOTAL_PRICE = "totalprice"
+
+
+def twilio_units(category: str) -> tuple[str, str]:
+    """(count_unit, usage_unit) as Twilio reports them: an SMS is counted in messages and billed in segments."""
+    if category.startswith("calls"):
+        return "calls", "minutes"
+    if category.startswith("sms-") and category not in TWILIO_FEES:
+        return "messages", "segments"
+    return "messages", "messages"
+
+
 OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1")
 _MODEL_RATES = {  # USD per 1M tokens (input, output): only to make synthetic costs plausible
     "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
@@ -38,9 +53,10 @@ _MODEL_RATES = {  # USD per 1M tokens (input, output): only to make synthetic co
 
 @dataclass(frozen=True)
 class UsageRecord:
-    count: int
-    usage: Decimal  # minutes for calls, else equal to count
-    price: Decimal  # positive USD
+    count: int  # events: messages, calls
+    usage: Decimal  # what is billed: segments for SMS, messages for MMS, minutes for calls
+    price: Decimal  # positive, in the account's price unit
+    usage_unit: str | None = None  # None: the category's usual unit (twilio_units)
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,8 @@ class ModelUsage:
     output_tokens: int
     input_cached_tokens: int = 0
     num_model_requests: int = 1
+    input_cache_write_tokens: int = 0  # part of input_tokens, as input_cached_tokens
+    endpoint: str = "completions"  # or "embeddings" / "moderations" (input tokens only)
 
 
 def _rng(seed: int, *parts: object) -> random.Random:
@@ -107,6 +125,7 @@ class World:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _records: dict[tuple[str, date], dict[str, UsageRecord]] = field(default_factory=dict, repr=False)
     _scripted_accounts: set[str] = field(default_factory=set, repr=False)
+    _price_units: dict[str, str] = field(default_factory=dict, repr=False)
     _messages: list[Message] = field(default_factory=list, repr=False)
     _calls: list[Call] = field(default_factory=list, repr=False)
     _scripted_numbers: set[str] = field(default_factory=set, repr=False)
@@ -129,12 +148,24 @@ class World:
         *,
         usage: Decimal | int | None = None,
         price: Decimal | str = "0",
+        usage_unit: str | None = None,
     ) -> None:
+        """`usage` (segments, messages, minutes) defaults to `count`. The account's `totalprice` is the sum of
+        every category's price unless set as a category of its own."""
         with self._lock:
             self._scripted_accounts.add(account_sid)
             self._records.setdefault((account_sid, day), {})[category] = UsageRecord(
-                count, Decimal(count if usage is None else usage), Decimal(price)
+                count, Decimal(count if usage is None else usage), Decimal(price), usage_unit
             )
+
+    def set_price_unit(self, account_sid: str, unit: str) -> None:
+        """The currency an account is billed in (`price_unit` on its records, messages and calls); USD if unset."""
+        with self._lock:
+            self._price_units[account_sid] = unit
+
+    def price_unit(self, account_sid: str) -> str:
+        with self._lock:
+            return self._price_units.get(account_sid, "USD")
 
     def script_account(self, account_sid: str) -> None:
         """Make an account report nothing but what is scripted (zero usage on other days)."""
@@ -236,6 +267,7 @@ class World:
             records = dict(self._records.get((account_sid, day), {}))
         if not scripted and self.synthetic:
             records = self._synthetic_records(account_sid, day)
+        billed = sum((r.price for r in records.values()), Decimal(0))
         for total, parts in TWILIO_TOTALS.items():
             got = [records[p] for p in parts if p in records]
             if got and total not in records:
@@ -244,6 +276,8 @@ class World:
                     sum((r.usage for r in got), Decimal(0)),
                     sum((r.price for r in got), Decimal(0)),
                 )
+        if billed and TWILIO_TOTAL_PRICE not in records:
+            records[TWILIO_TOTAL_PRICE] = UsageRecord(0, billed, billed)
         return records
 
     def _synthetic_records(self, account_sid: str, day: date) -> dict[str, UsageRecord]:
@@ -257,9 +291,13 @@ class World:
         calls_in = int(calls_out * rng.uniform(0.5, 0.9))
         minutes_out = sum(rng.randint(1, 9) for _ in range(calls_out))
         minutes_in = sum(rng.randint(1, 6) for _ in range(calls_in))
+        # A long SMS is billed per segment: segments outnumber messages.
+        seg_out = sms_out + int(sms_out * rng.uniform(0.1, 0.4))
+        seg_in = sms_in + int(sms_in * rng.uniform(0.0, 0.2))
         return {
-            "sms-outbound": UsageRecord(sms_out, Decimal(sms_out), Decimal("0.0079") * sms_out),
-            "sms-inbound": UsageRecord(sms_in, Decimal(sms_in), Decimal("0.0079") * sms_in),
+            "sms-outbound": UsageRecord(sms_out, Decimal(seg_out), Decimal("0.0079") * seg_out),
+            "sms-inbound": UsageRecord(sms_in, Decimal(seg_in), Decimal("0.0079") * seg_in),
+            "sms-messages-carrierfees": UsageRecord(sms_out, Decimal(sms_out), Decimal("0.0030") * sms_out),
             "mms-outbound": UsageRecord(mms_out, Decimal(mms_out), Decimal("0.0200") * mms_out),
             "mms-inbound": UsageRecord(mms_in, Decimal(mms_in), Decimal("0.0100") * mms_in),
             "calls-outbound": UsageRecord(calls_out, Decimal(minutes_out), Decimal("0.0140") * minutes_out),

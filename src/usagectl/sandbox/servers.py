@@ -1,7 +1,10 @@
 """The three fake provider APIs, over real HTTP on 127.0.0.1, speaking each provider's wire format.
 
-Paths, query parameters, auth headers, pagination and error bodies follow ../shared/providers.md and the public
-API references; only what usagectl reads (and a cheap endpoint per provider for `config check --online`) exists.
+Paths, query parameters, auth headers, pagination, error bodies and units follow the providers' published
+specifications (twilio/twilio-oai, twilio/sendgrid-oai, openai/openai-openapi; their own example responses are
+replayed in tests/test_provider_specs.py): Twilio usage records count messages and bill SMS in segments, prices carry
+the account's `price_unit`, SendGrid pages by limit/offset, OpenAI has completions, embeddings and moderations usage.
+Only what usagectl reads (and a cheap endpoint per provider for `config check --online`) exists.
 Faults are injected per provider and optionally per request (a substring of the path and query).
 """
 
@@ -18,10 +21,19 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from usagectl.sandbox.data import TWILIO_CATEGORIES, TWILIO_TOTALS, Call, Message, World
+from usagectl.sandbox.data import (
+    TWILIO_CATEGORIES,
+    TWILIO_FEES,
+    TWILIO_TOTAL_PRICE,
+    TWILIO_TOTALS,
+    Call,
+    Message,
+    World,
+    twilio_units,
+)
 
 FAULT_KINDS = ("429", "500", "malformed", "endless", "401", "hang")
 
@@ -414,7 +426,8 @@ class TwilioServer(ProviderServer):
             _day(params["EndDate"], "EndDate", lambda m: self._fail(400, m)) if "EndDate" in params else today
         )
         category = params.get("Category")
-        if category and category not in TWILIO_CATEGORIES and category not in TWILIO_TOTALS:
+        known = (*TWILIO_CATEGORIES, *TWILIO_TOTALS, *TWILIO_FEES, TWILIO_TOTAL_PRICE)
+        if category and category not in known:
             raise self._fail(400, f"Category is not valid: {category}")
         include_sub = params.get("IncludeSubaccounts", "true").lower() != "false"
         accounts = [account_sid]
@@ -426,14 +439,13 @@ class TwilioServer(ProviderServer):
         day = end
         while day >= start:
             for acct in accounts:
+                price_unit = self.world.price_unit(acct).lower()
                 for cat, rec in sorted(self.world.usage_records(acct, day).items()):
                     if category and cat != category:
                         continue
-                    unit = (
-                        "minutes"
-                        if cat.startswith("calls")
-                        else ("segments" if cat.startswith("sms") else "messages")
-                    )
+                    count_unit, unit = twilio_units(cat)
+                    if cat == TWILIO_TOTAL_PRICE:
+                        count_unit, unit = "", price_unit  # a price, not a count of anything
                     items.append(
                         {
                             "account_sid": account_sid,
@@ -441,16 +453,16 @@ class TwilioServer(ProviderServer):
                             "as_of": datetime.now(UTC).isoformat(timespec="seconds"),
                             "category": cat,
                             "count": str(rec.count),
-                            "count_unit": "calls" if cat.startswith("calls") else unit,
+                            "count_unit": count_unit,
                             "description": cat.replace("-", " ").title(),
                             "end_date": day.isoformat(),
                             "price": f"{rec.price:.5f}",
-                            "price_unit": "usd",
+                            "price_unit": price_unit,
                             "start_date": day.isoformat(),
                             "subresource_uris": {},
                             "uri": f"{path}?Category={cat}&StartDate={day}&EndDate={day}",
                             "usage": str(rec.usage),
-                            "usage_unit": unit,
+                            "usage_unit": rec.usage_unit or unit,
                         }
                     )
             day -= timedelta(days=1)
@@ -509,8 +521,11 @@ class TwilioServer(ProviderServer):
                 "num_media": str(m.num_media),
                 "num_segments": str(m.num_segments),
                 "price": _price(m.price),
-                "price_unit": "USD",
-                "status": "received" if m.direction == "inbound" else "delivered",
+                "price_unit": self.world.price_unit(m.account_sid),
+                # A message on a Messaging Service has 0 segments until a sender is assigned and it is sent.
+                "status": "received"
+                if m.direction == "inbound"
+                else ("accepted" if m.num_segments == 0 else "delivered"),
                 "uri": f"{self.API}/Accounts/{m.account_sid}/Messages/{m.sid}.json",
             }
             for m in chosen
@@ -542,7 +557,7 @@ class TwilioServer(ProviderServer):
                 "from": c.from_,
                 "to": c.to,
                 "price": _price(c.price),
-                "price_unit": "USD",
+                "price_unit": self.world.price_unit(c.account_sid),
                 "status": "completed",
                 "uri": f"{self.API}/Accounts/{c.account_sid}/Calls/{c.sid}.json",
             }
@@ -651,7 +666,18 @@ class SendGridServer(ProviderServer):
                 ]
             out.append({"date": day.isoformat(), "stats": stats})
             day += timedelta(days=1)
-        return out
+        # Paged by limit/offset over the days (SendGrid's default page is shorter than a long backfill).
+        try:
+            limit = int(params.get("limit", "500"))
+            offset = int(params.get("offset", "0"))
+        except ValueError:
+            raise Reply(
+                400, {"errors": [{"field": "limit", "message": "limit and offset are integers"}]}
+            ) from None
+        if limit < 1 or offset < 0:
+            raise Reply(400, {"errors": [{"field": "limit", "message": "limit or offset out of range"}]})
+        limit = self.page_size(limit)
+        return out[offset : offset + limit]
 
     @staticmethod
     def _metrics(m: dict[str, int]) -> dict[str, int]:
@@ -688,6 +714,11 @@ class SendGridServer(ProviderServer):
 class OpenAIServer(ProviderServer):
     name = "openai"
     DAY = 86_400
+    USAGE_PATHS: ClassVar[dict[str, str]] = {
+        "/v1/organization/usage/completions": "completions",
+        "/v1/organization/usage/embeddings": "embeddings",
+        "/v1/organization/usage/moderations": "moderations",
+    }
 
     def __init__(self, world: World, admin_key: str, **kw: Any) -> None:
         super().__init__(world, **kw)
@@ -727,7 +758,7 @@ class OpenAIServer(ProviderServer):
             )
         if path == "/v1/organization/projects":
             return {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
-        if path not in ("/v1/organization/usage/completions", "/v1/organization/costs"):
+        if path not in (*self.USAGE_PATHS, "/v1/organization/costs"):
             raise Reply(404, self.error_body(404, f"Invalid URL (GET {path})"))
         multi: dict[str, list[str]] = {}
         for k, v in query:
@@ -761,7 +792,9 @@ class OpenAIServer(ProviderServer):
         for b in chosen:
             day = datetime.fromtimestamp(b, UTC).date()
             results = (
-                self._cost_results(day, projects) if costs else self._usage_results(day, projects, group_by)
+                self._cost_results(day, projects)
+                if costs
+                else self._usage_results(self.USAGE_PATHS[path], day, projects, group_by)
             )
             data.append({"object": "bucket", "start_time": b, "end_time": b + self.DAY, "results": results})
         more = offset + limit < len(bucket_starts)
@@ -778,22 +811,44 @@ class OpenAIServer(ProviderServer):
         n = int(time.monotonic() * 1e6)
         return {"object": "page", "data": [], "has_more": True, "next_page": f"page_loop{n}"}
 
-    def _usage_results(self, day: date, projects: list[str], group_by: set[str]) -> list[dict[str, Any]]:
+    def _usage_results(
+        self, endpoint: str, day: date, projects: list[str], group_by: set[str]
+    ) -> list[dict[str, Any]]:
         rows: dict[tuple[str | None, str | None], dict[str, int]] = {}
         for p in projects:
             for u in self.world.ai_usage(p, day):
+                if u.endpoint != endpoint:
+                    continue
                 key = (p if "project_id" in group_by else None, u.model if "model" in group_by else None)
-                agg = rows.setdefault(key, dict.fromkeys(("input", "output", "cached", "requests"), 0))
+                agg = rows.setdefault(
+                    key, dict.fromkeys(("input", "output", "cached", "written", "requests"), 0)
+                )
                 agg["input"] += u.input_tokens
                 agg["output"] += u.output_tokens
                 agg["cached"] += u.input_cached_tokens
+                agg["written"] += u.input_cache_write_tokens
                 agg["requests"] += u.num_model_requests
+        if endpoint != "completions":  # embeddings and moderations report input tokens only
+            return [
+                {
+                    "object": f"organization.usage.{endpoint}.result",
+                    "input_tokens": a["input"],
+                    "num_model_requests": a["requests"],
+                    "project_id": proj,
+                    "user_id": None,
+                    "api_key_id": None,
+                    "model": model,
+                }
+                for (proj, model), a in rows.items()
+            ]
         return [
             {
                 "object": "organization.usage.completions.result",
                 "input_tokens": a["input"],
-                "output_tokens": a["output"],
                 "input_cached_tokens": a["cached"],
+                "input_cache_write_tokens": a["written"],
+                "input_uncached_tokens": a["input"] - a["cached"] - a["written"],
+                "output_tokens": a["output"],
                 "input_audio_tokens": 0,
                 "output_audio_tokens": 0,
                 "num_model_requests": a["requests"],
@@ -802,6 +857,7 @@ class OpenAIServer(ProviderServer):
                 "api_key_id": None,
                 "model": model,
                 "batch": None,
+                "service_tier": None,
             }
             for (proj, model), a in rows.items()
         ]

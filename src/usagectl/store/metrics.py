@@ -71,6 +71,7 @@ def upsert_metric(conn: Connection, tenant_id: int, day: date, source: str, row:
                     "ai_tokens_in": t.tokens_in,
                     "ai_tokens_out": t.tokens_out,
                     "ai_tokens_cached_in": t.cached_in,
+                    "ai_tokens_cache_write_in": t.cache_write_in,
                 }
                 for t in row.ai_models
             ],

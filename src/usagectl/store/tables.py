@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import true
@@ -31,7 +32,9 @@ from sqlalchemy.types import TypeDecorator
 
 from usagectl.pricing import from_micros, to_micros
 
-SCHEMA_HEAD = "0002"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+SCHEMA_HEAD = (
+    "0003_provider_accuracy"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+)
 
 metadata = MetaData(
     naming_convention={
@@ -154,6 +157,7 @@ usage_metrics_ai_models = Table(
     _count("ai_tokens_in"),
     _count("ai_tokens_out"),
     _count("ai_tokens_cached_in"),
+    _count("ai_tokens_cache_write_in"),  # input tokens written to the prompt cache (part of ai_tokens_in)
     UniqueConstraint("tenant_id", "date", "source", "model"),
 )
 
@@ -216,6 +220,13 @@ collection_runs = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Index(None, "run_id"),
     Index(None, "tenant_id", "date"),
+    # Only the provisional rows (few): every collect looks them up (collector.provisional_days).
+    Index(
+        "ix_collection_runs_provisional",
+        "date",
+        sqlite_where=text("status = 'provisional'"),
+        postgresql_where=text("status = 'provisional'"),
+    ),
 )
 
 # Cross-host job lock for SQLite (PostgreSQL uses advisory locks); a row per held lock.
