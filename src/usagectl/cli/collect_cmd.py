@@ -212,5 +212,8 @@ def _print_summary(result: CollectResult, *, quiet: bool) -> None:
         )
     console = stderr_console()
     console.print(table)
+    for report in result.backoffs:
+        # Not a failure, but the operator should know the account was crowded (and maybe lower the cap).
+        info(f"{report.describe()}", quiet=quiet)
     ok = sum(1 for o in result.outcomes if o.ok)
     info(f"{ok} of {len(result.outcomes)} tenant/provider collections ok; run {result.run_id}", quiet=quiet)
