@@ -94,11 +94,11 @@ def test_cap_halves_once_per_429_burst_and_grows_back_slowly() -> None:
 
 def test_busy_account_header_leaves_the_platform_half_of_what_is_left() -> None:
     limit = ConcurrencyLimit("twilio", 10, account_limit=100)
-    ours = [limit.acquire() for _ in range(3)]
-    # 23 in flight on the account, 3 of them ours: others use 20, 80 are left, we take at most 40 > 10.
+    ours = [limit.acquire() for _ in range(3)]  # the 1st, 2nd and 3rd of ours in flight
+    # 23 in flight on the account when the first arrived, 1 of them ours: 78 are left, we may take 39 > 10.
     limit.release(ours[0], 200, busy=23)
     assert limit.cap == 10
-    # others use 90: 10 left, we take at most 5.
+    # 92 with the second, 2 of them ours: others use 90, 10 are left, we take at most 5.
     limit.release(ours[1], 200, busy=92)
     assert limit.cap == 5
     # The account is full: one request at a time, never none.

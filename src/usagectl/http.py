@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import certifi
 import httpx
@@ -93,6 +93,11 @@ class BackoffReport:
         )
 
 
+class Ticket(NamedTuple):
+    generation: int  # the cap's generation when the request left (a 429 halves it once per generation)
+    ours: int  # our requests in flight with this one, itself included
+
+
 class ConcurrencyLimit:
     """At most `cap` requests in flight to one provider across all threads, adapted AIMD-style.
 
@@ -136,22 +141,21 @@ class ConcurrencyLimit:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def acquire(self) -> int:
-        """Wait for a slot; returns a ticket for `release`."""
+    def acquire(self) -> Ticket:
+        """Wait for a slot; returns the ticket to `release` it with."""
         with self._cond:
             while self._in_flight >= self.cap:
                 self._cond.wait()
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
-            return self._generation
+            return Ticket(self._generation, self._in_flight)
 
-    def release(self, ticket: int, status: int | None, busy: int | None = None) -> None:
+    def release(self, ticket: Ticket, status: int | None, busy: int | None = None) -> None:
         """Give the slot back with the answer's status (None: no answer) and the account's in-flight count."""
         with self._cond:
-            ours = self._in_flight  # this request included, as the provider counted it
             self._in_flight -= 1
             if status == 429:
-                if ticket == self._generation:
+                if ticket.generation == self._generation:
                     self._generation += 1
                     self._cap = max(1.0, self._cap / 2)
                     self._throttled += 1
@@ -159,7 +163,8 @@ class ConcurrencyLimit:
             elif status is not None and status < 400:
                 self._cap = min(float(self.max_concurrency), self._cap + 1 / self._cap)
             if busy is not None and self.account_limit is not None:
-                others = max(0, busy - ours)
+                # The provider counted at arrival; ours then is best known as ours when the request left.
+                others = max(0, busy - ticket.ours)
                 target = max(1, (self.account_limit - others) // 2)
                 if target < self.cap:
                     self._cap = float(target)
