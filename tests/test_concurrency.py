@@ -318,3 +318,34 @@ def test_bad_max_concurrency_is_a_config_error(tmp_path: Path, cli: Callable[...
     r = cli("--config", str(path), "config", "check")
     assert r.code == 2
     assert "max_concurrency" in r.err and "Traceback" not in r.err
+
+
+def test_sandbox_account_limit_answers_20429_and_counts_in_flight() -> None:
+    with Sandbox(twilio_concurrency_limit=1) as sb:
+        a = sb.twilio_accounts
+        url = f"{sb.twilio.url}/2010-04-01/Accounts/{a.master_sid}.json"
+        sb.twilio.fault("hang", delay=2.0)
+        slow = threading.Thread(
+            target=httpx.get, args=(url,), kwargs={"auth": (a.master_sid, a.master_token)}
+        )
+        slow.start()
+        for _ in range(500):  # until the slow request is being served
+            if sb.twilio.in_flight == 1:
+                break
+            threading.Event().wait(0.01)
+        assert sb.twilio.in_flight == 1
+        second = httpx.get(url, auth=(a.master_sid, a.master_token))
+        slow.join()
+        assert second.status_code == 429
+        assert second.json()["code"] == 20429
+        assert second.headers["Twilio-Concurrent-Requests"] == "2"
+        alone = httpx.get(url, auth=(a.master_sid, a.master_token))
+        assert alone.status_code == 200 and alone.headers["Twilio-Concurrent-Requests"] == "1"
+        # The platform's sends are POSTs to Messages.json, accepted as queued.
+        with sb.platform(rate=20, senders=1) as platform:
+            for _ in range(1000):
+                if platform.attempted >= 3:
+                    break
+                threading.Event().wait(0.01)
+        assert platform.sent >= 3 and platform.rejected == 0 and platform.failed == 0
+        assert {s.method for s in sb.twilio.requests("Messages.json")} == {"POST"}
