@@ -21,6 +21,7 @@ from sqlalchemy import exists, insert, select
 
 from usagectl.config import Config, TenantConfig
 from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
+from usagectl.http import BackoffReport, Http
 from usagectl.periods import Window, utc_today
 from usagectl.providers.base import DayResult, MetricRow, Provider, ProviderError
 from usagectl.store.engine import Store
@@ -75,6 +76,12 @@ class CollectResult:
     dry_run: bool
     outcomes: list[TaskOutcome]
     written: list[Written]  # what was (or, in a dry run, would have been) written
+    # Each HTTP provider's concurrency cap over the run: whether, when and how far it backed off.
+    concurrency: list[BackoffReport] = field(default_factory=list)
+
+    @property
+    def backoffs(self) -> list[BackoffReport]:
+        return [r for r in self.concurrency if r.backed_off]
 
     @property
     def failed(self) -> list[TaskOutcome]:
@@ -313,4 +320,7 @@ def collect(
     order = {(t.slug, p.source): i for i, (p, t) in enumerate(pairs)}
     outcomes.sort(key=lambda o: order[(o.tenant, o.source)])
     written.sort(key=lambda w: (w.tenant, w.day, w.source))
-    return CollectResult(run_id, window, dry_run, outcomes, written)
+    reports = [
+        http.concurrency.report() for p in providers if isinstance(http := getattr(p, "http", None), Http)
+    ]
+    return CollectResult(run_id, window, dry_run, outcomes, written, reports)

@@ -229,11 +229,20 @@ class _ProviderBase(_WithSecrets):
     max_retries: int = Field(default=4, ge=0, le=10)
     # Requests per second towards this provider, shared by all workers; 0 = unlimited.
     rate_limit: float = Field(default=0, ge=0)
+    # Requests in flight towards this provider, shared by all workers, whatever `[collect].workers` is: the
+    # account's limits are shared with the platform's own traffic. Each provider's default and its reason are in
+    # the README ("Sharing the provider accounts").
+    max_concurrency: int = Field(default=5, ge=1, le=1000)
 
 
 class TwilioProvider(_ProviderBase):
     SECRETS: ClassVar[tuple[str, ...]] = ("auth_token",)
     base_url: str = "https://api.twilio.com"
+    # A tenth of Twilio's default account limit: the platform's Messages.create calls keep the other 90.
+    max_concurrency: int = Field(default=10, ge=1, le=1000)
+    # The account's REST API concurrency limit (Twilio's default is 100; set it if Twilio raised yours). With the
+    # Twilio-Concurrent-Requests answer header it tells how much of the account other traffic is using.
+    account_concurrency_limit: int = Field(default=100, ge=1, le=100000)
     account_sid: str | None = None
     # When account_sid is an API key (SK...), the account it belongs to.
     parent_account_sid: str | None = None

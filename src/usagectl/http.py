@@ -4,6 +4,10 @@ Retried: 429, 5xx and transport errors (connection refused/reset, timeouts), wit
 jitter, waiting at least what the server asked for (`Retry-After` in seconds or as an HTTP date, or
 `X-RateLimit-Reset` as epoch seconds). Never retried: other 4xx (a 401 will not get better). Error messages carry
 the provider's own message and never a credential; bodies are parsed with exact decimals.
+
+The provider accounts are shared with the platform's own traffic (its SMS, calls and email go through the same
+Twilio account and keys), so every request also holds one slot of the provider's `ConcurrencyLimit` while it is in
+flight, and only GET is ever sent: usagectl reads usage and must not be able to create, change or delete anything.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import certifi
 import httpx
@@ -33,6 +38,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE = 0.5  # seconds before the first retry, doubled each time, jittered
 BACKOFF_CAP = 30.0
 MAX_SERVER_WAIT = 120.0  # a Retry-After longer than this is a sign to give up, not to sleep
+READ_ONLY_METHODS = frozenset({"GET"})
 
 
 class RateLimiter:
@@ -53,6 +59,136 @@ class RateLimiter:
             self._next = start + self.interval
         if start > now:
             time.sleep(start - now)
+
+
+@dataclass(frozen=True)
+class BackoffReport:
+    """How one provider's concurrency cap moved during a run, for the run summary."""
+
+    provider: str
+    max_concurrency: int
+    lowest: int  # the lowest the cap went
+    final: int  # the cap at the end
+    throttled: int  # times the cap was halved after a 429
+    busy: int  # times it was lowered because the account was busy with other traffic
+    first_at: datetime | None  # UTC, when it first backed off
+    peak_in_flight: int
+
+    @property
+    def backed_off(self) -> bool:
+        return self.throttled + self.busy > 0
+
+    def describe(self) -> str:
+        if not self.backed_off:
+            return f"{self.provider}: no back-off (cap {self.max_concurrency}, peak {self.peak_in_flight} in flight)"
+        why = []
+        if self.throttled:
+            why.append(f"{self.throttled}x after HTTP 429")
+        if self.busy:
+            why.append(f"{self.busy}x for an account busy with other traffic")
+        when = f" from {self.first_at:%H:%M:%S} UTC" if self.first_at else ""
+        return (
+            f"{self.provider}: backed off {' and '.join(why)}{when}: concurrent requests capped at "
+            f"{self.lowest} at the lowest (configured {self.max_concurrency}, {self.final} at the end)"
+        )
+
+
+class Ticket(NamedTuple):
+    generation: int  # the cap's generation when the request left (a 429 halves it once per generation)
+    ours: int  # our requests in flight with this one, itself included
+
+
+class ConcurrencyLimit:
+    """At most `cap` requests in flight to one provider across all threads, adapted AIMD-style.
+
+    The cap starts at `max_concurrency`. A 429 halves it (once per congestion event: the other requests that were
+    already in flight when it was halved do not halve it again), and each successful answer adds 1/cap, so the cap
+    climbs back by one per cap's worth of successes and never above `max_concurrency`. When the provider says how
+    many requests the whole account has in flight (`busy` on release: Twilio's `Twilio-Concurrent-Requests`), the
+    cap is lowered to half of what the account has left, so the platform's own traffic keeps the other half:
+    cap <= (account_limit - others) / 2, others being the account's requests that are not ours.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        max_concurrency: int,
+        *,
+        account_limit: int | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.provider = provider
+        self.max_concurrency = max_concurrency
+        self.account_limit = account_limit
+        self._now = now
+        self._cap = float(max_concurrency)
+        self._lowest = max_concurrency
+        self._in_flight = 0
+        self._peak = 0
+        self._generation = 0
+        self._throttled = 0
+        self._busy = 0
+        self._first_at: datetime | None = None
+        self._cond = threading.Condition()
+
+    @property
+    def cap(self) -> int:
+        return max(1, int(self._cap))
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def acquire(self) -> Ticket:
+        """Wait for a slot; returns the ticket to `release` it with."""
+        with self._cond:
+            while self._in_flight >= self.cap:
+                self._cond.wait()
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+            return Ticket(self._generation, self._in_flight)
+
+    def release(self, ticket: Ticket, status: int | None, busy: int | None = None) -> None:
+        """Give the slot back with the answer's status (None: no answer) and the account's in-flight count."""
+        with self._cond:
+            self._in_flight -= 1
+            if status == 429:
+                if ticket.generation == self._generation:
+                    self._generation += 1
+                    self._cap = max(1.0, self._cap / 2)
+                    self._throttled += 1
+                    self._lowered()
+            elif status is not None and status < 400:
+                self._cap = min(float(self.max_concurrency), self._cap + 1 / self._cap)
+            if busy is not None and self.account_limit is not None:
+                # The provider counted at arrival; ours then is best known as ours when the request left.
+                others = max(0, busy - ticket.ours)
+                target = max(1, (self.account_limit - others) // 2)
+                if target < self.cap:
+                    self._cap = float(target)
+                    self._busy += 1
+                    self._lowered()
+            self._cond.notify_all()
+
+    def _lowered(self) -> None:
+        self._lowest = min(self._lowest, self.cap)
+        if self._first_at is None:
+            self._first_at = self._now()
+
+    def report(self) -> BackoffReport:
+        with self._cond:
+            return BackoffReport(
+                self.provider,
+                self.max_concurrency,
+                self._lowest,
+                self.cap,
+                self._throttled,
+                self._busy,
+                self._first_at,
+                self._peak,
+            )
 
 
 def server_wait(status: int, headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -111,6 +247,8 @@ class _Settings(Protocol):
     def max_retries(self) -> int: ...
     @property
     def rate_limit(self) -> float: ...
+    @property
+    def max_concurrency(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -118,10 +256,11 @@ class Policy:
     timeout: float = 30.0
     max_retries: int = 4
     rate_limit: float = 0.0
+    max_concurrency: int = 4
 
     @classmethod
     def of(cls, settings: _Settings) -> Policy:
-        return cls(settings.timeout, settings.max_retries, settings.rate_limit)
+        return cls(settings.timeout, settings.max_retries, settings.rate_limit, settings.max_concurrency)
 
 
 ErrorMessage = Callable[[httpx.Response], str]
@@ -137,7 +276,9 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 class Http:
-    """A thread-safe client for one provider origin. `error_message` extracts the provider's own error text."""
+    """A thread-safe client for one provider origin. `error_message` extracts the provider's own error text.
+    `busy_header` names a response header that counts the account's requests in flight (ours and everyone
+    else's), and `account_limit` the account's own concurrency limit it is measured against."""
 
     def __init__(
         self,
@@ -149,11 +290,17 @@ class Http:
         auth: tuple[str, str] | None = None,
         error_message: ErrorMessage = _generic_error,
         secrets: tuple[str, ...] = (),
+        busy_header: str | None = None,
+        account_limit: int | None = None,
     ) -> None:
         self.name = name
         self.secrets = secrets
         self.policy = policy
         self.limiter = RateLimiter(policy.rate_limit)
+        self.concurrency = ConcurrencyLimit(
+            name, policy.max_concurrency, account_limit=account_limit if busy_header else None
+        )
+        self._busy_header = busy_header
         self._error_message = error_message
         self._settings: dict[str, Any] = {
             "base_url": base_url.rstrip("/"),
@@ -197,19 +344,30 @@ class Http:
         auth: tuple[str, str] | None = None,
     ) -> httpx.Response:
         """The final response (2xx, or a non-retryable status, or the last retryable one). Raises ProviderError
-        only when no response could be had at all."""
+        only when no response could be had at all, or for any method but GET (nothing is sent then)."""
+        if method.upper() not in READ_ONLY_METHODS:
+            raise ProviderError(
+                f"{self.name}: refusing to send {method.upper()} {_url_path(url)}: usagectl only reads from "
+                "providers (GET)"
+            )
         attempt = 0
         client = self.client  # made before the rate limiter's slot: building a client takes time
         while True:
             self.limiter.acquire()
+            # The slot is held only while the request is in flight, never while sleeping between retries.
+            ticket = self.concurrency.acquire()
+            status: int | None = None
+            busy: int | None = None
             try:
                 response = client.request(
-                    method,
+                    "GET",
                     url,
                     params=params,
                     headers=headers,
                     auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
                 )
+                status = response.status_code
+                busy = self._busy(response)
             except httpx.TransportError as exc:
                 if attempt >= self.policy.max_retries:
                     raise ProviderError(
@@ -219,6 +377,8 @@ class Http:
                 time.sleep(backoff(attempt))
                 attempt += 1
                 continue
+            finally:
+                self.concurrency.release(ticket, status, busy)
             if response.status_code not in RETRY_STATUSES or attempt >= self.policy.max_retries:
                 return response
             wait = server_wait(response.status_code, response.headers)
@@ -226,6 +386,15 @@ class Http:
                 return response
             time.sleep(max(backoff(attempt), wait or 0.0))
             attempt += 1
+
+    def _busy(self, response: httpx.Response) -> int | None:
+        if self._busy_header is None:
+            return None
+        raw = response.headers.get(self._busy_header)
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            return None  # a garbled header says nothing about the account
 
     def get_json(self, path: str, params: Any = None) -> Any:
         """GET and parse JSON; any failure is a ProviderError with the provider's own message."""
@@ -253,6 +422,10 @@ class Http:
 def _path_only(response: httpx.Response) -> str:
     # The path without the query: enough to say which call failed, short, and never a token in a URL.
     return response.request.url.path
+
+
+def _url_path(url: str) -> str:
+    return httpx.URL(url).path
 
 
 def _transport_message(exc: httpx.TransportError) -> str:

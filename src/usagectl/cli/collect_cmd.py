@@ -226,5 +226,8 @@ def _print_summary(result: CollectResult, *, quiet: bool) -> None:
         ]
         headers = ("tenant", "provider", "status", f"days {verb}", "days failed", "error")
         print_fitted(console, headers, rows, title=f"collect {result.window.label()} (UTC)", keys=2, left=3)
+    for report in result.backoffs:
+        # Not a failure, but the operator should know the account was crowded (and maybe lower the cap).
+        info(f"{report.describe()}", quiet=quiet)
     ok = sum(1 for o in result.outcomes if o.ok)
     info(f"{ok} of {len(result.outcomes)} tenant/provider collections ok; run {result.run_id}", quiet=quiet)

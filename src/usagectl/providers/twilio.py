@@ -416,6 +416,8 @@ def make(cfg: Config) -> Twilio | None:
         settings.base_url,
         Policy.of(settings),
         secrets=tuple(s for s in [platform[1] if platform else "", *tokens.values()] if s),
+        busy_header="Twilio-Concurrent-Requests",
+        account_limit=settings.account_concurrency_limit,
     )
     # With an API key (SK...) as the username, the resources belong to parent_account_sid.
     owner = settings.parent_account_sid or (platform[0] if platform else None)

@@ -5,7 +5,9 @@
         ...
 
 No network beyond loopback. Usage is deterministic synthetic data unless a test scripts it through `sb.world`;
-faults are injected per provider with `sb.twilio.fault("429", match="AC123")` and the like.
+faults are injected per provider with `sb.twilio.fault("429", match="AC123")` and the like. A Twilio account-wide
+concurrency limit (`Sandbox(twilio_concurrency_limit=20)`) and the platform's own sending on that account
+(`with sb.platform(rate=50): ...`) show whether a collect crowds the platform out.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from usagectl.config import (
     TwilioProvider,
 )
 from usagectl.sandbox.data import Call, Message, ModelUsage, World
+from usagectl.sandbox.platform import PlatformTraffic
 from usagectl.sandbox.servers import (
     FAULT_KINDS,
     OpenAIServer,
@@ -44,6 +47,7 @@ __all__ = [
     "Call",
     "Message",
     "ModelUsage",
+    "PlatformTraffic",
     "Sandbox",
     "World",
     "demo_tenants",
@@ -67,6 +71,7 @@ class Sandbox:
         latency: float = 0.0,
         page_size_cap: int | None = None,
         port: int = 0,
+        twilio_concurrency_limit: int | None = None,
     ) -> None:
         """`port`: 0 for ephemeral ports, else Twilio on `port`, SendGrid on `port + 1`, OpenAI on `port + 2`."""
         self.world = World(seed=seed, synthetic=synthetic)
@@ -74,7 +79,9 @@ class Sandbox:
         self.sendgrid_key = "SG." + secrets.token_urlsafe(22) + "." + secrets.token_urlsafe(43)
         self.openai_key = "sk-admin-" + secrets.token_urlsafe(40)
         kw: dict[str, Any] = {"latency": latency, "page_size_cap": page_size_cap}
-        self.twilio = TwilioServer(self.world, self.twilio_accounts, **kw)
+        self.twilio = TwilioServer(
+            self.world, self.twilio_accounts, concurrency_limit=twilio_concurrency_limit, **kw
+        )
         self.sendgrid = SendGridServer(self.world, self.sendgrid_key, **kw)
         self.openai = OpenAIServer(self.world, self.openai_key, **kw)
         if port:
@@ -113,6 +120,11 @@ class Sandbox:
     def folder(self) -> Path:
         assert self._tmp is not None, "use the sandbox as a context manager"
         return Path(self._tmp.name)
+
+    def platform(self, *, rate: float, senders: int = 4) -> PlatformTraffic:
+        """The platform sending SMS on its Twilio account at `rate` per second (start it, or use it in `with`)."""
+        a = self.twilio_accounts
+        return PlatformTraffic(self.twilio.url, a.master_sid, a.master_token, rate=rate, senders=senders)
 
     def secret_file(self, name: str, value: str) -> SecretRef:
         path = self.folder / name

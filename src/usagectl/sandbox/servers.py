@@ -6,6 +6,12 @@ replayed in tests/test_provider_specs.py): Twilio usage records count messages a
 the account's `price_unit`, SendGrid pages by limit/offset, OpenAI has completions, embeddings and moderations usage.
 Only what usagectl reads (and a cheap endpoint per provider for `config check --online`) exists.
 Faults are injected per provider and optionally per request (a substring of the path and query).
+
+Each server can also hold an account-wide concurrency limit, as Twilio does (100 concurrent REST requests per
+account by default): a request that arrives while `concurrency_limit` others are in flight is answered 429 at once,
+in the provider's error format (Twilio: error 20429), and is not processed. Every method is answered and logged,
+so a test can see a write that should never have been sent; only Twilio's Messages.json accepts one (POST: the
+platform's own sending, see sandbox/platform.py).
 """
 
 from __future__ import annotations
@@ -90,12 +96,22 @@ class ProviderServer:
 
     name = "provider"
 
-    def __init__(self, world: World, *, latency: float = 0.0, page_size_cap: int | None = None) -> None:
+    def __init__(
+        self,
+        world: World,
+        *,
+        latency: float = 0.0,
+        page_size_cap: int | None = None,
+        concurrency_limit: int | None = None,
+    ) -> None:
         self.world = world
         self.latency = latency
         self.page_size_cap = page_size_cap
+        self.concurrency_limit = concurrency_limit
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -168,6 +184,17 @@ class ProviderServer:
         with self._lock:
             self.seen.append(seen)
 
+    def _enter(self) -> int:
+        """Count a request in; the account's requests in flight with it, itself included."""
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            return self.in_flight
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
     # ---- per provider ------------------------------------------------------------------------------------
 
     def route(self, path: str, query: list[tuple[str, str]], headers: dict[str, str]) -> Any:
@@ -182,6 +209,14 @@ class ProviderServer:
     def extra_headers(self) -> dict[str, str]:
         """Headers on every response (SendGrid's rate-limit counters)."""
         return {}
+
+    def concurrency_headers(self, in_flight: int) -> dict[str, str]:
+        """Headers on every response that report the account's requests in flight (Twilio's)."""
+        return {}
+
+    def write(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        """A request other than GET: refused unless the provider simulates it (the platform's sending)."""
+        raise Reply(405, self.error_body(405, f"{method} is not allowed on {path}"))
 
     def endless_page(self, path: str, query: list[tuple[str, str]]) -> Any:
         raise NotImplementedError
@@ -199,28 +234,62 @@ def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
             return
 
         def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_PUT(self) -> None:
+            self._handle("PUT")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
+
+        def do_DELETE(self) -> None:
+            self._handle("DELETE")
+
+        def _handle(self, method: str) -> None:
             arrived = time.monotonic()
             split = urlsplit(self.path)
             query = parse_qsl(split.query, keep_blank_values=True)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            if server.latency:
-                time.sleep(server.latency)
+            length = int(headers.get("content-length") or 0)
+            payload = self.rfile.read(length) if length > 0 else b""
+            in_flight = server._enter()
             status, body, extra = 200, b"", {}
             try:
-                fault = server._take_fault(f"{split.path}?{urlencode(query)}")
-                if fault is not None:
-                    self._apply(fault, split.path, query)
-                result = server.route(split.path, query, headers)
-                body = result if isinstance(result, bytes) else _json(result)
-            except Reply as r:
-                status, extra = r.status, r.headers
-                body = r.body if isinstance(r.body, bytes) else _json(r.body)
-            except Exception as exc:  # a sandbox bug answers 500 in the provider's format, as a server would
-                status, body = 500, _json(server.error_body(500, f"sandbox error: {exc}"))
+                try:
+                    limit = server.concurrency_limit
+                    if limit is not None and in_flight > limit:
+                        # Rejected on arrival, unprocessed, as Twilio does.
+                        raise Reply(429, server.error_body(429, "Too Many Requests"))
+                    if server.latency:
+                        time.sleep(server.latency)
+                    if method != "GET":
+                        result = server.write(method, split.path, headers, payload)
+                    else:
+                        fault = server._take_fault(f"{split.path}?{urlencode(query)}")
+                        if fault is not None:
+                            self._apply(fault, split.path, query)
+                        result = server.route(split.path, query, headers)
+                    body = result if isinstance(result, bytes) else _json(result)
+                except Reply as r:
+                    status, extra = r.status, r.headers
+                    body = r.body if isinstance(r.body, bytes) else _json(r.body)
+                except (
+                    Exception
+                ) as exc:  # a sandbox bug answers 500 in the provider's format, as a server would
+                    status, body = 500, _json(server.error_body(500, f"sandbox error: {exc}"))
+                if method == "POST" and status == 200:
+                    status = 201
+            finally:
+                # Out of the count before the answer goes out: the client may send its next request as soon as it
+                # has this one, and must find its slot free.
+                server._leave()
             server._record(
                 Seen(
                     server.name,
-                    "GET",
+                    method,
                     split.path,
                     tuple(query),
                     status,
@@ -232,7 +301,8 @@ def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
-            for k, v in {**server.extra_headers(), **extra}.items():
+            answer_headers = {**server.extra_headers(), **server.concurrency_headers(in_flight), **extra}
+            for k, v in answer_headers.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
@@ -308,6 +378,7 @@ class TwilioServer(ProviderServer):
     def __init__(self, world: World, accounts: TwilioAccounts, **kw: Any) -> None:
         super().__init__(world, **kw)
         self.accounts = accounts
+        self.messages_created = 0  # the platform's sends that were accepted
 
     def error_body(self, status: int, message: str) -> Any:
         code = {401: 20003, 404: 20404, 429: 20429, 500: 20500, 400: 21400}.get(status, 20000 + status)
@@ -320,6 +391,45 @@ class TwilioServer(ProviderServer):
 
     def _fail(self, status: int, message: str) -> Reply:
         return Reply(status, self.error_body(status, message))
+
+    def concurrency_headers(self, in_flight: int) -> dict[str, str]:
+        return {"Twilio-Concurrent-Requests": str(in_flight)}
+
+    def write(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        """The platform sending an SMS (Messages.create): accepted as queued, and not added to the usage data
+        (the platform's sends happen today; usage is collected for past days)."""
+        parts = path.strip("/").split("/")
+        if method != "POST" or len(parts) != 4 or parts[:2] != ["2010-04-01", "Accounts"]:
+            return super().write(method, path, headers, body)
+        if parts[3] != "Messages.json":
+            return super().write(method, path, headers, body)
+        account_sid = parts[2]
+        self._authorize(headers, account_sid)
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        if not form.get("To") or not (form.get("From") or form.get("MessagingServiceSid")):
+            raise self._fail(400, "A 'To' phone number and a 'From' phone number are required.")
+        now = _rfc2822(datetime.now(UTC))
+        with self._lock:
+            self.messages_created += 1
+            sid = f"SM{self.messages_created:032x}"
+        return {
+            "sid": sid,
+            "account_sid": account_sid,
+            "api_version": "2010-04-01",
+            "body": form.get("Body", ""),
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "from": form.get("From"),
+            "to": form["To"],
+            "num_media": "0",
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "status": "queued",
+            "uri": f"{self.API}/Accounts/{account_sid}/Messages/{sid}.json",
+        }
 
     def _authorize(self, headers: dict[str, str], account_sid: str) -> None:
         creds = _basic(headers)
