@@ -362,6 +362,7 @@ def check(cfg: Config) -> list[CheckResult]:
     if provider is None:
         return []
     targets: list[tuple[str, tuple[str, str], str]] = []
+    results: list[CheckResult] = []
     if provider.platform is not None and provider.platform_account is not None:
         targets.append(
             (
@@ -380,7 +381,6 @@ def check(cfg: Config) -> list[CheckResult]:
             targets.append(
                 (f"twilio (tenant {t.slug}, own account {sid})", (sid, provider.tenant_tokens[t.slug]), sid)
             )
-    results: list[CheckResult] = []
     try:
         for name, (user, secret), sid in targets:
             client = provider._client(user, secret, sid)
