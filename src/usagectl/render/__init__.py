@@ -7,7 +7,25 @@ never through Rich, which wraps lines and eats `[brackets]`).
 from __future__ import annotations
 
 import os
+import re
 from typing import TextIO
+
+# C0/C1 controls (CR, LF, ESC, NUL...), the line and paragraph separators, and the bidi overrides and isolates
+# that reorder what a terminal shows. None has a place in a tenant name or any other tenant-supplied text.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _replace(m: re.Match[str]) -> str:
+    return " " if m.group() in "\t\n\r\u2028\u2029" else ""
+
+
+def clean_text(text: str) -> str:
+    """Tenant-supplied text fit for a terminal or a CSV cell: line breaks and tabs become spaces, every other
+    control character (an escape sequence's ESC, a bidi override) is dropped. The config refuses such names; this
+    covers names already in a database, on every output, terminal or not."""
+    if text.isprintable():  # the common case, in C
+        return text
+    return _CONTROL.sub(_replace, text)
 
 
 def use_color(stream: TextIO) -> bool:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
 from usagectl.pricing import format_usd
-from usagectl.render import use_color
+from usagectl.render import clean_text, use_color
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, TenantsReport
 
 if TYPE_CHECKING:
@@ -79,7 +79,9 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
         return
     console = _console(stream, width)
     t, w = report.tenant, report.window
-    console.print(Text(f"{t.name} ({t.slug}) - plan {t.plan_tier} - {w.label()} UTC", style="bold"))
+    # Rich passes ESC through (it strips only a few controls): a name's escape sequence would reach the terminal.
+    header = clean_text(f"{t.name} ({t.slug}) - plan {t.plan_tier}")
+    console.print(Text(f"{header} - {w.label()} UTC", style="bold"))
     tot = report.totals
     cards = [
         _card(
@@ -174,7 +176,7 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
     table.add_section()
     table.add_row(*totals, style="bold")
     console.print(table)
-    versions = sorted({d.pricing_version for d in report.days})
+    versions = sorted({clean_text(d.pricing_version) for d in report.days})
     console.print(
         f"Priced with price book {', '.join(versions)}; costs are estimates from usagectl's price book."
     )
@@ -199,7 +201,7 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
         )
     for line in report.lines:
         table.add_row(
-            line.slug + ("" if line.active else " (inactive)"),
+            clean_text(line.slug) + ("" if line.active else " (inactive)"),
             line.plan_tier,
             n(line.sms),
             n(line.emails),
