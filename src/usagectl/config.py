@@ -35,8 +35,9 @@ from usagectl.errors import ConfigError
 
 PLAN_TIERS = ("starter", "pro", "elite")
 PlanTier = Literal["starter", "pro", "elite"]
-# Matched with fullmatch: `$` would let a trailing newline through ("t00\n").
-SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# \Z, not $: `$` also matches before a trailing newline and let "t00\n" through. Anchored both ends so that
+# match, fullmatch and search all mean the whole string.
+SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
 MAX_TENANT_NAME_CHARS = 200  # the tenants.name column
 # Unit prices become integer pico-USD in SQL (pricing.to_picos): at most 12 decimals, below 2**63 picos.
 PRICE_DECIMALS = 12
