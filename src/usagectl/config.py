@@ -11,7 +11,6 @@ import json
 import os
 import re
 import tomllib
-import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from datetime import time as dt_time
@@ -39,6 +38,9 @@ PlanTier = Literal["starter", "pro", "elite"]
 # match, fullmatch and search all mean the whole string.
 SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
 MAX_TENANT_NAME_CHARS = 200  # the tenants.name column
+# C0/C1 controls (CR, LF, ESC, NUL...), the line and paragraph separators, and the bidi overrides and isolates
+# that reorder what a terminal shows: refused in tenant names, neutralised on output (render.clean_text).
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # Unit prices become integer pico-USD in SQL (pricing.to_picos): at most 12 decimals, below 2**63 picos.
 PRICE_DECIMALS = 12
 MAX_PRICE_PICOS = 2**63 - 1
@@ -405,23 +407,14 @@ class TenantConfig(_Model):
             return v
         if len(v) > MAX_TENANT_NAME_CHARS:
             raise ValueError(f"is {len(v)} characters long; at most {MAX_TENANT_NAME_CHARS}")
-        bad = next((c for c in v if _is_control(c)), None)
+        bad = CONTROL_CHARS.search(v)
         if bad is not None:
-            raise ValueError(f"holds the control character U+{ord(bad):04X}")
+            raise ValueError(f"holds the control character U+{ord(bad.group()):04X}")
         return v
 
     @property
     def display_name(self) -> str:
         return self.name or self.slug
-
-
-def _is_control(c: str) -> bool:
-    # C0/C1 controls (CR, LF, ESC...), line/paragraph separators and the bidi overrides that reorder a terminal line.
-    return (
-        unicodedata.category(c) in ("Cc", "Zl", "Zp")
-        or "\u202a" <= c <= "\u202e"
-        or "\u2066" <= c <= "\u2069"
-    )
 
 
 class EventsConfig(_Model):

@@ -10,9 +10,7 @@ import os
 import re
 from typing import TextIO
 
-# C0/C1 controls (CR, LF, ESC, NUL...), the line and paragraph separators, and the bidi overrides and isolates
-# that reorder what a terminal shows. None has a place in a tenant name or any other tenant-supplied text.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+from usagectl.config import CONTROL_CHARS
 
 
 def _replace(m: re.Match[str]) -> str:
@@ -25,7 +23,7 @@ def clean_text(text: str) -> str:
     covers names already in a database, on every output, terminal or not."""
     if text.isprintable():  # the common case, in C
         return text
-    return _CONTROL.sub(_replace, text)
+    return CONTROL_CHARS.sub(_replace, text)
 
 
 def use_color(stream: TextIO) -> bool:
