@@ -13,7 +13,8 @@ Limits: every product `count * price_picos` (and a day's AI pico total) must sta
 e.g. 658 million SMS for one tenant on one day at $0.014, or 4.6e12 AI tokens at $0.000002. Such a window is
 refused with nothing written: `check_written` checks the day totals the upsert wrote, in its transaction, and
 rolls it back (SQLite silently switches to floating point on overflow); PostgreSQL raises "bigint out of range"
-mid-statement, and `check_range` then names the line from the raw metrics.
+mid-statement (SQLite "integer overflow" for a SUM past 64 bits), and `check_range` then names the line from the
+raw metrics, summed in Python so that a day total past 2**63 is shown exactly.
 """
 
 from __future__ import annotations
@@ -333,6 +334,17 @@ def rollup_statement(
 
 INT64_MAX = 2**63 - 1
 
+# The lines `_range_error` checks (jobs are not priced, but their day total is stored) and their raw columns.
+_LINES = ("sms", "mms", "voice", "email", "ai", "jobs")
+_LINE_COLUMNS = (
+    ("sms_outbound_count", "sms_inbound_count"),
+    ("mms_outbound_count", "mms_inbound_count"),
+    ("voice_minutes",),
+    ("emails_sent",),
+    ("ai_tokens_in", "ai_tokens_out"),
+    ("jobs_executed",),
+)
+
 
 def _largest_prices(cfg: Config) -> dict[str, int]:
     """The largest unit price in picos any book or plan has for each line."""
@@ -373,18 +385,6 @@ def _range_error(cfg: Config, top: Sequence[Any]) -> UsagectlError | None:
                 "integers (see docs/cost-model.md, Limits); nothing was written"
             )
     return None
-
-
-# The raw columns behind each priced line of `_range_error`, in its order.
-_LINES = ("sms", "mms", "voice", "email", "ai", "jobs")
-_LINE_COLUMNS = (
-    ("sms_outbound_count", "sms_inbound_count"),
-    ("mms_outbound_count", "mms_inbound_count"),
-    ("voice_minutes",),
-    ("emails_sent",),
-    ("ai_tokens_in", "ai_tokens_out"),
-    ("jobs_executed",),
-)
 
 
 def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> None:
