@@ -130,6 +130,25 @@ CORPUS: list[tuple[str, str, str]] = [
         '[[tenants]]\nslug = "t00\\n"\n',
         "tenants[0].slug: 't00\\n' is not a valid slug",
     ),
+    # Refused before this corpus was written; kept so that they stay refused.
+    ("slug-upper-case", '[[tenants]]\nslug = "Acme"\n', "tenants[0].slug: 'Acme' is not a valid slug"),
+    ("slug-64-chars", f'[[tenants]]\nslug = "{"a" * 64}"\n', "tenants[0].slug: "),
+    ("slug-leading-dash", '[[tenants]]\nslug = "-a"\n', "tenants[0].slug: '-a' is not a valid slug"),
+    ("price-negative", BOOK.format(sms='"-0.01"'), "pricing.books[0].sms: "),
+    ("lookback-61-days", "[collect]\nlookback_days = 61\n", "collect.lookback_days: "),
+    ("workers-0", "[collect]\nworkers = 0\n", "collect.workers: "),
+    (
+        "secret-env-and-file",
+        '[providers.sendgrid]\napi_key_env = "K"\napi_key_file = "/k"\n',
+        "providers.sendgrid: give one of api_key_env and api_key_file, not both",
+    ),
+    (
+        "own-twilio-without-token",
+        '[[tenants]]\nslug = "a"\ntwilio = { account_sid = "AC1" }\n',
+        "tenants[0].twilio: own credentials need both",
+    ),
+    ("unknown-plan-tier", "[plans.gold]\nincluded = { sms = 1 }\n", "plans.gold"),
+    ("allowance-negative", "[plans.pro]\nincluded = { sms = -1 }\n", "plans.pro.included.sms: "),
 ]
 
 
