@@ -71,6 +71,6 @@ def test_errors_are_one_line_and_debug_shows_traceback(
 ) -> None:
     path = write_config('[database]\nurl = "mysql://x@y/z"\n')
     r = cli("--config", str(path), "db", "current")
-    assert r.code == 2 and r.err.count("\n") == 1 and "unsupported backend" in r.err
+    assert r.code == 2 and r.err.count("\n") == 1 and "database.url: unsupported database 'mysql'" in r.err
     r = cli("--debug", "--config", str(path), "db", "current")
     assert "Traceback" in r.err

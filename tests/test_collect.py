@@ -244,6 +244,23 @@ def test_twilio_own_credentials_and_401_without_the_secret(sb: Sandbox, store: S
     assert rows(store)[("globex", D1, "twilio")]["sms_outbound_count"] == 7, "a failed run keeps the old row"
 
 
+def test_twilio_check_names_a_tenants_unreadable_token_and_still_checks_the_other_accounts(
+    sb: Sandbox,
+) -> None:
+    from usagectl.providers import twilio
+    from usagectl.sandbox import demo_tenants
+
+    cfg = sb.config(demo_tenants())
+    globex = cfg.tenants[1].twilio
+    assert globex is not None and globex.auth_token is not None and globex.auth_token.file is not None
+    globex.auth_token.file.unlink()
+    results = {r.name: r for r in twilio.check(cfg)}
+    failed = results["twilio (tenant globex)"]
+    assert not failed.ok and "tenants[1].twilio.auth_token: cannot read secret file" in failed.detail
+    platform = [r for name, r in results.items() if name.startswith("twilio (platform account")]
+    assert len(platform) == 1 and platform[0].ok
+
+
 # ---- SendGrid and OpenAI ----------------------------------------------------------------------------------
 
 

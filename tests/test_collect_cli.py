@@ -172,3 +172,25 @@ def test_kill_9_mid_run_then_rerun_matches_a_clean_run(tmp_path: Path, db_url: s
         assert clean.returncode == 0, clean.stderr
     assert after_kill == snapshot(clean_url)
     assert len(after_kill) == 10 * (3 + 3 + 2)  # acme and globex: 3 providers; initech: twilio + sendgrid
+
+
+def test_one_tenants_unreadable_secret_fails_only_that_tenants_tasks(
+    sb: Sandbox, tmp_path: Path, db_url: str, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # the summary table's error column unfolded
+    cfg = config_file(sb, tmp_path, db_url, demo_tenants())
+    # globex (tenants[1]) polls its own Twilio account with its own token: that file is gone.
+    (sb.folder / f"twilio-{twilio_sid('AC', 'globex-own')}.token").unlink()
+    r = cli("--config", str(cfg), "-q", "collect", "--date", D1.isoformat(), *HTTP)
+    assert r.code == 3, r.err
+    assert "tenants[1].twilio.auth_token: cannot read secret file" in r.err
+    assert "1 of 8 tenant/provider collections failed" in r.err
+    written = set(snapshot(db_url))
+    assert ("globex", D1, "twilio") not in written
+    assert {("globex", D1, "sendgrid"), ("acme", D1, "twilio"), ("initech", D1, "twilio")} <= written
+    assert len(written) == 7
+
+    # `config check` still calls it a config error, naming the key.
+    check = cli("--config", str(cfg), "config", "check", "--online")
+    assert check.code == 2
+    assert "tenants[1].twilio.auth_token: cannot read secret file" in check.err

@@ -437,3 +437,49 @@ def test_chart_draws_a_missing_day_as_a_gap_not_zero() -> None:
 
     assert "•" in zero_row([5.0, 5.0, 0.0, 5.0, 5.0])
     assert "•" not in zero_row([5.0, 5.0, None, 5.0, 5.0])
+
+
+# A name from before the config refused control characters: a tenant since removed from the config keeps it.
+LEGACY_NAME = "Legacy\rCo\x1b[2J\x1b]0;owned\x07\u202e"
+
+
+def test_control_characters_in_a_stored_name_never_split_csv_rows_or_reach_the_terminal(
+    env: Any, cli: Callable[..., Any]
+) -> None:
+    from usagectl.store.tables import tenants, utcnow
+
+    store, _ = env
+    now = utcnow()
+    with store.engine.begin() as conn:
+        conn.execute(
+            tenants.insert().values(
+                slug="legacy",
+                name=LEGACY_NAME,
+                plan_tier="starter",
+                active=False,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    _collect(store, "legacy", OCT, MetricRow(sms_outbound_count=3))
+    _october(store, cli)
+
+    export = cli("export", "--format", "csv", "--month", "2026-10")
+    assert export.code == 0, export.err
+    records = list(csv.reader(io.StringIO(export.out)))
+    assert len(records) == 1 + 3 * 31  # the header, then one row per tenant-day with usage (quiet has none)
+    assert {len(r) for r in records} == {len(records[0])}
+    col = records[0].index("tenant_name")
+    assert {r[col] for r in records[1:] if r[1] == "legacy"} == {"Legacy Co[2J]0;owned"}
+
+    listing = cli("tenants", "--month", "2026-10", "--format", "csv")
+    records = list(csv.reader(io.StringIO(listing.out)))
+    tenant_count = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)["tenant_count"]
+    assert tenant_count == 4
+    assert len(records) == 1 + tenant_count + 1  # header, tenants, TOTAL
+    assert [r[1] for r in records[1:]].count("legacy") == 1
+
+    for args in (("report", "--tenant", "legacy", "--month", "2026-10"), ("tenants", "--month", "2026-10")):
+        shown = cli(*args)
+        assert shown.code == 0, shown.err
+        assert not any(c in shown.out for c in "\x1b\r\x07\u202e"), repr(shown.out[:300])

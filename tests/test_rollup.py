@@ -5,6 +5,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
@@ -294,6 +295,41 @@ def test_rollup_waits_for_the_jobs_lock_shared_with_collect(store: Store) -> Non
     with job_lock(store), pytest.raises(LockBusyError, match="lock"):
         run_rollup(store, cfg, Window.day(date(2026, 11, 1)), lock_wait=0)
     assert run_rollup(store, cfg, Window.day(date(2026, 11, 1)), lock_wait=0).changed == 0
+
+
+HALF = 2**62  # two of these are 2**63: one past the largest BIGINT
+
+
+@pytest.mark.parametrize(
+    ("rows", "line"),
+    [
+        # Two sources whose SMS sum passes 64 bits: a SUM overflow (SQLite "integer overflow", PostgreSQL
+        # "bigint out of range" before this fix).
+        ([("x", MetricRow(sms_outbound_count=HALF)), ("y", MetricRow(sms_outbound_count=HALF))], "sms"),
+        # Outbound + inbound of one row: SQLite turned the sum into a float and showed 2**63 - 1.
+        ([("x", MetricRow(sms_outbound_count=HALF, sms_inbound_count=HALF))], "sms"),
+        ([("x", MetricRow(ai_tokens_in=HALF, ai_tokens_out=HALF))], "ai"),
+        # Not priced, but stored as a BIGINT total all the same.
+        ([("x", MetricRow(jobs_executed=HALF)), ("y", MetricRow(jobs_executed=HALF))], "jobs"),
+    ],
+    ids=["sum-over-sources", "sum-in-row", "ai-in-row", "jobs-over-sources"],
+)
+def test_a_day_total_past_64_bits_gets_the_limits_message_with_the_exact_count(
+    store: Store, rows: list[tuple[str, MetricRow]], line: str
+) -> None:
+    from usagectl.errors import UsagectlError
+
+    cfg = _cfg()
+    sync_tenants(store, cfg.tenants)
+    with store.engine.begin() as conn:
+        a = get_tenant(conn, "a").id  # type: ignore[union-attr]
+        upsert_metric(conn, a, date(2026, 11, 1), "x", MetricRow(emails_sent=1))
+        for source, row in rows:
+            upsert_metric(conn, a, date(2026, 11, 2), source, row)
+    with pytest.raises(UsagectlError, match=rf"{line} count \(9,223,372,036,854,775,808\) ") as caught:
+        run_rollup(store, cfg, Window(date(2026, 11, 1), date(2026, 11, 3)))
+    assert "Limits" in str(caught.value) and "nothing was written" in str(caught.value)
+    assert _rollups(store) == {}
 
 
 def test_costs_beyond_64_bit_integers_are_refused_before_writing(store: Store) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,7 +34,16 @@ from usagectl.errors import ConfigError
 
 PLAN_TIERS = ("starter", "pro", "elite")
 PlanTier = Literal["starter", "pro", "elite"]
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# \Z, not $: `$` also matches before a trailing newline and let "t00\n" through. Anchored both ends so that
+# match, fullmatch and search all mean the whole string.
+SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
+MAX_TENANT_NAME_CHARS = 200  # the tenants.name column
+# C0/C1 controls (CR, LF, ESC, NUL...), the line and paragraph separators, and the bidi overrides and isolates
+# that reorder what a terminal shows: refused in tenant names, neutralised on output (render.clean_text).
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Unit prices become integer pico-USD in SQL (pricing.to_picos): at most 12 decimals, below 2**63 picos.
+PRICE_DECIMALS = 12
+MAX_PRICE_PICOS = 2**63 - 1
 
 ENV_CONFIG = "USAGECTL_CONFIG"
 ENV_DATABASE_URL = "USAGECTL_DATABASE_URL"
@@ -58,7 +68,24 @@ def _to_decimal(value: Any) -> Any:
     return value
 
 
-Price = Annotated[Decimal, BeforeValidator(_to_decimal), Field(ge=0)]
+def _price_limits(value: Decimal) -> Decimal:
+    # Checked here, not at rollup: there the same price was a bare ValueError/OverflowError naming nothing.
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a price")
+    exponent = value.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if -exponent > PRICE_DECIMALS:
+        raise ValueError(
+            f"{value:f} has more than {PRICE_DECIMALS} decimal places (prices are exact to 1e-12 USD)"
+        )
+    if value * 10**PRICE_DECIMALS > MAX_PRICE_PICOS:
+        raise ValueError(
+            f"{value:f} is too large: prices must be below {Decimal(MAX_PRICE_PICOS).scaleb(-12)} USD"
+        )
+    return value
+
+
+Price = Annotated[Decimal, BeforeValidator(_to_decimal), Field(ge=0), AfterValidator(_price_limits)]
 
 
 class _Model(BaseModel):
@@ -85,6 +112,8 @@ class SecretRef(_Model):
             text = self.file.expanduser().read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{key}: cannot read secret file {self.file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{key}: secret file {self.file} is not UTF-8 text") from None
         if not text:
             raise ConfigError(f"{key}: secret file {self.file} is empty")
         return SecretStr(text)
@@ -124,8 +153,37 @@ class _WithSecrets(_Model):
         return data
 
 
+# The drivers usagectl is built and tested with (store.engine maps the PostgreSQL spellings to psycopg 3).
+_DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why `url` is not a database URL usagectl can use, or None. Never repeats a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+        port = u.port
+    except (ArgumentError, ValueError):
+        return f"{redact_url(url)!r} is not a valid database URL (sqlite:///PATH or postgresql://HOST/DB)"
+    if u.drivername not in _DATABASE_DRIVERS:
+        return f"unsupported database {u.drivername!r} (use sqlite:///PATH or postgresql://HOST/DB)"
+    if port is not None and not 0 < port < 65536:
+        return f"port {port} is out of range"
+    return None
+
+
 class DatabaseConfig(_Model):
     url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, v: str | None) -> str | None:
+        problem = None if v is None else database_url_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class ReportConfig(_Model):
@@ -225,14 +283,28 @@ class PricingConfig(_Model):
 
 class _ProviderBase(_WithSecrets):
     base_url: str
-    timeout: float = Field(default=30.0, gt=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
     max_retries: int = Field(default=4, ge=0, le=10)
     # Requests per second towards this provider, shared by all workers; 0 = unlimited.
-    rate_limit: float = Field(default=0, ge=0)
+    rate_limit: float = Field(default=0, ge=0, allow_inf_nan=False)
     # Requests in flight towards this provider, shared by all workers, whatever `[collect].workers` is: the
     # account's limits are shared with the platform's own traffic. Each provider's default and its reason are in
     # the README ("Sharing the provider accounts").
     max_concurrency: int = Field(default=5, ge=1, le=1000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018  # a bad port raises only when read
+        except ValueError:
+            raise ValueError(f"{v!r} is not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v
 
 
 class TwilioProvider(_ProviderBase):
@@ -333,10 +405,22 @@ class TenantConfig(_Model):
     @field_validator("slug")
     @classmethod
     def _slug(cls, v: str) -> str:
-        if not SLUG_RE.match(v):
+        if not SLUG_RE.fullmatch(v):
             raise ValueError(
                 f"{v!r} is not a valid slug (lower-case letters, digits, '-' and '_', 1-63 chars)"
             )
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if len(v) > MAX_TENANT_NAME_CHARS:
+            raise ValueError(f"is {len(v)} characters long; at most {MAX_TENANT_NAME_CHARS}")
+        bad = CONTROL_CHARS.search(v)
+        if bad is not None:
+            raise ValueError(f"holds the control character U+{ord(bad.group()):04X}")
         return v
 
     @property
@@ -347,6 +431,20 @@ class TenantConfig(_Model):
 class EventsConfig(_Model):
     # Extra metrics accepted by record/ingest beyond jobs_executed and storage_bytes.
     metrics: dict[str, Literal["counter", "gauge"]] = Field(default_factory=dict)
+
+    @field_validator("metrics")
+    @classmethod
+    def _not_builtin(cls, metrics: dict[str, str]) -> dict[str, str]:
+        # events imports config: imported here, at validation time, to keep one list of the built-ins.
+        from usagectl.events import BUILTIN_METRICS, MAX_METRIC_CHARS
+
+        for name, kind in metrics.items():
+            builtin = BUILTIN_METRICS.get(name)
+            if builtin is not None and builtin != kind:
+                raise ValueError(f"{name} is a built-in {builtin}, it cannot be a {kind}")
+            if not name or len(name) > MAX_METRIC_CHARS:
+                raise ValueError(f"metric name {name!r} must be 1-{MAX_METRIC_CHARS} characters")
+        return metrics
 
 
 class Config(_Model):
@@ -387,6 +485,9 @@ class Config(_Model):
         """Precedence: $USAGECTL_DATABASE_URL, then [database].url, then the SQLite file in the data dir."""
         env = os.environ.get(ENV_DATABASE_URL)
         if env:
+            problem = database_url_problem(env)
+            if problem:
+                raise ConfigError(f"${ENV_DATABASE_URL}: {problem}")
             return env
         if self.database.url:
             return self.database.url
@@ -408,14 +509,22 @@ class Config(_Model):
         return refs
 
     def resolve_secrets(self) -> dict[str, SecretStr]:
-        """Read every secret; the first missing one is a ConfigError naming its key."""
+        """Read every secret. Every one that cannot be read is reported, in one ConfigError with a line each
+        (naming its key), so a fresh host's setup is not found out one rerun at a time."""
         where = f"{self.source}: " if self.source else ""
         out: dict[str, SecretStr] = {}
+        problems: list[str] = []
         for key, ref in self.secret_refs():
             try:
                 out[key] = ref.resolve(key)
             except ConfigError as exc:
-                raise ConfigError(f"{where}{exc}") from None
+                problems.append(f"{where}{exc}")
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
+        if problems:
+            raise ConfigError(
+                f"{len(problems)} secrets cannot be read:" + "".join(f"\n  {p}" for p in problems)
+            )
         return out
 
 

@@ -13,7 +13,8 @@ Limits: every product `count * price_picos` (and a day's AI pico total) must sta
 e.g. 658 million SMS for one tenant on one day at $0.014, or 4.6e12 AI tokens at $0.000002. Such a window is
 refused with nothing written: `check_written` checks the day totals the upsert wrote, in its transaction, and
 rolls it back (SQLite silently switches to floating point on overflow); PostgreSQL raises "bigint out of range"
-mid-statement, and `check_range` then names the line from the raw metrics.
+mid-statement (SQLite "integer overflow" for a SUM past 64 bits), and `check_range` then names the line from the
+raw metrics, summed in Python so that a day total past 2**63 is shown exactly.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 
 from usagectl.config import PLAN_TIERS, Config
 from usagectl.errors import UsagectlError
@@ -336,6 +337,17 @@ def rollup_statement(
 
 INT64_MAX = 2**63 - 1
 
+# The lines `_range_error` checks (jobs are not priced, but their day total is stored) and their raw columns.
+_LINES = ("sms", "mms", "voice", "email", "ai", "jobs")
+_LINE_COLUMNS = (
+    ("sms_outbound_count", "sms_inbound_count"),
+    ("mms_outbound_count", "mms_inbound_count"),
+    ("voice_minutes",),
+    ("emails_sent",),
+    ("ai_tokens_in", "ai_tokens_out"),
+    ("jobs_executed",),
+)
+
 
 def _largest_prices(cfg: Config) -> dict[str, int]:
     """The largest unit price in picos any book or plan has for each line."""
@@ -360,11 +372,18 @@ def _largest_prices(cfg: Config) -> dict[str, int]:
 
 
 def _range_error(cfg: Config, top: Sequence[Any]) -> UsagectlError | None:
-    """`top`: the largest daily sms, mms, voice, email and AI-token counts. Conservative: each against the largest
-    unit price any book or plan has for it."""
+    """`top`: the largest daily sms, mms, voice, email, AI-token and jobs counts. Conservative: each against the
+    largest unit price any book or plan has for it (jobs are not priced, but their total is stored)."""
     prices = _largest_prices(cfg)
-    for line, count in zip(("sms", "mms", "voice", "email", "ai"), top, strict=True):
-        if count and int(count) * prices[line] + HALF_MICRO_PICOS > INT64_MAX:
+    for line, count in zip(_LINES, top, strict=True):
+        if not count:
+            continue
+        if int(count) > INT64_MAX:
+            return UsagectlError(
+                f"rollup: a tenant-day's {line} count ({int(count):,}) exceeds the 64-bit integer range "
+                "(see docs/cost-model.md, Limits); nothing was written"
+            )
+        if int(count) * prices.get(line, 0) + HALF_MICRO_PICOS > INT64_MAX:
             return UsagectlError(
                 f"rollup: a tenant-day's {line} count ({int(count):,}) is too large to price in 64-bit "
                 "integers (see docs/cost-model.md, Limits); nothing was written"
@@ -373,18 +392,21 @@ def _range_error(cfg: Config, top: Sequence[Any]) -> UsagectlError | None:
 
 
 def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> None:
-    """Refuse a window whose costs would overflow 64-bit integers, from the raw metrics (an aggregation as
-    expensive as the rollup itself: run_rollup checks the rows it wrote instead, see `check_written`)."""
-    a = _aggregate(windows).subquery("agg").c
-    top = conn.execute(
-        select(
-            func.max(a.sms),
-            func.max(a.mms),
-            func.max(a.voice),
-            func.max(a.email),
-            func.max(a.ai_in + a.ai_out),
-        )
-    ).one()
+    """Refuse a window whose costs would overflow 64-bit integers, from the raw metrics. The day totals are
+    summed here in Python, not in SQL: a total past 2**63 is exactly what SQL cannot hold (PostgreSQL raises
+    "bigint out of range", SQLite "integer overflow" or a rounded float), and the message must give the true
+    figure. Only run when the rollup found or hit an overflow (see `check_written`, run_rollup)."""
+    m = usage_metrics.c
+    names = [c for cols in _LINE_COLUMNS for c in cols]
+    totals: dict[tuple[int, date], list[int]] = {}
+    rows = conn.execute(select(m.tenant_id, m.date, *(m[c] for c in names)).where(_in_days(m.date, windows)))
+    for tenant_id, day, *values in rows:
+        acc = totals.setdefault((tenant_id, day), [0] * len(_LINE_COLUMNS))
+        it = iter(values)
+        for i, cols in enumerate(_LINE_COLUMNS):
+            for _ in cols:
+                acc[i] += int(next(it) or 0)
+    top = [max((t[i] for t in totals.values()), default=0) for i in range(len(_LINE_COLUMNS))]
     err = _range_error(cfg, top)
     if err is not None:
         raise err
@@ -405,11 +427,15 @@ def check_written(conn: Connection, cfg: Config, windows: Sequence[Window]) -> i
             func.max(r.voice_total_minutes),
             func.max(r.email_total),
             func.max(r.ai_total_tokens),
+            func.max(r.jobs_executed),
             func.count(),
         ).where(_in_days(r.date, windows))
     ).one()
     err = _range_error(cfg, top)
     if err is not None:
+        # SQLite keeps a total past 2**63 as a rounded float (clamped to 2**63 - 1 in the column): name the exact
+        # figure from the raw rows.
+        check_range(conn, cfg, windows)
         raise err
     return int(rows)
 
@@ -450,8 +476,11 @@ def run_rollup(
                     .select_from(usage_rollups_daily)
                     .where(usage_rollups_daily.c.created_at == now)
                 ).scalar_one()
-        except DataError as exc:
-            # PostgreSQL stopped the upsert at a bigint overflow (rolled back): name the line, as SQLite does.
+        except (DataError, OperationalError) as exc:
+            # PostgreSQL stops the upsert at a bigint overflow ("bigint out of range"), SQLite at a SUM past 64 bits
+            # ("integer overflow"); either rolled it back: name the line from the raw metrics.
+            if isinstance(exc, OperationalError) and "integer overflow" not in str(exc.orig):
+                raise
             with store.engine.connect() as conn:
                 check_range(conn, cfg, windows)
             raise UsagectlError(

@@ -69,6 +69,7 @@ def check(
     """Validate the config and resolve every secret reference (without printing any)."""
     state = get_state(ctx)
     cfg = state.config()
+    cfg.database_url()  # a bad $USAGECTL_DATABASE_URL is a config error too
     secrets = cfg.resolve_secrets()
     where = cfg.source or "(built-in defaults)"
     info(

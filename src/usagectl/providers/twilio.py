@@ -102,12 +102,15 @@ class Twilio:
         platform: tuple[str, str] | None,
         platform_account: str | None,
         tenant_tokens: dict[str, str],
+        token_errors: dict[str, str] | None = None,
     ) -> None:
         self.http = http
         self.base_url = base_url
         self.platform = platform  # (account or API key SID, secret) of the platform account
         self.platform_account = platform_account  # the account SID that owns the platform's resources
         self.tenant_tokens = tenant_tokens  # slug -> the tenant's own auth token
+        # slug -> why the tenant's own token could not be read: fails that tenant's tasks only.
+        self.token_errors = token_errors or {}
         self._sdk_http = _SdkHttpClient.build(http)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -138,6 +141,8 @@ class Twilio:
         assert tw is not None
         if tw.mode == "own":
             assert tw.account_sid is not None
+            if tenant.slug in self.token_errors:
+                raise ProviderError(f"{SOURCE}: {self.token_errors[tenant.slug]}")
             token = self.tenant_tokens[tenant.slug]
             return self._client(tw.account_sid, token, tw.account_sid).api.v2010.accounts(tw.account_sid)
         if self.platform is None:
@@ -398,6 +403,7 @@ def make(cfg: Config) -> Twilio | None:
     settings = settings or TwilioProvider()
     platform = _platform(settings, cfg)
     tokens: dict[str, str] = {}
+    token_errors: dict[str, str] = {}
     for i, t in enumerate(cfg.tenants):
         tw = t.twilio
         if tw is None:
@@ -405,7 +411,11 @@ def make(cfg: Config) -> Twilio | None:
         if tw.mode == "own":
             assert tw.auth_token is not None
             key = f"{cfg.where()}tenants[{i}].twilio.auth_token"
-            tokens[t.slug] = tw.auth_token.resolve(key).get_secret_value()
+            try:
+                tokens[t.slug] = tw.auth_token.resolve(key).get_secret_value()
+            except ConfigError as exc:
+                # One tenant's secret is that tenant's problem: its tasks fail (exit 3), the others run.
+                token_errors[t.slug] = str(exc)
         elif platform is None:
             raise ConfigError(
                 f"{cfg.where()}tenants[{i}] ({t.slug}) is attributed through the platform Twilio account, but "
@@ -421,7 +431,7 @@ def make(cfg: Config) -> Twilio | None:
     )
     # With an API key (SK...) as the username, the resources belong to parent_account_sid.
     owner = settings.parent_account_sid or (platform[0] if platform else None)
-    return Twilio(http, settings.base_url, platform, owner, tokens)
+    return Twilio(http, settings.base_url, platform, owner, tokens, token_errors)
 
 
 def check(cfg: Config) -> list[CheckResult]:
@@ -433,6 +443,7 @@ def check(cfg: Config) -> list[CheckResult]:
     if provider is None:
         return []
     targets: list[tuple[str, tuple[str, str], str]] = []
+    results: list[CheckResult] = []
     if provider.platform is not None and provider.platform_account is not None:
         targets.append(
             (
@@ -445,10 +456,12 @@ def check(cfg: Config) -> list[CheckResult]:
         if t.twilio is not None and t.twilio.mode == "own":
             sid = t.twilio.account_sid
             assert sid is not None
+            if t.slug in provider.token_errors:
+                results.append(CheckResult(f"twilio (tenant {t.slug})", False, provider.token_errors[t.slug]))
+                continue
             targets.append(
                 (f"twilio (tenant {t.slug}, own account {sid})", (sid, provider.tenant_tokens[t.slug]), sid)
             )
-    results: list[CheckResult] = []
     try:
         for name, (user, secret), sid in targets:
             client = provider._client(user, secret, sid)

@@ -7,7 +7,23 @@ never through Rich, which wraps lines and eats `[brackets]`).
 from __future__ import annotations
 
 import os
+import re
 from typing import TextIO
+
+from usagectl.config import CONTROL_CHARS
+
+
+def _replace(m: re.Match[str]) -> str:
+    return " " if m.group() in "\t\n\r\u2028\u2029" else ""
+
+
+def clean_text(text: str) -> str:
+    """Tenant-supplied text fit for a terminal or a CSV cell: line breaks and tabs become spaces, every other
+    control character (an escape sequence's ESC, a bidi override) is dropped. The config refuses such names; this
+    covers names already in a database, on every output, terminal or not."""
+    if text.isprintable():  # the common case, in C
+        return text
+    return CONTROL_CHARS.sub(_replace, text)
 
 
 def use_color(stream: TextIO) -> bool:

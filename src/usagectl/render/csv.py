@@ -2,7 +2,8 @@
 
 Money is a decimal string with 6 places (micro-USD), an unknown value (no provider cost reported, no storage
 reading) is an empty cell, and a text cell starting with = + - @ is prefixed with ' so that a
-spreadsheet never runs it as a formula. Numbers are never escaped: a negative number cannot occur (usage
+spreadsheet never runs it as a formula. Control characters in text cells are neutralised (render.clean_text): the
+writer leaves a lone CR unquoted, which split a row in two for every CSV reader. Numbers are never escaped: a negative number cannot occur (usage
 counts and costs are >= 0).
 """
 
@@ -15,6 +16,7 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from usagectl.pricing import MICROS_PER_USD, from_micros
+from usagectl.render import clean_text
 from usagectl.reports import EXPORT_COLUMNS, MONEY_COLUMNS, DayRow, ExportReport, TenantReport, TenantsReport
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -45,7 +47,7 @@ def cell(value: Any) -> str:
         return str(value)
     if isinstance(value, date):
         return value.isoformat()
-    text = str(value)
+    text = clean_text(str(value))
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
@@ -91,6 +93,8 @@ def _write_raw(stream: TextIO, rows: Iterable[Sequence[Any]]) -> int:
                 cells[i] = f"{v // 1_000_000}.{v % 1_000_000:06d}" if v >= 0 else micros_text(v)
         for i in _TEXT_AT:
             v = cells[i]
+            if not v.isprintable():
+                v = cells[i] = clean_text(v)
             if v.startswith(FORMULA_PREFIXES):
                 cells[i] = "'" + v
         d = cells[_DATE_AT]

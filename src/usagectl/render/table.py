@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
 from usagectl.pricing import format_usd
-from usagectl.render import use_color
+from usagectl.render import clean_text, use_color
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, TenantsReport
 
 if TYPE_CHECKING:
@@ -145,7 +145,9 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
         return
     console = _console(stream, width)
     t, w = report.tenant, report.window
-    console.print(Text(f"{t.name} ({t.slug}) - plan {t.plan_tier} - {w.label()} UTC", style="bold"))
+    # Rich passes ESC through (it strips only a few controls): a name's escape sequence would reach the terminal.
+    header = clean_text(f"{t.name} ({t.slug}) - plan {t.plan_tier}")
+    console.print(Text(f"{header} - {w.label()} UTC", style="bold"))
     tot = report.totals
     cards = [
         _card(
@@ -228,7 +230,7 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
     if missing:
         shown = ", ".join(d.isoformat() for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
         console.print(f"No rollup (missing, not zero) for {len(missing)} day(s) of the window: {shown}")
-    versions = sorted({d.pricing_version for d in report.days})
+    versions = sorted({clean_text(d.pricing_version) for d in report.days})
     console.print(
         f"Priced with price book {', '.join(versions)}; costs are estimates from usagectl's price book."
     )
@@ -243,7 +245,7 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
     more = f", top {shown} of {report.tenant_count}" if shown < report.tenant_count else ""
     rows = [
         [
-            line.slug + ("" if line.active else " (inactive)"),
+            clean_text(line.slug) + ("" if line.active else " (inactive)"),
             line.plan_tier,
             n(line.sms),
             n(line.emails),
