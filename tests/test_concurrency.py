@@ -223,6 +223,8 @@ def test_collect_of_every_attribution_mode_sends_only_get(sb: Sandbox, store: St
         ("sendgrid", "subusers"),
         ("sendgrid", "categories"),
         ("openai", "completions"),
+        ("openai", "embeddings"),
+        ("openai", "moderations"),
         ("openai", "costs"),
     }
 
