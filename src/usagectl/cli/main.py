@@ -10,9 +10,10 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from usagectl import __version__
 from usagectl.cli.context import AppState, get_state
@@ -33,8 +34,24 @@ COMMAND_MODULES = (
     "usagectl.cli.demo_cmd",
 )
 
+
+class _PipeClosed(Exception):
+    """stdout's reader went away (`usagectl tenants | head -1`)."""
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            # Click turns an EPIPE OSError into exit 1; a closed pipe is how `head` says it has enough, so it
+            # leaves Click as another exception and ends quietly with 0 in main().
+            raise _PipeClosed from exc
+
+
 app = typer.Typer(
     name="usagectl",
+    cls=_Group,
     help="Meter per-tenant usage and cost (Twilio, SendGrid, OpenAI, internal events).",
     epilog="Example: usagectl demo    (sandbox providers, no config needed)",
     no_args_is_help=True,
@@ -93,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         app(args=args, prog_name="usagectl")
     except SystemExit as exc:
         code = exc.code
+        if not _flush_stdout():
+            return 0 if code in (0, None) else code if isinstance(code, int) else EXIT_FAILURE
         return code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE)
     except UsagectlError as exc:
         if debug:
@@ -102,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("usagectl: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
         # `usagectl export | head` closes the pipe early; that is not an error.
         _silence_stdout()
         return 0
@@ -115,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILURE
     return 0
+
+
+def _flush_stdout() -> bool:
+    """Flush what is still buffered now, while a closed pipe can be handled (False: the reader has gone)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return False
+    return True
 
 
 def _silence_stdout() -> None:
