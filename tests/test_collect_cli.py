@@ -172,3 +172,28 @@ def test_kill_9_mid_run_then_rerun_matches_a_clean_run(tmp_path: Path, db_url: s
         assert clean.returncode == 0, clean.stderr
     assert after_kill == snapshot(clean_url)
     assert len(after_kill) == 10 * (3 + 3 + 2)  # acme and globex: 3 providers; initech: twilio + sendgrid
+
+
+@pytest.mark.parametrize("option", ["--date", "--since", "--until"])
+def test_collect_refuses_days_after_today(
+    sb: Sandbox, tmp_path: Path, db_url: str, cli: Callable[..., Any], option: str
+) -> None:
+    from usagectl.periods import utc_today
+
+    cfg = config_file(sb, tmp_path, db_url, two_tenants())
+    today = utc_today()
+    future = (today + timedelta(days=1)).isoformat()
+    args = (
+        [option, future]
+        if option != "--until"
+        else ["--since", (today - timedelta(days=1)).isoformat(), option, future]
+    )
+    r = cli("--config", str(cfg), "collect", *args, *HTTP)
+    assert r.code == 2
+    assert r.err.strip() == (
+        f"usagectl: error: {option} {future}: {future} is after today ({today}, UTC); "
+        "usage can only be collected up to today"
+    )
+    assert snapshot(db_url) == {}
+    # Today itself (a partial day so far) is still allowed.
+    assert cli("--config", str(cfg), "-q", "collect", "--date", "today", *HTTP).code == 0
