@@ -415,9 +415,11 @@ def ingest_lines(
 
 
 def _flush(conn: Connection, sql: str, batch: list[tuple[Any, ...]], result: IngestResult) -> None:
-    # In the order of the (source, event_id) unique index: two runs inserting overlapping events each take the
-    # index entries in the same order, so on PostgreSQL one waits for the other instead of both deadlocking.
-    batch.sort(key=_UNIQUE_KEY)
+    if conn.dialect.name != "sqlite":
+        # In the order of the (source, event_id) unique index: two runs inserting overlapping events take the
+        # index entries in the same order, so on PostgreSQL one waits for the other instead of both deadlocking.
+        # (SQLite has one writer at a time; there is nothing to order.)
+        batch.sort(key=_UNIQUE_KEY)
     new = _write_batch(conn, sql, batch)
     result.inserted += new
     result.duplicates += len(batch) - new
