@@ -9,6 +9,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from usagectl import config as cfgmod
+from usagectl.events import ingest
 from usagectl.store import engine as eng
 from usagectl.store.engine import open_store
 from usagectl.store.tables import SCHEMA_HEAD, tenants, usage_events
@@ -188,3 +190,49 @@ def test_a_database_directory_that_does_not_exist_is_not_created(
     r = cli("tenants", "-f", "csv")
     assert r.code == 0, r.err
     assert (isolated_env / "usage.db").is_file()
+
+
+def test_concurrent_strict_and_plain_ingests_of_many_batches(
+    db_url: str, write_config: Callable[..., Path]
+) -> None:
+    """--strict keeps every batch until one commit: sorting each batch alone would not stop it deadlocking with
+    another run on PostgreSQL. Threads, each with its own connection, on small batches."""
+    cfg = cfgmod.load(_config(write_config, db_url))
+    store = open_store(db_url)
+    sync_tenants(store, cfg.tenants)
+    lines = [
+        json.dumps(
+            {
+                "id": f"evt-{i}",
+                "source": "w",
+                "subject": "acme",
+                "type": "jobs_executed",
+                "time": "2026-11-24T10:00:00Z",
+                "data": {"value": 1},
+            }
+        )
+        for i in range(600)
+    ]
+    orders = []
+    for seed in range(PROCESSES):
+        random.Random(seed).shuffle(lines)
+        orders.append(list(lines))
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            ingest(store, cfg, orders[i], name=str(i), strict=i % 2 == 0, batch_rows=50)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(PROCESSES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(usage_events)).scalar_one() == 600
+    finally:
+        store.close()
+    assert errors == []

@@ -395,7 +395,7 @@ def ingest_lines(
                     continue  # keep reading to report every bad line; nothing will be written
                 batch.append((tenant_id, event_id, source, metric, value, at, received))
                 if len(batch) >= batch_rows:
-                    _flush(conn, sql, batch, result)
+                    _flush(conn, sql, batch, result, strict=strict)
                     batch = []
                     if not strict:
                         trans.commit()
@@ -405,7 +405,7 @@ def ingest_lines(
                 result.inserted = result.duplicates = 0
                 result.committed = False
                 return result
-            _flush(conn, sql, batch, result)
+            _flush(conn, sql, batch, result, strict=strict)
             trans.commit()
         except BaseException:
             if trans.is_active:
@@ -414,8 +414,17 @@ def ingest_lines(
     return result
 
 
-def _flush(conn: Connection, sql: str, batch: list[tuple[Any, ...]], result: IngestResult) -> None:
-    if conn.dialect.name != "sqlite":
+# PostgreSQL: a --strict run holds every batch's index entries until its one commit, so ordering within a batch
+# cannot keep it from deadlocking with another run; it takes this lock exclusively, the batches of other runs
+# take it shared (they do not block each other). Transaction-scoped: released by commit or rollback.
+_PG_INGEST_LOCK = "SELECT pg_advisory_xact_lock{}(7414, hashtext(coalesce(current_schema(), '')))"
+
+
+def _flush(
+    conn: Connection, sql: str, batch: list[tuple[Any, ...]], result: IngestResult, *, strict: bool
+) -> None:
+    if conn.dialect.name != "sqlite" and batch:
+        conn.exec_driver_sql(_PG_INGEST_LOCK.format("" if strict else "_shared"))
         # In the order of the (source, event_id) unique index: two runs inserting overlapping events take the
         # index entries in the same order, so on PostgreSQL one waits for the other instead of both deadlocking.
         # (SQLite has one writer at a time; there is nothing to order.)
