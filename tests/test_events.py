@@ -260,6 +260,9 @@ def test_record_writes_one_event_and_dedups_on_id(cli: Cli, config: Path, db: St
         (("--tenant", "acme", "jobs_executed", "1.5"), "value '1.5' is not an integer"),
         (("--tenant", "acme", "--", "jobs_executed", "-2"), "value -2 is negative"),
         (("--tenant", "acme", "jobs_executed", "1", "--at", "2026-11-24"), "no UTC offset"),
+        (("--tenant", "acme", "jobs_executed", "1", "--at", "20250310T100000Z"), "not an RFC 3339 timestamp"),
+        # An argument that is not UTF-8 on the command line reaches Python as a lone surrogate.
+        (("--tenant", "acme", "--id", "a\udcff", "jobs_executed", "1"), "--id contains a lone surrogate"),
     ],
 )
 def test_record_errors_are_one_line_exit_2(

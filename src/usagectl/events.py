@@ -153,15 +153,20 @@ def _string(obj: Mapping[str, Any], key: str, limit: int) -> str:
         raise EventError(f"{key!r} must be a non-empty string")
     if len(value) > limit:
         raise EventError(f"{key!r} is longer than {limit} characters")
+    check_text(repr(key), value)
+    return value
+
+
+def check_text(label: str, value: str) -> None:
+    """Text every backend can store."""
     if "\x00" in value:
         # PostgreSQL text cannot hold it; refused on SQLite too so both backends take the same lines.
-        raise EventError(f"{key!r} contains a NUL character (\\u0000)")
+        raise EventError(f"{label} contains a NUL character (\\u0000)")
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise EventError(f"{key!r} contains a lone surrogate (like \\ud800), not Unicode text") from None
-    return value
+            raise EventError(f"{label} contains a lone surrogate (like \\ud800), not Unicode text") from None
 
 
 def parse_value(value: Any) -> int:
@@ -487,8 +492,10 @@ def record(
             number = value
         number = parse_value(number)
         occurred = parse_time(at) if at is not None else utcnow()
-        if event_id is not None and not 0 < len(event_id) <= MAX_ID_CHARS:
-            raise EventError(f"--id must be 1-{MAX_ID_CHARS} characters")
+        if event_id is not None:
+            if not 0 < len(event_id) <= MAX_ID_CHARS:
+                raise EventError(f"--id must be 1-{MAX_ID_CHARS} characters")
+            check_text("--id", event_id)
     except EventError as exc:
         raise InputError(str(exc)) from None
     event = Event(event_id or str(uuid.uuid4()), RECORD_SOURCE, tenant, metric, number, occurred)
