@@ -543,3 +543,39 @@ def test_fuzz_bad_lines_never_cost_a_good_line(config: Path, db: Store, data: st
             want.value,
             want.occurred_at,
         )
+
+
+def _refuse_event_id(store: Store, event_id: str) -> None:
+    """Fault injection: make the database itself refuse one event, past every check ingest makes."""
+    with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON usage_events "
+                f"WHEN NEW.event_id = '{event_id}' BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                f"ALTER TABLE usage_events ADD CONSTRAINT refuse CHECK (event_id <> '{event_id}')"
+            )
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_a_row_the_database_refuses_costs_only_its_own_line(config: Path, db: Store, strict: bool) -> None:
+    _refuse_event_id(db, "e7")
+    lines = [json.dumps(event(f"e{i}")) for i in range(12)]
+    rejected: list[str] = []
+    result = ingest(
+        db,
+        cfgmod.load(config),
+        lines,
+        name="f",
+        strict=strict,
+        batch_rows=5,
+        on_reject=lambda e: rejected.append(str(e)),
+    )
+    assert len(rejected) == 1 and rejected[0].startswith("f:8: the database refused it: ")
+    assert result.rejected == 1
+    if strict:
+        assert (result.committed, count_events(db)) == (False, 0)
+    else:
+        assert (result.inserted, count_events(db)) == (11, 11)

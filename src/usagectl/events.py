@@ -322,7 +322,22 @@ def ingest_lines(
         ids = tenant_ids(conn, include_inactive=False)
         conn.rollback()
         batch: list[tuple[Any, ...]] = []
+        batch_lines: list[int] = []  # the line number of each row of `batch`
         trans = conn.begin()
+        refused = _refusals(conn)
+
+        def flush() -> None:
+            nonlocal trans, batch, batch_lines
+            try:
+                _flush(conn, sql, batch, result, strict=strict)
+            except refused as exc:
+                # A row the checks above let through and the database refuses: find it, report its line, and
+                # keep every other line of the batch.
+                trans.rollback()
+                _one_by_one(conn, sql, batch, batch_lines, result, strict=strict, reject=reject, error=exc)
+                trans = conn.begin()
+            batch, batch_lines = [], []
+
         try:
             for line_no, line in enumerate(lines, start=1):
                 result.read += 1
@@ -399,18 +414,19 @@ def ingest_lines(
                 if strict and result.rejected:
                     continue  # keep reading to report every bad line; nothing will be written
                 batch.append((tenant_id, event_id, source, metric, value, at, received))
+                batch_lines.append(line_no)
                 if len(batch) >= batch_rows:
-                    _flush(conn, sql, batch, result, strict=strict)
-                    batch = []
+                    flush()
                     if not strict:
                         trans.commit()
                         trans = conn.begin()
+            if batch and not (strict and result.rejected):
+                flush()
             if strict and result.rejected:
                 trans.rollback()
                 result.inserted = result.duplicates = 0
                 result.committed = False
                 return result
-            _flush(conn, sql, batch, result, strict=strict)
             trans.commit()
         except BaseException:
             if trans.is_active:
@@ -433,10 +449,56 @@ def _flush(
         # In the order of the (source, event_id) unique index: two runs inserting overlapping events take the
         # index entries in the same order, so on PostgreSQL one waits for the other instead of both deadlocking.
         # (SQLite has one writer at a time; there is nothing to order.)
-        batch.sort(key=_UNIQUE_KEY)
+        batch = sorted(batch, key=_UNIQUE_KEY)  # a copy: the caller's stays in line order
     new = _write_batch(conn, sql, batch)
     result.inserted += new
     result.duplicates += len(batch) - new
+
+
+def _refusals(conn: Connection) -> tuple[type[Exception], ...]:
+    """The driver's errors for a row the database refuses (PEP 249), as opposed to a failed connection."""
+    dbapi = conn.dialect.loaded_dbapi
+    return (dbapi.IntegrityError, dbapi.DataError)
+
+
+def _one_by_one(
+    conn: Connection,
+    sql: str,
+    batch: list[tuple[Any, ...]],
+    batch_lines: list[int],
+    result: IngestResult,
+    *,
+    strict: bool,
+    reject: Callable[[int, str], None],
+    error: Exception,
+) -> None:
+    """Insert a refused batch's rows one at a time, each in its own transaction, reporting the refused ones.
+    With `strict` this only finds them (nothing is kept); if no row is refused alone, the batch's error stands."""
+    found = False
+    for row, line_no in zip(batch, batch_lines, strict=True):
+        trans = conn.begin()
+        try:
+            new = _flush_one(conn, sql, row, strict=strict)
+        except _refusals(conn) as exc:
+            trans.rollback()
+            found = True
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+            reject(line_no, f"the database refused it: {reason[0] if reason else type(exc).__name__}")
+            continue
+        if strict:
+            trans.rollback()
+        else:
+            trans.commit()
+            result.inserted += new
+            result.duplicates += 1 - new
+    if not found:
+        raise error
+
+
+def _flush_one(conn: Connection, sql: str, row: tuple[Any, ...], *, strict: bool) -> int:
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(_PG_INGEST_LOCK.format("" if strict else "_shared"))
+    return _write_batch(conn, sql, [row])
 
 
 def ingest(
