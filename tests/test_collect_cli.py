@@ -194,3 +194,28 @@ def test_one_tenants_unreadable_secret_fails_only_that_tenants_tasks(
     check = cli("--config", str(cfg), "config", "check", "--online")
     assert check.code == 2
     assert "tenants[1].twilio.auth_token: cannot read secret file" in check.err
+
+
+@pytest.mark.parametrize("option", ["--date", "--since", "--until"])
+def test_collect_refuses_days_after_today(
+    sb: Sandbox, tmp_path: Path, db_url: str, cli: Callable[..., Any], option: str
+) -> None:
+    from usagectl.periods import utc_today
+
+    cfg = config_file(sb, tmp_path, db_url, two_tenants())
+    today = utc_today()
+    future = (today + timedelta(days=1)).isoformat()
+    args = (
+        [option, future]
+        if option != "--until"
+        else ["--since", (today - timedelta(days=1)).isoformat(), option, future]
+    )
+    r = cli("--config", str(cfg), "collect", *args, *HTTP)
+    assert r.code == 2
+    assert r.err.strip() == (
+        f"usagectl: error: {option} {future}: {future} is after today ({today}, UTC); "
+        "usage can only be collected up to today"
+    )
+    assert snapshot(db_url) == {}
+    # Today itself (a partial day so far) is still allowed.
+    assert cli("--config", str(cfg), "-q", "collect", "--date", "today", *HTTP).code == 0

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from usagectl.store.engine import open_store
-from usagectl.store.tables import collection_runs, usage_metrics, usage_rollups_daily
+from usagectl.store.tables import collection_runs, tenants, usage_metrics, usage_rollups_daily
 
 
 def test_demo_runs_offline_and_keeps_its_database(
@@ -101,3 +101,32 @@ def test_readme_quick_start_shows_the_demo_report_with_a_plan_allowance(cli: Cal
     r = cli("-q", "demo", "--days", "3")
     # (Side by side with the cost card on a wider terminal: compare the words.)
     assert " ".join(header.strip("│ ").split()) in " ".join(r.out.split())
+
+
+def test_demo_never_writes_into_the_configured_database(
+    db_url: str,
+    tmp_path: Path,
+    cli: Callable[..., Any],
+    write_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both the environment and a config point at a real database; the demo must use only its own file.
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
+    cfg = write_config(f'[database]\nurl = "{db_url}"\n\n[[tenants]]\nslug = "acme"\n')
+    monkeypatch.setenv("USAGECTL_CONFIG", str(cfg))
+    keep = tmp_path / "kept"
+    r = cli("-q", "demo", "--days", "2", "--keep", str(keep))
+    assert r.code == 0, r.err
+    real = open_store(db_url)
+    try:
+        with real.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(tenants)).scalar_one() == 0
+            assert conn.execute(select(func.count()).select_from(usage_metrics)).scalar_one() == 0
+    finally:
+        real.close()
+    kept = open_store(f"sqlite:///{keep / 'usage.db'}")
+    try:
+        with kept.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(usage_metrics)).scalar_one() == 2 * 8
+    finally:
+        kept.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
 from usagectl import config as cfgmod
-from usagectl.events import EventError, ingest, parse_line, parse_time
+from usagectl.events import EventError, ingest, metric_kinds, parse_line, parse_time
 from usagectl.providers.events import make as make_events
 from usagectl.store.engine import Store, open_store
 from usagectl.store.tables import usage_events, usage_metrics, usage_rollups_daily
@@ -259,6 +260,9 @@ def test_record_writes_one_event_and_dedups_on_id(cli: Cli, config: Path, db: St
         (("--tenant", "acme", "jobs_executed", "1.5"), "value '1.5' is not an integer"),
         (("--tenant", "acme", "--", "jobs_executed", "-2"), "value -2 is negative"),
         (("--tenant", "acme", "jobs_executed", "1", "--at", "2026-11-24"), "no UTC offset"),
+        (("--tenant", "acme", "jobs_executed", "1", "--at", "20250310T100000Z"), "not an RFC 3339 timestamp"),
+        # An argument that is not UTF-8 on the command line reaches Python as a lone surrogate.
+        (("--tenant", "acme", "--id", "a\udcff", "jobs_executed", "1"), "--id contains a lone surrogate"),
     ],
 )
 def test_record_errors_are_one_line_exit_2(
@@ -406,3 +410,172 @@ def test_tenants_that_never_sent_events_get_no_events_rows(cli: Cli, config: Pat
         acme = get_tenant(conn, "acme").id  # type: ignore[union-attr]
     # acme: a zero row for its quiet day and its count for the other; globex (no events ever): nothing.
     assert got == {(acme, date(2026, 11, 23), 0), (acme, date(2026, 11, 24), 2)}
+
+
+# --- a bad line never costs a good line (issue 11.2) ---------------------------------------------------------
+
+# Each line is bad in its own way, with the reason it must be reported with. Written raw: several are not what
+# json.dumps would produce (lone surrogates, NUL, deep nesting).
+BAD_LINES: list[tuple[str, str]] = [
+    (json.dumps(event("t1", time="0001-01-01T00:00:00+01:00")), "out of range once converted to UTC"),
+    (json.dumps(event("t2", time="9999-12-31T23:59:59-01:00")), "out of range once converted to UTC"),
+    (json.dumps(event("t3", time="20250310T100000Z")), "not an RFC 3339 timestamp"),
+    (json.dumps(event("t4", time="2026-W48-2T10:00:00Z")), "not an RFC 3339 timestamp"),
+    (json.dumps(event("b\ud800")), "'id' contains a lone surrogate"),
+    (json.dumps(event("s1", source="w\udfff")), "'source' contains a lone surrogate"),
+    (json.dumps(event("nul\u0000")), "'id' contains a NUL character"),
+    (json.dumps(event("s2", source="a\u0000b")), "'source' contains a NUL character"),
+    (json.dumps(event("s3", tenant="ac\u0000me")), "'subject' contains a NUL character"),
+    (
+        '{"id": "v1", "source": "w", "subject": "acme", "type": "jobs_executed", "time": "2026-11-24T10:00:00Z",'
+        ' "data": {"value": ' + "9" * 5_000 + "}}",
+        "a number longer than",
+    ),
+    (json.dumps(event("v2", value=2**63)), "value is too large"),
+    ("[" * 200_000, "nested too deeply"),
+    ('{"id": ' + "[" * 200_000, "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_every_bad_line_is_reported_and_every_good_line_stored(
+    cli: Cli, config: Path, db: Store, tmp_path: Path, strict: bool
+) -> None:
+    lines: list[str] = []
+    bad_at: dict[int, str] = {}
+    for i, (bad, reason) in enumerate(BAD_LINES):
+        lines.append(json.dumps(event(f"good-{i}", time="2026-11-24T10:00:00+01:00")))
+        lines.append(bad)
+        bad_at[len(lines)] = reason
+    lines.append(json.dumps(event("last")))
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8", errors="surrogatepass")
+    args = ["-c", str(config), "ingest", *(["--strict"] if strict else []), str(path)]
+    r = cli(*args)
+    reported = {int(ln.split(":")[1]): ln for ln in r.err.splitlines() if ln.startswith(f"{path}:")}
+    assert sorted(reported) == sorted(bad_at), r.err
+    for n, reason in bad_at.items():
+        assert reason in reported[n]
+        assert len(reported[n]) < 200  # one short line, even for a 200,000-character input
+    if strict:
+        assert r.code == 2
+        assert count_events(db) == 0
+    else:
+        assert r.code == 3, r.err
+        assert count_events(db) == len(BAD_LINES) + 1
+        # Rerunning reads past every bad line again and finds the good ones already stored.
+        again = cli(*args)
+        assert again.code == 3 and f"duplicates {len(BAD_LINES) + 1:,}" in again.err
+
+
+def _good_line() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+    # Any Unicode text but lone surrogates and NUL; json.dumps escapes the non-ASCII ones as \uXXXX.
+    text = st.text(
+        st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=12
+    )
+    offset = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(
+        lambda m: "Z" if m == 0 else f"{'+' if m > 0 else '-'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
+    )
+    when = st.tuples(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)), offset).map(
+        lambda t: t[0].replace(microsecond=0).isoformat() + t[1]
+    )
+    return st.builds(
+        lambda eid, value, t, metric: event(eid, value=value, time=t, metric=metric),
+        text,
+        st.integers(0, 2**63 - 1),
+        when,
+        st.sampled_from(["jobs_executed", "storage_bytes", "api_calls", "seats"]),
+    ).map(lambda e: (json.dumps(e), e))
+
+
+def _bad_line() -> st.SearchStrategy[str]:
+    corpus = st.sampled_from([line for line, _ in BAD_LINES])
+    not_an_object = st.text(max_size=30).filter(lambda t: t.strip() and not t.lstrip().startswith("{"))
+    bad_value = st.one_of(
+        st.integers(max_value=-1), st.integers(min_value=2**63), st.floats(), st.text(max_size=5), st.none()
+    ).map(lambda v: json.dumps(event("x", value=v)))
+    bad_time = (
+        st.text(max_size=25)
+        .filter(lambda t: not t[:4].isdigit())
+        .map(lambda t: json.dumps(event("x", time=t)))
+    )
+    bad_id = st.tuples(
+        st.text(max_size=5), st.sampled_from(["\x00", "\ud800", "\udc00"]), st.text(max_size=5)
+    ).map(lambda p: json.dumps(event(p[0] + p[1] + p[2])))
+    return st.one_of(corpus, not_an_object, bad_value, bad_time, bad_id)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_bad_lines_never_cost_a_good_line(config: Path, db: Store, data: st.DataObject) -> None:
+    """Generated bad lines interleaved with generated good ones, in small batches: every bad line is reported at
+    its line number, every good line is stored exactly as the slow parser reads it (fast path and parser agree)."""
+    cfg = cfgmod.load(config)
+    source = f"fuzz-{uuid.uuid4().hex}"
+    items = data.draw(st.lists(st.one_of(_good_line(), _bad_line()), min_size=1, max_size=30))
+    lines: list[str] = []
+    good: dict[str, dict[str, Any]] = {}
+    bad: set[int] = set()
+    for item in items:
+        if isinstance(item, tuple):
+            _line, e = item
+            e = {**e, "source": source}
+            if e["id"] in good:
+                continue
+            good[e["id"]] = e
+            lines.append(json.dumps(e))
+        else:
+            lines.append(item)
+            bad.add(len(lines))
+    rejected: list[int] = []
+    result = ingest(db, cfg, lines, name="f", batch_rows=4, on_reject=lambda err: rejected.append(err.line))
+    assert sorted(rejected) == sorted(bad)
+    assert result.inserted == len(good)
+    with db.engine.connect() as conn:
+        stored = {
+            r.event_id: r for r in conn.execute(select(usage_events).where(usage_events.c.source == source))
+        }
+    assert set(stored) == set(good)
+    for eid, e in good.items():
+        want = parse_line(json.dumps(e), metric_kinds(cfg))
+        assert (stored[eid].metric, stored[eid].value, stored[eid].occurred_at) == (
+            want.metric,
+            want.value,
+            want.occurred_at,
+        )
+
+
+def _refuse_event_id(store: Store, event_id: str) -> None:
+    """Fault injection: make the database itself refuse one event, past every check ingest makes."""
+    with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON usage_events "
+                f"WHEN NEW.event_id = '{event_id}' BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                f"ALTER TABLE usage_events ADD CONSTRAINT refuse CHECK (event_id <> '{event_id}')"
+            )
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_a_row_the_database_refuses_costs_only_its_own_line(config: Path, db: Store, strict: bool) -> None:
+    _refuse_event_id(db, "e7")
+    lines = [json.dumps(event(f"e{i}")) for i in range(12)]
+    rejected: list[str] = []
+    result = ingest(
+        db,
+        cfgmod.load(config),
+        lines,
+        name="f",
+        strict=strict,
+        batch_rows=5,
+        on_reject=lambda e: rejected.append(str(e)),
+    )
+    assert len(rejected) == 1 and rejected[0].startswith("f:8: the database refused it: ")
+    assert result.rejected == 1
+    if strict:
+        assert (result.committed, count_events(db)) == (False, 0)
+    else:
+        assert (result.inserted, count_events(db)) == (11, 11)

@@ -236,13 +236,19 @@ def test_default_window_is_yesterday_plus_days_collected_since_last_rollup(store
     r = run_rollup(store, cfg, today=today)
     assert r.days == (date(2026, 11, 19),) and r.changed == 0
 
-    # A re-collection of an old day, then an explicit backfill of another day: the re-collected day is still
-    # rolled up (by the explicit run itself), so no later default run can miss it.
+    # A re-collection of an old day, then an explicit backfill of another range: the run does the range it was
+    # given and nothing past it (issue 11.10), and the re-collected day stays pending for the next default run.
     with store.engine.begin() as conn:
         upsert_metric(conn, a, date(2026, 11, 3), "twilio", MetricRow(sms_outbound_count=7))
-    r = run_rollup(store, cfg, Window.day(date(2026, 10, 1)), today=today)
-    assert date(2026, 11, 3) in r.days
+        upsert_metric(conn, a, date(2026, 10, 1), "twilio", MetricRow(sms_outbound_count=2))
+    r = run_rollup(store, cfg, Window(date(2026, 9, 30), date(2026, 10, 2)), today=today)
+    assert r.days == (date(2026, 9, 30), date(2026, 10, 1)) and r.changed == 1
+    assert _rollups(store)[("a", date(2026, 11, 3))]["sms_total"] == 5
+    r = run_rollup(store, cfg, today=today)
+    # (2026-10-01, written alongside, may be looked at again: recomputing it changes nothing.)
+    assert {date(2026, 11, 3), date(2026, 11, 19)} <= set(r.days) and r.changed == 1
     assert _rollups(store)[("a", date(2026, 11, 3))]["sms_total"] == 7
+    assert run_rollup(store, cfg, today=today).days == (date(2026, 11, 19),)
 
 
 def test_rollup_uses_current_plan_and_keeps_book_version(store: Store) -> None:

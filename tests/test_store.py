@@ -91,8 +91,10 @@ def test_tenant_sync_adds_renames_and_keeps_removed(store: Store) -> None:
     assert not again.changed
 
 
-def test_new_sqlite_file_is_migrated_automatically(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'sub' / 'new.db'}"
+def test_new_sqlite_file_is_migrated_automatically(isolated_env: Path) -> None:
+    # In the default data dir, which is created on first use (isolated_env: not there yet).
+    assert not isolated_env.exists()
+    url = f"sqlite:///{isolated_env / 'usage.db'}"
     s = open_store(url)
     try:
         assert eng.current_revision(s.engine) == SCHEMA_HEAD

@@ -68,12 +68,15 @@ def run_demo(
     window = Window(end - timedelta(days=days), end)
     tenants = demo_tenants()
     with _database_dir(keep) as folder, Sandbox() as sandbox:
-        db = folder / "usage.db"
+        db = (folder / "usage.db").resolve()
         sandbox_cfg = sandbox.config(tenants)
+        url = f"sqlite:///{db}"
         cfg: Config = sandbox_cfg.model_copy(
-            update={"database": DatabaseConfig(url=f"sqlite:///{db}"), **example_pricing()}
+            update={"database": DatabaseConfig(url=url), **example_pricing()}
         )
-        store = open_store(cfg.database_url())
+        # The demo's own file, never cfg.database_url(): that prefers $USAGECTL_DATABASE_URL, and the demo must
+        # not write sample tenants and usage into a real database.
+        store = open_store(url)
         try:
             sync_tenants(store, cfg.tenants)
             providers = build_providers(cfg, store, only=HTTP_SOURCES)

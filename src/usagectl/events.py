@@ -17,10 +17,13 @@ file fills in the rest), or, with `strict`, in one transaction that is rolled ba
 from __future__ import annotations
 
 import json
+import re
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import Connection, text
@@ -44,6 +47,7 @@ MAX_METRIC_CHARS = 64
 
 # Columns in the order of the positional rows the writers take.
 _COLUMNS = ("tenant_id", "event_id", "source", "metric", "value", "occurred_at", "received_at")
+_UNIQUE_KEY = itemgetter(2, 1)  # (source, event_id) of a positional row
 
 
 class EventError(ValueError):
@@ -101,23 +105,44 @@ def metric_kinds(cfg: Config) -> dict[str, MetricKind]:
     return kinds
 
 
+# RFC 3339 section 5.6 (a space for the T as its note allows). datetime.fromisoformat alone also takes ISO 8601
+# forms RFC 3339 does not (20250310T100000Z, week dates, +01:00:30 offsets).
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+).fullmatch
+_SHOWN_CHARS = 60
+
+
+def _show(text: str) -> str:
+    """A value for a one-line reason: repr, cut short (a bad line can be megabytes)."""
+    return (
+        repr(text) if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]!r}... ({len(text):,} characters)"
+    )
+
+
 def parse_time(text: Any) -> datetime:
     """An RFC 3339 timestamp with an offset ('Z' or +HH:MM) -> an aware UTC datetime."""
     if not isinstance(text, str):
         raise EventError("time must be an RFC 3339 string")
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        # RFC 3339 allows lower-case t/z, fromisoformat does not.
+    m = _RFC3339(text)
+    if m is None or m["offset"] is None:
         try:
-            dt = datetime.fromisoformat(text.upper())
+            naive = datetime.fromisoformat(text).tzinfo is None
         except ValueError:
-            raise EventError(f"time {text!r} is not an RFC 3339 timestamp") from None
-    if dt.tzinfo is None:
-        raise EventError(f"time {text!r} has no UTC offset (add Z or +HH:MM)")
-    if dt.tzinfo is not UTC:
-        dt = dt.astimezone(UTC)
-    return dt
+            naive = False
+        if naive:
+            raise EventError(f"time {_show(text)} has no UTC offset (add Z or +HH:MM)")
+        raise EventError(f"time {_show(text)} is not an RFC 3339 timestamp (like 2026-11-24T10:00:00Z)")
+    try:
+        # RFC 3339 allows lower-case t/z, fromisoformat does not.
+        dt = datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise EventError(f"time {_show(text)} is not a valid date and time") from None
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 is in year 0 in UTC, 9999-12-31T23:59:59-01:00 in year 10000.
+        raise EventError(f"time {_show(text)} is out of range once converted to UTC") from None
 
 
 def _string(obj: Mapping[str, Any], key: str, limit: int) -> str:
@@ -128,17 +153,33 @@ def _string(obj: Mapping[str, Any], key: str, limit: int) -> str:
         raise EventError(f"{key!r} must be a non-empty string")
     if len(value) > limit:
         raise EventError(f"{key!r} is longer than {limit} characters")
+    check_text(repr(key), value)
     return value
+
+
+def check_text(label: str, value: str) -> None:
+    """Text every backend can store."""
+    if "\x00" in value:
+        # PostgreSQL text cannot hold it; refused on SQLite too so both backends take the same lines.
+        raise EventError(f"{label} contains a NUL character (\\u0000)")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EventError(f"{label} contains a lone surrogate (like \\ud800), not Unicode text") from None
 
 
 def parse_value(value: Any) -> int:
     # Exact integers only: a JSON float (1.0, 1e3) may already have lost digits.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise EventError(f"value {value!r} is not an integer")
+        shown = repr(value)
+        if len(shown) > _SHOWN_CHARS:
+            shown = f"{shown[:_SHOWN_CHARS]}..."
+        raise EventError(f"value {shown} is not an integer")
     if value < 0:
         raise EventError(f"value {value} is negative")
     if value > MAX_VALUE:
-        raise EventError(f"value {value} is too large")
+        raise EventError(f"value is too large (more than 2^63-1 = {MAX_VALUE})")
     return value
 
 
@@ -174,6 +215,13 @@ def parse_line(line: str | bytes, metrics: Mapping[str, MetricKind]) -> Event:
         raise EventError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     except UnicodeDecodeError:
         raise EventError("not UTF-8 text") from None
+    except RecursionError:
+        raise EventError("invalid JSON: nested too deeply") from None
+    except ValueError:
+        # The only other ValueError json raises: an integer past sys.get_int_max_str_digits().
+        raise EventError(
+            f"invalid JSON: a number longer than {sys.get_int_max_str_digits():,} digits"
+        ) from None
     return parse_event(obj, metrics)
 
 
@@ -274,14 +322,33 @@ def ingest_lines(
         ids = tenant_ids(conn, include_inactive=False)
         conn.rollback()
         batch: list[tuple[Any, ...]] = []
+        batch_lines: list[int] = []  # the line number of each row of `batch`
         trans = conn.begin()
+        refused = _refusals(conn)
+
+        def flush() -> None:
+            nonlocal trans, batch, batch_lines
+            try:
+                _flush(conn, sql, batch, result, strict=strict)
+            except refused as exc:
+                # A row the checks above let through and the database refuses: find it, report its line, and
+                # keep every other line of the batch.
+                trans.rollback()
+                _one_by_one(conn, sql, batch, batch_lines, result, strict=strict, reject=reject, error=exc)
+                trans = conn.begin()
+            batch, batch_lines = [], []
+
         try:
             for line_no, line in enumerate(lines, start=1):
                 result.read += 1
                 # The fast path covers the common well-formed line; anything unusual goes through parse_event
                 # for the exact reason.
                 try:
-                    doc = line.decode() if isinstance(line, bytes) else line
+                    if isinstance(line, bytes):
+                        doc = line.decode()
+                    else:
+                        doc = line
+                        doc.encode()  # a str may hold a lone surrogate, which no database takes
                     # The C scanner directly: json.loads adds two regex matches and three calls per line.
                     obj, end = scan(doc, 0)
                     if end != len(doc) and doc[end:].strip():
@@ -294,6 +361,15 @@ def ingest_lines(
                     text = obj["time"]
                     occurred = fromisoformat(text)
                     tenant_id = ids[obj["subject"]]
+                    canonical = (
+                        len(text) == 20
+                        and text[19] == "Z"
+                        and text[4] == "-"
+                        and text[7] == "-"
+                        and text[10] == "T"
+                        and text[13] == ":"
+                        and text[16] == ":"
+                    )
                     if not (
                         type(value) is int
                         and 0 <= value <= MAX_VALUE
@@ -303,8 +379,18 @@ def ingest_lines(
                         and 0 < len(source) <= MAX_ID_CHARS
                         and (metric in BUILTIN_METRICS if builtins_only else metric in metrics)
                         and occurred.tzinfo is not None
+                        # A \u escape may decode to NUL or a lone surrogate: parse_event says which.
+                        and "\\u" not in doc
+                        and (canonical or _RFC3339(text) is not None)
                     ):
                         raise ValueError
+                    if on_sqlite and canonical:
+                        # The canonical YYYY-MM-DDTHH:MM:SSZ: its stored form by slicing (formatting a datetime
+                        # costs more than parsing it).
+                        at = f"{text[:10]} {text[11:19]}.000000"
+                    else:
+                        # astimezone may overflow (year 0 or 10000 in UTC): the slow path names it.
+                        at = to_db(occurred if occurred.tzinfo is UTC else occurred.astimezone(UTC))
                 except Exception:
                     if not line.strip():
                         result.read -= 1  # blank lines are skipped
@@ -313,7 +399,7 @@ def ingest_lines(
                         event = parse_line(line, metrics)
                         pk = ids.get(event.tenant)
                         if pk is None:
-                            raise EventError(f"unknown tenant {event.tenant!r}") from None
+                            raise EventError(f"unknown tenant {_show(event.tenant)}") from None
                     except EventError as exc:
                         reject(line_no, str(exc))
                         continue
@@ -325,38 +411,22 @@ def ingest_lines(
                         event.value,
                     )
                     at = to_db(event.occurred_at)
-                else:
-                    if (
-                        on_sqlite
-                        and occurred.tzinfo is UTC
-                        and len(text) == 20
-                        and text[19] == "Z"
-                        and text[4] == "-"
-                        and text[7] == "-"
-                        and text[10] == "T"
-                        and text[13] == ":"
-                        and text[16] == ":"
-                    ):
-                        # The canonical YYYY-MM-DDTHH:MM:SSZ: its stored form by slicing (formatting a datetime
-                        # costs more than parsing it).
-                        at = f"{text[:10]} {text[11:19]}.000000"
-                    else:
-                        at = to_db(occurred if occurred.tzinfo is UTC else occurred.astimezone(UTC))
                 if strict and result.rejected:
                     continue  # keep reading to report every bad line; nothing will be written
                 batch.append((tenant_id, event_id, source, metric, value, at, received))
+                batch_lines.append(line_no)
                 if len(batch) >= batch_rows:
-                    _flush(conn, sql, batch, result)
-                    batch = []
+                    flush()
                     if not strict:
                         trans.commit()
                         trans = conn.begin()
+            if batch and not (strict and result.rejected):
+                flush()
             if strict and result.rejected:
                 trans.rollback()
                 result.inserted = result.duplicates = 0
                 result.committed = False
                 return result
-            _flush(conn, sql, batch, result)
             trans.commit()
         except BaseException:
             if trans.is_active:
@@ -365,10 +435,70 @@ def ingest_lines(
     return result
 
 
-def _flush(conn: Connection, sql: str, batch: list[tuple[Any, ...]], result: IngestResult) -> None:
+# PostgreSQL: a --strict run holds every batch's index entries until its one commit, so ordering within a batch
+# cannot keep it from deadlocking with another run; it takes this lock exclusively, the batches of other runs
+# take it shared (they do not block each other). Transaction-scoped: released by commit or rollback.
+_PG_INGEST_LOCK = "SELECT pg_advisory_xact_lock{}(7414, hashtext(coalesce(current_schema(), '')))"
+
+
+def _flush(
+    conn: Connection, sql: str, batch: list[tuple[Any, ...]], result: IngestResult, *, strict: bool
+) -> None:
+    if conn.dialect.name != "sqlite" and batch:
+        conn.exec_driver_sql(_PG_INGEST_LOCK.format("" if strict else "_shared"))
+        # In the order of the (source, event_id) unique index: two runs inserting overlapping events take the
+        # index entries in the same order, so on PostgreSQL one waits for the other instead of both deadlocking.
+        # (SQLite has one writer at a time; there is nothing to order.)
+        batch = sorted(batch, key=_UNIQUE_KEY)  # a copy: the caller's stays in line order
     new = _write_batch(conn, sql, batch)
     result.inserted += new
     result.duplicates += len(batch) - new
+
+
+def _refusals(conn: Connection) -> tuple[type[Exception], ...]:
+    """The driver's errors for a row the database refuses (PEP 249), as opposed to a failed connection."""
+    dbapi = conn.dialect.loaded_dbapi
+    return (dbapi.IntegrityError, dbapi.DataError)
+
+
+def _one_by_one(
+    conn: Connection,
+    sql: str,
+    batch: list[tuple[Any, ...]],
+    batch_lines: list[int],
+    result: IngestResult,
+    *,
+    strict: bool,
+    reject: Callable[[int, str], None],
+    error: Exception,
+) -> None:
+    """Insert a refused batch's rows one at a time, each in its own transaction, reporting the refused ones.
+    With `strict` this only finds them (nothing is kept); if no row is refused alone, the batch's error stands."""
+    found = False
+    for row, line_no in zip(batch, batch_lines, strict=True):
+        trans = conn.begin()
+        try:
+            new = _flush_one(conn, sql, row, strict=strict)
+        except _refusals(conn) as exc:
+            trans.rollback()
+            found = True
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+            reject(line_no, f"the database refused it: {reason[0] if reason else type(exc).__name__}")
+            continue
+        if strict:
+            trans.rollback()
+        else:
+            trans.commit()
+            result.inserted += new
+            result.duplicates += 1 - new
+    if not found:
+        raise error
+
+
+def _flush_one(conn: Connection, sql: str, row: tuple[Any, ...], *, strict: bool) -> int:
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(_PG_INGEST_LOCK.format("" if strict else "_shared"))
+    return _write_batch(conn, sql, [row])
 
 
 def ingest(
@@ -426,8 +556,10 @@ def record(
             raise EventError(f"value {number} is negative; VALUE must be a non-negative integer")
         number = parse_value(number)
         occurred = parse_time(at) if at is not None else utcnow()
-        if event_id is not None and not 0 < len(event_id) <= MAX_ID_CHARS:
-            raise EventError(f"--id must be 1-{MAX_ID_CHARS} characters")
+        if event_id is not None:
+            if not 0 < len(event_id) <= MAX_ID_CHARS:
+                raise EventError(f"--id must be 1-{MAX_ID_CHARS} characters")
+            check_text("--id", event_id)
     except EventError as exc:
         raise InputError(str(exc)) from None
     event = Event(event_id or str(uuid.uuid4()), RECORD_SOURCE, tenant, metric, number, occurred)

@@ -109,9 +109,14 @@ def _in_days(col: Any, windows: Sequence[Window]) -> ColumnElement[bool]:
     return or_(*(and_(col >= w.start, col < w.end) for w in windows))
 
 
+def _newest_rollup(conn: Connection) -> datetime | None:
+    newest: datetime | None = conn.execute(select(func.max(usage_rollups_daily.c.created_at))).scalar()
+    return newest
+
+
 def pending_days(conn: Connection) -> set[date]:
     """Days with raw metrics written since the newest rollup row was written (uses the updated_at index)."""
-    newest = conn.execute(select(func.max(usage_rollups_daily.c.created_at))).scalar()
+    newest = _newest_rollup(conn)
     q = select(usage_metrics.c.date).distinct()
     if newest is not None:
         # Not a plain WHERE updated_at > ...: for the DISTINCT, SQLite would walk the whole (date, tenant_id)
@@ -120,6 +125,18 @@ def pending_days(conn: Connection) -> set[date]:
         written = select(usage_metrics.c.id).where(usage_metrics.c.updated_at > newest)
         q = q.where(usage_metrics.c.id.in_(written))
     return {r for (r,) in conn.execute(q)}
+
+
+def _before_oldest_write(conn: Connection, days: set[date]) -> datetime:
+    """Just before the oldest raw-metric write on `days` since the newest rollup: a rollup stamped so leaves
+    those days pending."""
+    m = usage_metrics.c
+    q = select(func.min(m.updated_at)).where(m.date.in_(sorted(days)))
+    newest = _newest_rollup(conn)
+    if newest is not None:
+        q = q.where(m.updated_at > newest)
+    oldest: datetime = conn.execute(q).scalar_one()
+    return oldest - timedelta(microseconds=1)
 
 
 def _big(value: int) -> ColumnElement[int]:
@@ -460,7 +477,13 @@ def run_rollup(
                 if window is None:
                     days.add((today or utc_today()) - timedelta(days=1))
                 else:
-                    days.update(window)
+                    # The range given and nothing else. Days collected since the last rollup that lie outside
+                    # it must stay pending for the next default run: this run's rows are stamped just before
+                    # the oldest such write, so "written since the newest rollup" still finds them.
+                    outside = days.difference(window)
+                    days = set(window)
+                    if outside:
+                        now = min(now, _before_oldest_write(conn, outside))
                 windows = _ranges(days)
                 tenant_rows = [
                     (tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))

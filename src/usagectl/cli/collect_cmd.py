@@ -60,6 +60,7 @@ def collect(
     cfg = state.config()
     if lookback is not None and (on or since or until):
         raise InputError("--lookback goes with the default window, not with --date or --since/--until")
+    _refuse_future_days(on=on, since=since, until=until)
     window = resolve_window(on=on, since=since, until=until, default=default_window(cfg, lookback))
     selected = _select_tenants(cfg, tenant or [])
     validate_sources(provider)
@@ -95,6 +96,20 @@ def collect(
     _print_summary(result, quiet=state.quiet)
     if result.exit_code:
         raise _failure(result)
+
+
+def _refuse_future_days(**options: str | None) -> None:
+    """A day after today (UTC) has no usage yet: collecting it would write empty rows for the future."""
+    from usagectl.errors import InputError
+    from usagectl.periods import parse_date, utc_today
+
+    today = utc_today()
+    for name, value in options.items():
+        option = "date" if name == "on" else name
+        if value is not None and (day := parse_date(value, option, today)) > today:
+            raise InputError(
+                f"--{option} {value}: {day} is after today ({today}, UTC); usage can only be collected up to today"
+            )
 
 
 def _failure(result: CollectResult) -> Exception:

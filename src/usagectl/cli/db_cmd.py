@@ -49,8 +49,7 @@ def current(ctx: typer.Context) -> None:
     state = get_state(ctx)
     e = eng.make_engine(state.config().database_url())
     try:
-        if eng._is_new_sqlite(e):
-            eng.upgrade(e)
+        eng.migrate_new_sqlite(e)
         rev = eng.current_revision(e)
     finally:
         e.dispose()

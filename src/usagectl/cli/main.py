@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 import typer.main
+from typer.core import TyperGroup
 
 from usagectl import __version__
 from usagectl.cli.context import AppState, get_state
@@ -35,8 +36,24 @@ COMMAND_MODULES = (
     "usagectl.cli.sandbox_cmd",
 )
 
+
+class _PipeClosed(Exception):
+    """stdout's reader went away (`usagectl tenants | head -1`)."""
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            # Click turns an EPIPE OSError into exit 1; a closed pipe is how `head` says it has enough, so it
+            # leaves Click as another exception and ends quietly with 0 in main().
+            raise _PipeClosed from exc
+
+
 app = typer.Typer(
     name="usagectl",
+    cls=_Group,
     help="Meter per-tenant usage and cost (Twilio, SendGrid, OpenAI, internal events).",
     epilog="Example: usagectl demo    (sandbox providers, no config needed)",
     no_args_is_help=True,
@@ -184,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         command = typer.main.get_command(app)
         _name_placeholders(command)
         result = command.main(args=args, prog_name="usagectl", standalone_mode=False)
-        return result if isinstance(result, int) else 0
+        code = result if isinstance(result, int) else 0
+        # A reader that has gone (`| head`) is only noticed on this last flush; it is not an error.
+        return code if _flush_stdout() or code else 0
     except SystemExit as exc:
         code = exc.code
+        if not _flush_stdout():
+            return 0 if code in (0, None) else code if isinstance(code, int) else EXIT_FAILURE
         return code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE)
     except typer.Abort:
         print("usagectl: interrupted", file=sys.stderr)
@@ -199,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("usagectl: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
         # `usagectl export | head` closes the pipe early; that is not an error.
         _silence_stdout()
         return 0
@@ -217,6 +238,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILURE
     return 0
+
+
+def _flush_stdout() -> bool:
+    """Flush what is still buffered now, while a closed pipe can be handled (False: the reader has gone)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return False
+    return True
 
 
 def _silence_stdout() -> None:

@@ -10,15 +10,15 @@ if TYPE_CHECKING:
 
 
 def stderr_console() -> Console:
-    from rich.console import Console
+    from usagectl.render.console import console_class
 
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    return console_class()(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
 def stdout_console() -> Console:
-    from rich.console import Console
+    from usagectl.render.console import console_class
 
-    return Console(file=sys.stdout, highlight=False)
+    return console_class()(file=sys.stdout, highlight=False)
 
 
 def info(message: str, *, quiet: bool = False) -> None:

@@ -22,10 +22,10 @@ CHART_DAYS = 30
 
 
 def make_console(stream: TextIO, width: int | None = None) -> Console:
-    from rich.console import Console
+    from usagectl.render.console import console_class
 
     color = use_color(stream)
-    return Console(
+    return console_class()(
         file=stream,
         width=width,
         color_system="auto" if color else None,

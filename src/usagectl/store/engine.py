@@ -8,6 +8,8 @@ clear error, not a crash halfway through a run.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from usagectl.config import redact_url
+from usagectl.config import default_data_dir, redact_url
 from usagectl.errors import ConfigError, SchemaError
 from usagectl.store.tables import SCHEMA_HEAD
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; concurrent first starts there are not serialised
+    fcntl = None  # type: ignore[assignment]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -41,6 +48,20 @@ def normalize_url(url: str) -> URL:
     return u
 
 
+def _check_sqlite_dir(path: Path, url: str) -> None:
+    """The default data dir is created on first use; any other folder must exist: a typo in a configured URL
+    would otherwise silently start an empty database somewhere new."""
+    parent = path.parent
+    if parent.is_dir():
+        return
+    if os.path.abspath(parent) == os.path.abspath(default_data_dir()):
+        parent.mkdir(parents=True, exist_ok=True)
+        return
+    raise ConfigError(
+        f"database URL {redact_url(url)!r}: the directory {str(parent)!r} does not exist (create it first)"
+    )
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -55,7 +76,7 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
     kwargs: dict[str, Any] = {}
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
-            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_dir(Path(u.database).expanduser(), url)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_pre_ping"] = True
@@ -104,10 +125,50 @@ def head_revision() -> str:
     return head
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """One migrating process at a time per database: the others wait here, then find the schema done.
+
+    SQLite: an exclusive flock on the database file itself (created empty if missing, which still counts as
+    new); SQLite's own locks are fcntl byte ranges, which flock does not touch. PostgreSQL: a session advisory
+    lock keyed by the current schema, held on a connection of its own while Alembic migrates on another."""
+    if engine.dialect.name == "sqlite":
+        db = engine.url.database
+        if not db or db == ":memory:" or fcntl is None:
+            yield
+            return
+        fd = os.open(Path(db).expanduser(), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+        return
+    with engine.connect() as conn:
+        conn.execute(_PG_MIGRATE_LOCK)
+        conn.commit()  # a session lock outlives the transaction; no transaction stays open meanwhile
+        try:
+            yield
+        finally:
+            conn.execute(_PG_MIGRATE_UNLOCK)
+            conn.commit()
+
+
+# The two-key form, so it can never be the jobs lock (store.locks, one bigint key) under another name.
+_PG_MIGRATE_LOCK = text("SELECT pg_advisory_lock(7413, hashtext(coalesce(current_schema(), '')))")
+_PG_MIGRATE_UNLOCK = text("SELECT pg_advisory_unlock(7413, hashtext(coalesce(current_schema(), '')))")
+
+
+def _alembic_upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(_alembic_config(engine), revision)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to `revision`; concurrent callers run one after the other (the later ones find nothing to do)."""
+    with migration_lock(engine):
+        _alembic_upgrade(engine, revision)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -128,12 +189,28 @@ def _is_new_sqlite(engine: Engine) -> bool:
     return not inspect(engine).get_table_names()
 
 
+def migrate_new_sqlite(engine: Engine) -> bool:
+    """Migrate a brand-new SQLite file, under the migration lock: of several processes starting on the same new
+    file one migrates, the others wait and then use it. True if the schema may have changed."""
+    if engine.dialect.name != "sqlite":
+        return False
+    if not _is_new_sqlite(engine) and current_revision(engine) is not None:
+        return False
+    # A file with tables but no recorded revision may be another process halfway through its migration (SQLite
+    # runs each DDL statement on its own): waiting for the lock lets it finish.
+    with migration_lock(engine):
+        if _is_new_sqlite(engine):
+            _alembic_upgrade(engine)
+    return True
+
+
 def ensure_schema(engine: Engine) -> None:
     """Fail clearly when the schema is not the one this code expects; migrate a brand-new SQLite file."""
     if _is_new_sqlite(engine):
-        upgrade(engine)
-        return
+        migrate_new_sqlite(engine)
     rev = current_revision(engine)
+    if rev is None and migrate_new_sqlite(engine):
+        rev = current_revision(engine)
     if rev == SCHEMA_HEAD:
         return
     where = redact_url(str(engine.url))

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from usagectl.config import TenantConfig
 from usagectl.store.engine import Store
@@ -48,18 +50,25 @@ def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult
                 select(c.slug, c.id, c.name, c.plan_tier, c.active)
             )
         }
-        wanted = {t.slug: t for t in configured}
+        wanted = {t.slug: t for t in sorted(configured, key=lambda t: t.slug)}
+        insert = sqlite_insert if store.dialect == "sqlite" else pg_insert
         for slug, t in wanted.items():
             found = existing.get(slug)
             if found is None:
+                # An upsert: another process starting on the same database may add the same tenant between the
+                # read above and this write (slug order keeps two such syncs from deadlocking on PostgreSQL).
+                ins = insert(tenants).values(
+                    slug=slug,
+                    name=t.display_name,
+                    plan_tier=t.plan,
+                    active=True,
+                    created_at=now,
+                    updated_at=now,
+                )
                 conn.execute(
-                    tenants.insert().values(
-                        slug=slug,
-                        name=t.display_name,
-                        plan_tier=t.plan,
-                        active=True,
-                        created_at=now,
-                        updated_at=now,
+                    ins.on_conflict_do_update(
+                        index_elements=[tenants.c.slug],
+                        set_={"name": t.display_name, "plan_tier": t.plan, "active": True, "updated_at": now},
                     )
                 )
                 added.append(slug)
