@@ -201,14 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         command = typer.main.get_command(app)
         _name_placeholders(command)
         result = command.main(args=args, prog_name="usagectl", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
+        status = result if isinstance(result, int) else 0
         # A reader that has gone (`| head`) is only noticed on this last flush; it is not an error.
-        return code if _flush_stdout() or code else 0
+        _flush_stdout()
+        return status
     except SystemExit as exc:
-        code = exc.code
-        if not _flush_stdout():
-            return 0 if code in (0, None) else code if isinstance(code, int) else EXIT_FAILURE
-        return code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE)
+        _flush_stdout()
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_FAILURE)
     except typer.Abort:
         print("usagectl: interrupted", file=sys.stderr)
         return 130
