@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "usagectl.cli.tenants_cmd",
     "usagectl.cli.export_cmd",
     "usagectl.cli.demo_cmd",
+    "usagectl.cli.token_cmd",
+    "usagectl.cli.serve_cmd",
 )
 
 app = typer.Typer(
