@@ -125,7 +125,7 @@ def usage_daily(
         raise ApiError(400, f"from {first} is after to {last}", "from")
     if (last - first).days + 1 > MAX_DAYS:
         raise ApiError(
-            400, f"at most {MAX_DAYS} days per request, asked for {(last - first).days + 1}", "from"
+            400, f"from..to: at most {MAX_DAYS} days per request, asked for {(last - first).days + 1}", "from"
         )
     window = Window(first, last + timedelta(days=1))
     return JSONResponse(tenant_report_dict(_report(ctx, slug, window)))
