@@ -11,18 +11,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
+from fastapi.testclient import TestClient
 
 from usagectl import config as cfgmod
 from usagectl.errors import ConfigError
 from usagectl.store.engine import Store, open_store
 from usagectl.store.tenants import sync_tenants
-
-jwt = pytest.importorskip("jwt")
-from fastapi.testclient import TestClient  # noqa: E402
-
-from usagectl.web.app import ServeSettings, create_app  # noqa: E402
-from usagectl.web.auth import AuthError, JwtVerifier  # noqa: E402
+from usagectl.web.app import ServeSettings, create_app
+from usagectl.web.auth import AuthError, JwtVerifier
 
 SECRET = "platform-signing-secret-0123456789abcdef"
 TENANTS = """
@@ -170,12 +168,17 @@ def test_key_confusion_hs256_signed_with_the_public_key_is_refused(tmp_path: Pat
         ('mode = "jwt"', "needs jwt_secret_env or jwt_secret_file"),
         ('mode = "jwt"\njwt_algorithm = "RS256"', "exactly one of jwt_public_key_file and jwt_jwks_file"),
         ('mode = "jwt"\njwt_secret = "inline"', "must not hold a secret inline"),
-        ('mode = "jwt"\njwt_algorithm = "none"\njwt_secret_env = "X"', "'none' is not one of HS256, RS256, ES256"),
+        (
+            'mode = "jwt"\njwt_algorithm = "none"\njwt_secret_env = "X"',
+            "'none' is not one of HS256, RS256, ES256",
+        ),
         ('mode = "jwt"\njwt_secret_env = "X"\nroot_admin_roles = ["a"]\ntenant_admin_roles = ["a"]', "both"),
     ],
 )
-def test_bad_auth_config_is_one_clear_line(write_config: Callable[[str], Path], auth: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="serve.auth") as err:
+def test_bad_auth_config_is_one_clear_line(
+    write_config: Callable[[str], Path], auth: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"serve\.auth") as err:
         cfgmod.load(write_config(f"[serve.auth]\n{auth}\n"))
     assert message in str(err.value)
 
@@ -199,7 +202,9 @@ def test_asymmetric_pem_and_jwks(tmp_path: Path, alg: str) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    private = rsa.generate_private_key(65537, 2048) if alg == "RS256" else ec.generate_private_key(ec.SECP256R1())
+    private = (
+        rsa.generate_private_key(65537, 2048) if alg == "RS256" else ec.generate_private_key(ec.SECP256R1())
+    )
     pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
