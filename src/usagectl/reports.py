@@ -401,9 +401,19 @@ def tenants_report(
     m = per_tenant.c
     with store.engine.connect() as conn:
         rows = conn.execute(
-            select(tenants, m.sms, m.emails, m.voice, m.ai, m.cost, m.provider_cost).select_from(
-                tenants.outerjoin(per_tenant, m.tenant_id == tenants.c.id)
-            )
+            # Only the columns a line shows: converting every tenant's created_at/updated_at is wasted work.
+            select(
+                tenants.c.slug,
+                tenants.c.name,
+                tenants.c.plan_tier,
+                tenants.c.active,
+                m.sms,
+                m.emails,
+                m.voice,
+                m.ai,
+                m.cost,
+                m.provider_cost,
+            ).select_from(tenants.outerjoin(per_tenant, m.tenant_id == tenants.c.id))
         ).all()
         total = _totals(conn.execute(_totals_query(month)).one())
     lines = [

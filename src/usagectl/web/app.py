@@ -86,9 +86,12 @@ class HeadersAndAccessLog:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 names = {k.lower() for k, _ in message.get("headers", [])}
+                # Server-Timing: the app's own time up to the response head, for clients and bench_serve.py.
+                timing = f"app;dur={(time.perf_counter() - started) * 1000:.2f}".encode()
                 message["headers"] = [
                     *message.get("headers", []),
                     *((k, v) for k, v in SECURITY_HEADERS if k not in names),
+                    (b"server-timing", timing),
                 ]
             await send(message)
 
