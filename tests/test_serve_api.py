@@ -289,3 +289,18 @@ def test_last_used_is_recorded(api: Api) -> None:
     assert api.get(SUMMARY, api.globex).status_code == 200
     used = {t.prefix: t.last_used_at for t in list_tokens(api.store)}
     assert used[api.globex[:12]] is not None and used[api.acme[:12]] is None
+
+
+def test_a_database_gone_is_503_not_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    import usagectl.web.api as web_api
+
+    def down(*_a: Any, **_k: Any) -> Any:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(web_api, "tenant_report", down)
+    client = TestClient(api.client.app, raise_server_exceptions=False)
+    r = client.get(SUMMARY, headers={"Authorization": f"Bearer {api.acme}"})
+    assert r.status_code == 503 and r.json() == {"error": "database unavailable"}
+    assert r.headers["cache-control"] == "private, no-store"

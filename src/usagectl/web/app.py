@@ -155,6 +155,18 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
+def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    # Runs outside HeadersAndAccessLog (Starlette's outermost layer), so it sets the headers itself. A database
+    # that is down or restarting is the server's condition, not a bug: 503, so a load balancer retries elsewhere.
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
+    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return JSONResponse(error_body("database unavailable"), status_code=503, headers=headers)
+    logging.getLogger("usagectl.web").error("unexpected %s", type(exc).__name__, exc_info=exc)
+    return JSONResponse(error_body("internal error"), status_code=500, headers=headers)
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """The app over one store. Routers for pages (a later issue) can be added with `app.include_router` and the
     same `principal` dependency."""
@@ -181,6 +193,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
     app.include_router(api.router)
     app.add_middleware(HeadersAndAccessLog, log=settings.access_log)
     return app
