@@ -296,6 +296,9 @@ def main() -> None:
                 ok &= (
                     verdict(f"{name} p50 server time vs bare", median(srv), base_p50, target) and errors == 0
                 )
+                # One client: no queueing behind the other clients, the cost of one request alone.
+                _, srv1, _, _ = asyncio.run(load(base, reqs[:100], 1, None))
+                verdict(f"{name}, 1 client, p50 server time vs bare", median(srv1), base_p50, target)
             reqs = [("/api/root-admin/usage/tenants", {"month": MONTH[0][:7]}, root)] * args.root_requests
             rtt, srv, errors, wall = asyncio.run(load(base, reqs, args.clients, None))
             base_p50 = bare_p50(bare.tenants, 15)
