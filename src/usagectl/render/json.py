@@ -82,6 +82,11 @@ def _dump(obj: Any, stream: TextIO) -> None:
 
 
 def tenant_report_dict(report: TenantReport) -> dict[str, Any]:
+    return {**_report_head(report), "days": [day_dict(d) for d in report.days]}
+
+
+def _report_head(report: TenantReport) -> dict[str, Any]:
+    """Everything of the tenant report but its days."""
     mtd = report.month_to_date
     return {
         **_envelope("tenant_report", report.window, report.generated_at),
@@ -110,14 +115,13 @@ def tenant_report_dict(report: TenantReport) -> dict[str, Any]:
             }
             for a in report.allowances
         ],
-        "days": [day_dict(d) for d in report.days],
     }
 
 
 def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
     """The summary cards of a month (the API's /usage/summary): the figures of `tenant_report_dict`, grouped as
     the report's cards are."""
-    full = tenant_report_dict(report)
+    full = _report_head(report)
     t = full["totals"]
     mtd = full["month_to_date"]
     return {
