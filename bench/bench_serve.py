@@ -1,7 +1,7 @@
 """`usagectl serve` over real HTTP against the bare cost of the same figures.
 
     python bench/bench_serve.py [--tenants 10000] [--days 90] [--clients 32] [--requests 1500]
-                                [--root-requests 64]                                [--soak-clients 64] [--soak-seconds 30] [--workers 1] [--pg URL]
+                                [--root-requests 64]                                [--soak-clients 64] [--soak-seconds 30] [--workers 1] [--pg URL [--pg-reuse]]
 
 1. /api/admin/usage/summary and /daily (tenant tokens, random tenants) and /api/root-admin/usage/tenants (a
    month of every tenant) with --clients concurrent clients: p50 of the server's own time (its Server-Timing
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,9 @@ def main() -> None:
     ap.add_argument(
         "--pg", metavar="URL", help="run on this PostgreSQL database instead (its data is replaced)"
     )
+    ap.add_argument(
+        "--pg-reuse", action="store_true", help="with --pg: keep the data a previous run left there"
+    )
     args = ap.parse_args()
     if args.days < 31:
         raise SystemExit("--days must be at least 31 (January 2026 is queried)")
@@ -237,12 +241,11 @@ def main() -> None:
             from usagectl.rollup import run_rollup
             from usagectl.store.engine import open_store
 
-            fill_postgres(args.pg, args.tenants, args.days)
-            s = open_store(args.pg)
-            run_rollup(
-                s, bench_config(), Window(START, START + __import__("datetime").timedelta(days=args.days))
-            )
-            s.close()
+            if not args.pg_reuse:
+                fill_postgres(args.pg, args.tenants, args.days)
+                s = open_store(args.pg)
+                run_rollup(s, bench_config(), Window(START, START + timedelta(days=args.days)))
+                s.close()
             url = args.pg
         else:
             url = f"sqlite:///{copy_db(rolled_up_db(args.tenants, args.days), home / 'bench.db')}"
