@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from common import child_env, machine, median, verdict
+from common import child_env, machine, median
 from gen_data import copy_db, fill_postgres, rolled_up_db, slug
 
 MONTH = ("2026-01-01", "2026-02-01")
@@ -142,6 +142,17 @@ class Bare:
         total = self.q(ALL_TOTALS_SQL, *MONTH)[0]
         lines = [[str(v) for v in r] for r in rows[:100]]
         return json.dumps({"tenants": lines, "count": len(rows), "total": [str(v) for v in total]})
+
+
+def verdict(name: str, figure: float, baseline: float, target: float) -> bool:
+    """common.verdict in milliseconds (these figures are far below a second)."""
+    ratio = figure / baseline
+    ok = ratio <= target
+    print(
+        f"{name}: {figure * 1000:.2f} ms vs {baseline * 1000:.2f} ms  ratio {ratio:.2f}x  "
+        f"(target <= {target}x: {'OK' if ok else 'MISSED'})"
+    )
+    return ok
 
 
 def bare_p50(fn: Callable[[], object], n: int) -> float:
