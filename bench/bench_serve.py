@@ -208,7 +208,10 @@ async def load(
                 try:
                     r = await c.get(url, params=params, headers={"Authorization": f"Bearer {token}"})
                     ok = r.status_code == 200
-                except httpx.HTTPError:
+                    if not ok:
+                        print(f"  error: {r.status_code} {r.text[:200]}", file=sys.stderr)
+                except httpx.HTTPError as exc:
+                    print(f"  error: {type(exc).__name__}: {exc}", file=sys.stderr)
                     ok = False
                     r = None
                 rtt.append(time.perf_counter() - t0)
