@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +169,15 @@ def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("internal error"), status_code=500, headers=headers)
 
 
+def _pool_capacity(store: Store) -> int | None:
+    """Connections the engine's pool can hand out at once; None when it has no limit."""
+    pool = store.engine.pool
+    size = getattr(pool, "size", None)
+    if not callable(size):
+        return None
+    return max(1, int(size()) + max(0, int(getattr(pool, "_max_overflow", 0))))
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """The app over one store. Routers for pages (a later issue) can be added with `app.include_router` and the
     same `principal` dependency."""
@@ -179,7 +190,20 @@ def create_app(settings: ServeSettings) -> FastAPI:
         store = open_store(settings.config.database_url())
     ctx = AppContext(settings.config, store, make_verifier(settings.config.serve.auth, store))
 
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync handlers run in anyio's thread pool (40 threads by default). More threads than the engine has
+        # connections would make the extra requests wait for a connection and fail after pool_timeout under load:
+        # run at most as many as the pool holds, the rest queue for a thread.
+        import anyio.to_thread
+
+        capacity = _pool_capacity(store)
+        if capacity is not None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = capacity
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="usagectl usage API",
         version=__version__,
         description=(
