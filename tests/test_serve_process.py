@@ -129,3 +129,21 @@ def test_serve_with_a_bad_auth_config_exits_2_in_one_line(
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0
     assert "NO_SUCH_VAR_FOR_USAGECTL is not set" in r.stderr
+
+
+@pytest.mark.parametrize("args", [("--port", "0"), ("--port", "70000"), ("--workers", "0")])
+def test_serve_bad_options_are_usage_errors(cli: Callable[..., Any], args: tuple[str, ...]) -> None:
+    r = cli("serve", *args)
+    assert r.code == 2 and r.out == ""
+    assert args[0] in r.err
+
+
+def test_config_show_names_the_jwt_secret_without_it(
+    cli: Callable[..., Any], write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLATFORM_JWT_SECRET", "s3cr3t-value-never-shown")
+    path = write_config('[serve.auth]\nmode = "jwt"\njwt_secret_env = "PLATFORM_JWT_SECRET"\n')
+    for fmt in ("toml", "json"):
+        r = cli("-c", str(path), "config", "show", "--format", fmt)
+        assert r.code == 0, r.err
+        assert "PLATFORM_JWT_SECRET" in r.out and "s3cr3t" not in r.out
