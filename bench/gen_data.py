@@ -254,7 +254,7 @@ def fill_postgres(url: str, tenants: int, days: int) -> None:
     dates = [START + timedelta(days=d) for d in range(days)]
     with psycopg.connect(plain) as con, con.cursor() as cur:
         cur.execute(
-            "TRUNCATE usage_rollups_daily, usage_metrics_ai_models, usage_metrics, usage_events, "
+            "TRUNCATE api_tokens, usage_rollups_daily, usage_metrics_ai_models, usage_metrics, usage_events, "
             "collection_runs, tenants RESTART IDENTITY"
         )
         with cur.copy(

@@ -11,7 +11,10 @@ import pytest
 
 from usagectl.store.tables import SCHEMA_HEAD
 
-HEAVY = ("sqlalchemy", "alembic", "twilio", "plotext", "httpx", "tiktoken", "psycopg")
+HEAVY = (
+    "sqlalchemy", "alembic", "twilio", "plotext", "httpx", "tiktoken", "psycopg",
+    "fastapi", "starlette", "uvicorn", "jwt",
+)  # fmt: skip
 
 
 def test_version_imports_no_heavy_module() -> None:

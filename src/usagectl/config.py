@@ -447,6 +447,57 @@ class EventsConfig(_Model):
         return metrics
 
 
+JwtAlgorithm = Literal["HS256", "RS256", "ES256"]
+
+
+class ServeAuthConfig(_WithSecrets):
+    """[serve.auth]: how `usagectl serve` authenticates callers. "tokens": tokens made by `usagectl token
+    create`. "jwt": the host platform's JWTs, verified with one fixed algorithm (never the token's own choice)."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("jwt_secret",)
+
+    mode: Literal["tokens", "jwt"] = "tokens"
+    jwt_algorithm: JwtAlgorithm = "HS256"
+    jwt_secret: SecretRef | None = None  # HS256: jwt_secret_env / jwt_secret_file
+    jwt_public_key_file: Path | None = None  # RS256/ES256: a PEM public key
+    jwt_jwks_file: Path | None = None  # RS256/ES256: a JWKS document (keys chosen by `kid`)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=3600)
+    tenant_claim: str = Field(default="tenant", min_length=1)
+    role_claim: str = Field(default="role", min_length=1)
+    tenant_admin_roles: list[str] = Field(default_factory=lambda: ["tenant_admin"], min_length=1)
+    root_admin_roles: list[str] = Field(default_factory=lambda: ["root_admin"], min_length=1)
+
+    @model_validator(mode="after")
+    def _keys_for_mode(self) -> ServeAuthConfig:
+        if self.mode != "jwt":
+            return self
+        if self.jwt_algorithm == "HS256":
+            if self.jwt_secret is None:
+                raise ValueError("mode 'jwt' with HS256 needs jwt_secret_env or jwt_secret_file")
+            if self.jwt_public_key_file or self.jwt_jwks_file:
+                raise ValueError("HS256 takes jwt_secret_*, not jwt_public_key_file / jwt_jwks_file")
+        else:
+            if (self.jwt_public_key_file is None) == (self.jwt_jwks_file is None):
+                raise ValueError(
+                    f"{self.jwt_algorithm} needs exactly one of jwt_public_key_file and jwt_jwks_file"
+                )
+            if self.jwt_secret is not None:
+                raise ValueError(f"{self.jwt_algorithm} verifies with a public key, not jwt_secret_*")
+        if set(self.tenant_admin_roles) & set(self.root_admin_roles):
+            raise ValueError("a role cannot be in both tenant_admin_roles and root_admin_roles")
+        return self
+
+
+class ServeConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    access_log: bool = True
+    auth: ServeAuthConfig = Field(default_factory=ServeAuthConfig)
+
+
 class Config(_Model):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -455,6 +506,7 @@ class Config(_Model):
     plans: dict[PlanTier, PlanConfig] = Field(default_factory=dict)
     providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     tenants: list[TenantConfig] = Field(default_factory=list)
 
     # Where the config came from (None: built-in defaults). Not part of the TOML.

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, String, and_, cast, func, select, type_coerce
+from sqlalchemy import BigInteger, Connection, Date, String, and_, bindparam, cast, func, select, type_coerce
 
 from usagectl.config import Config
 from usagectl.errors import InputError, did_you_mean
@@ -278,23 +278,42 @@ def _sum(col: Any) -> Any:
     return cast(func.coalesce(func.sum(col), 0), BigInteger)
 
 
+_TOTALS_SELECT = select(
+    _sum(r.sms_total).label("sms"),
+    _sum(r.mms_total).label("mms"),
+    _sum(r.voice_total_minutes).label("voice"),
+    _sum(r.email_total).label("emails"),
+    _sum(r.ai_total_tokens).label("ai"),
+    _sum(r.jobs_executed).label("jobs"),
+    _sum(r.sms_cost_usd).label("sms_cost"),
+    _sum(r.mms_cost_usd).label("mms_cost"),
+    _sum(r.voice_cost_usd).label("voice_cost"),
+    _sum(r.email_cost_usd).label("email_cost"),
+    _sum(r.ai_cost_usd).label("ai_cost"),
+    _sum(r.estimated_cost_usd).label("cost"),
+    # NULL when no day had a provider cost: unknown, not $0.
+    cast(func.sum(r.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
+)
+
+
 def _totals_query(window: Window) -> Any:
-    return select(
-        _sum(r.sms_total).label("sms"),
-        _sum(r.mms_total).label("mms"),
-        _sum(r.voice_total_minutes).label("voice"),
-        _sum(r.email_total).label("emails"),
-        _sum(r.ai_total_tokens).label("ai"),
-        _sum(r.jobs_executed).label("jobs"),
-        _sum(r.sms_cost_usd).label("sms_cost"),
-        _sum(r.mms_cost_usd).label("mms_cost"),
-        _sum(r.voice_cost_usd).label("voice_cost"),
-        _sum(r.email_cost_usd).label("email_cost"),
-        _sum(r.ai_cost_usd).label("ai_cost"),
-        _sum(r.estimated_cost_usd).label("cost"),
-        # NULL when no day had a provider cost: unknown, not $0.
-        cast(func.sum(r.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
-    ).where(_in(window))
+    return _TOTALS_SELECT.where(_in(window))
+
+
+# One tenant's totals over a window, built once: constructing the SUM()s per request cost more than running them.
+_W_START = bindparam("w_start", type_=Date)
+_W_END = bindparam("w_end", type_=Date)
+_TENANT_TOTALS = _TOTALS_SELECT.where(r.tenant_id == bindparam("tid"), r.date >= _W_START, r.date < _W_END)
+_TENANT_DAYS = (
+    select(*_DAY_COLUMNS)
+    .select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
+    .where(r.tenant_id == bindparam("tid"), r.date >= _W_START, r.date < _W_END)
+    .order_by(r.date)
+)
+
+
+def _tenant_params(tenant_id: int, window: Window) -> dict[str, Any]:
+    return {"tid": tenant_id, "w_start": window.start, "w_end": window.end}
 
 
 def _totals(row: Any) -> Totals:
@@ -344,17 +363,9 @@ def tenant_report(
     mtd_window = Window(month.start, as_of + timedelta(days=1))
     with store.engine.connect() as conn:
         t = _tenant(conn, slug)
-        days = tuple(
-            _day_row(row)
-            for row in conn.execute(
-                select(*_DAY_COLUMNS)
-                .select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
-                .where(r.tenant_id == t.id, _in(window))
-                .order_by(r.date)
-            )
-        )
-        totals = _totals(conn.execute(_totals_query(window).where(r.tenant_id == t.id)).one())
-        mtd = _totals(conn.execute(_totals_query(mtd_window).where(r.tenant_id == t.id)).one())
+        days = tuple(_day_row(row) for row in conn.execute(_TENANT_DAYS, _tenant_params(t.id, window)))
+        totals = _totals(conn.execute(_TENANT_TOTALS, _tenant_params(t.id, window)).one())
+        mtd = _totals(conn.execute(_TENANT_TOTALS, _tenant_params(t.id, mtd_window)).one())
     included = cfg.plan(t.plan_tier).included
     allowances = tuple(
         Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
@@ -407,9 +418,19 @@ def tenants_report(
     m = per_tenant.c
     with store.engine.connect() as conn:
         rows = conn.execute(
-            select(tenants, m.sms, m.emails, m.voice, m.ai, m.cost, m.provider_cost).select_from(
-                tenants.outerjoin(per_tenant, m.tenant_id == tenants.c.id)
-            )
+            # Only the columns a line shows: converting every tenant's created_at/updated_at is wasted work.
+            select(
+                tenants.c.slug,
+                tenants.c.name,
+                tenants.c.plan_tier,
+                tenants.c.active,
+                m.sms,
+                m.emails,
+                m.voice,
+                m.ai,
+                m.cost,
+                m.provider_cost,
+            ).select_from(tenants.outerjoin(per_tenant, m.tenant_id == tenants.c.id))
         ).all()
         total = _totals(conn.execute(_totals_query(month)).one())
     lines = [

@@ -34,6 +34,8 @@ COMMAND_MODULES = (
     "usagectl.cli.export_cmd",
     "usagectl.cli.demo_cmd",
     "usagectl.cli.sandbox_cmd",
+    "usagectl.cli.token_cmd",
+    "usagectl.cli.serve_cmd",
 )
 
 

@@ -82,6 +82,11 @@ def _dump(obj: Any, stream: TextIO) -> None:
 
 
 def tenant_report_dict(report: TenantReport) -> dict[str, Any]:
+    return {**_report_head(report), "days": [day_dict(d) for d in report.days]}
+
+
+def _report_head(report: TenantReport) -> dict[str, Any]:
+    """Everything of the tenant report but its days."""
     mtd = report.month_to_date
     return {
         **_envelope("tenant_report", report.window, report.generated_at),
@@ -110,7 +115,40 @@ def tenant_report_dict(report: TenantReport) -> dict[str, Any]:
             }
             for a in report.allowances
         ],
-        "days": [day_dict(d) for d in report.days],
+    }
+
+
+def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
+    """The summary cards of a month (the API's /usage/summary): the figures of `tenant_report_dict`, grouped as
+    the report's cards are."""
+    full = _report_head(report)
+    t = full["totals"]
+    mtd = full["month_to_date"]
+    return {
+        **_envelope("tenant_summary", report.window, report.generated_at),
+        "month": report.window.start.strftime("%Y-%m"),
+        "tenant": full["tenant"],
+        "plan_tier": report.tenant.plan_tier,
+        "has_usage": full["has_usage"],
+        "cards": {
+            "sms": {"sms_total": t["sms_total"], "mms_total": t["mms_total"]},
+            "email": {"email_total": t["email_total"]},
+            "voice": {"voice_total_minutes": t["voice_total_minutes"]},
+            "ai": {"ai_total_tokens": t["ai_total_tokens"]},
+        },
+        "cost": {
+            "estimated_cost_usd": t["estimated_cost_usd"],
+            "provider_cost_usd": t["provider_cost_usd"],
+            "breakdown": {
+                k: t[k]
+                for k in ("sms_cost_usd", "mms_cost_usd", "voice_cost_usd", "email_cost_usd", "ai_cost_usd")
+            },
+            "month_to_date_usd": mtd["estimated_cost_usd"],
+            "as_of": mtd["as_of"],
+            "projected_month_cost_usd": mtd["projected_month_cost_usd"],
+            "projection_is_estimate": mtd["projection_is_estimate"],
+        },
+        "allowances": full["allowances"],
     }
 
 

@@ -32,9 +32,7 @@ from sqlalchemy.types import TypeDecorator
 
 from usagectl.pricing import from_micros, to_micros
 
-SCHEMA_HEAD = (
-    "0003_provider_accuracy"  # the newest Alembic revision; a test keeps it equal to the scripts' head
-)
+SCHEMA_HEAD = "0004_api_tokens"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 
 metadata = MetaData(
     naming_convention={
@@ -237,4 +235,21 @@ job_locks = Table(
     Column("holder", String(200), nullable=False),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# API bearer tokens for `usagectl serve`: only the SHA-256 of the secret is kept, with a short visible prefix to
+# recognise and revoke it. scope "root" has no tenant; scope "tenant" has exactly one.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("token_sha256", String(64), nullable=False),
+    Column("scope", String(8), nullable=False),  # root | tenant
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
 )
