@@ -223,6 +223,7 @@ def test_missing_bad_revoked_and_expired_tokens_get_401(api: Api) -> None:
         (DAILY, {"from": "2026-10-05", "to": "2026-10-01"}, 400, "from"),
         (DAILY, {"from": "2024-01-01", "to": "2026-01-01"}, 400, "from"),
         (DAILY, {"tenant": "Not A Slug"}, 422, "tenant"),
+        (DAILY, {"tenant": "acme\n"}, 422, "tenant"),
         (DAILY, {"to": "9999-12-31"}, 422, "to"),
         (DAILY, {"from": "0001-01-01", "to": "0001-01-02"}, 200, None),
         (SUMMARY, {"month": "2026-13"}, 422, "month"),

@@ -36,7 +36,8 @@ PLAN_TIERS = ("starter", "pro", "elite")
 PlanTier = Literal["starter", "pro", "elite"]
 # \Z, not $: `$` also matches before a trailing newline and let "t00\n" through. Anchored both ends so that
 # match, fullmatch and search all mean the whole string.
-SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
+SLUG_BODY = r"[a-z0-9][a-z0-9_-]{0,62}"
+SLUG_RE = re.compile(rf"\A{SLUG_BODY}\Z")
 MAX_TENANT_NAME_CHARS = 200  # the tenants.name column
 # C0/C1 controls (CR, LF, ESC, NUL...), the line and paragraph separators, and the bidi overrides and isolates
 # that reorder what a terminal shows: refused in tenant names, neutralised on output (render.clean_text).

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from usagectl.config import SLUG_RE
+from usagectl.config import SLUG_BODY
 from usagectl.errors import InputError
 from usagectl.periods import Window, utc_today
 from usagectl.reports import SORT_KEYS, tenant_report, tenants_report
@@ -101,7 +101,8 @@ TenantParam = Annotated[
     str | None,
     Query(
         description="Root admins: the tenant's slug. Tenant admins: their own slug or nothing.",
-        pattern=SLUG_RE.pattern,
+        # pydantic-core's regex (Rust) has no \Z, and its `$` matches only at the very end.
+        pattern=f"^{SLUG_BODY}$",
     ),
 ]
 
