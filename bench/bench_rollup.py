@@ -24,8 +24,9 @@ from pathlib import Path
 from common import SQLITE3_CLI, limit, machine, median, run_child, timed, verdict
 from gen_data import START, bench_config, copy_db, raw_db, rolled_up_db
 from usagectl.config import PLAN_TIERS, Config
+from usagectl.money import PICOS_PER_MICRO, to_picos
 from usagectl.periods import Window
-from usagectl.pricing import PICOS_PER_MICRO, to_picos, unit_prices
+from usagectl.pricing import unit_prices
 from usagectl.rollup import DATA_COLUMNS, run_rollup
 from usagectl.store.engine import open_store
 

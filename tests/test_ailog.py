@@ -17,9 +17,8 @@ from sqlalchemy import select
 
 from usagectl import config as cfgmod
 from usagectl.config import Config
-from usagectl.pricing import ModelTokens
 from usagectl.providers import ailog
-from usagectl.providers.base import MetricRow, ProviderError
+from usagectl.records import MetricRow, ModelTokens, ProviderError
 from usagectl.store.engine import Store, open_store
 from usagectl.store.tables import usage_metrics, usage_metrics_ai_models
 from usagectl.store.tenants import get_tenant

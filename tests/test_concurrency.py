@@ -19,8 +19,8 @@ from usagectl.collector import CollectResult, collect
 from usagectl.config import Config, SecretRef, TenantConfig, TenantOpenAI, TenantSendGrid, TenantTwilio
 from usagectl.http import ConcurrencyLimit, Http, Policy
 from usagectl.periods import Window
-from usagectl.providers.base import ProviderError
 from usagectl.providers.registry import HTTP_SOURCES, build_providers
+from usagectl.records import ProviderError
 from usagectl.sandbox import Sandbox, twilio_sid
 from usagectl.store.engine import Store
 from usagectl.store.tenants import sync_tenants

@@ -8,18 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from usagectl.config import Config, ModelPrice, PlanConfig, PriceBook, PricingConfig, UnitOverrides, parse
+from usagectl.money import from_micros, to_micros, to_picos
 from usagectl.pricing import (
     DayUsage,
-    ModelTokens,
     book_for,
     cost_of_day,
     format_usd,
-    from_micros,
     prices_for,
-    to_micros,
-    to_picos,
     unit_prices,
 )
+from usagectl.records import ModelTokens
 
 V1 = Config().pricing.books[0]
 

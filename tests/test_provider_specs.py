@@ -31,9 +31,8 @@ from usagectl.config import (
     TenantTwilio,
     TwilioProvider,
 )
-from usagectl.pricing import ModelTokens
 from usagectl.providers import openai, sendgrid, twilio
-from usagectl.providers.base import MetricRow, ProviderError
+from usagectl.records import MetricRow, ModelTokens, ProviderError
 
 SPECS = Path(__file__).parent / "fixtures" / "provider_specs"
 ACCOUNT = "AC" + "a" * 32  # the account SID of Twilio's examples

@@ -14,7 +14,7 @@ import pytest
 
 from usagectl import config as cfgmod
 from usagectl.periods import Window
-from usagectl.providers.base import MetricRow
+from usagectl.records import MetricRow
 from usagectl.reports import EMPTY_MESSAGE, export_rows, tenant_report
 from usagectl.store.engine import Store, open_store
 from usagectl.store.metrics import upsert_metric
@@ -261,7 +261,7 @@ def test_csv_export_bulk_path_writes_exactly_what_the_day_rows_give(
 ) -> None:
     from dataclasses import replace
 
-    from usagectl.pricing import from_micros
+    from usagectl.money import from_micros
     from usagectl.render.csv import micros_text, write_export_csv
 
     store, _ = env

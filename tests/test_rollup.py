@@ -12,8 +12,8 @@ from sqlalchemy import delete, select
 
 from usagectl.config import PLAN_TIERS, Config, TenantConfig, parse
 from usagectl.periods import Window
-from usagectl.pricing import DayUsage, ModelTokens, cost_of_day, prices_for
-from usagectl.providers.base import MetricRow
+from usagectl.pricing import DayUsage, cost_of_day, prices_for
+from usagectl.records import MetricRow, ModelTokens
 from usagectl.reports import tenant_report, tenants_report
 from usagectl.rollup import run_rollup
 from usagectl.store.engine import Store

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from usagectl import config as cfgmod
 from usagectl.periods import Window, utc_today
-from usagectl.providers.base import MetricRow
+from usagectl.records import MetricRow
 from usagectl.store.engine import Store, open_store
 from usagectl.store.metrics import upsert_metric
 from usagectl.store.tenants import get_tenant, sync_tenants

@@ -138,8 +138,7 @@ def test_postgres_url_forms_use_psycopg() -> None:
 
 
 def test_upsert_metric_replaces_never_adds(store: Store) -> None:
-    from usagectl.pricing import ModelTokens
-    from usagectl.providers.base import MetricRow
+    from usagectl.records import MetricRow, ModelTokens
     from usagectl.store.metrics import upsert_metric
     from usagectl.store.tables import usage_metrics_ai_models
 

@@ -18,7 +18,7 @@ from test_reports import CONFIG, OCT, _collect
 from usagectl import config as cfgmod
 from usagectl.errors import InputError
 from usagectl.periods import Window
-from usagectl.providers.base import MetricRow
+from usagectl.records import MetricRow
 from usagectl.render.table import n, usd
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
 from usagectl.store.engine import Store, open_store

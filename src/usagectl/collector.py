@@ -23,7 +23,8 @@ from usagectl.config import Config, TenantConfig
 from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 from usagectl.http import BackoffReport, Http
 from usagectl.periods import Window, utc_today
-from usagectl.providers.base import DayResult, MetricRow, Provider, ProviderError
+from usagectl.providers.base import Provider
+from usagectl.records import DayResult, MetricRow, ProviderError
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
 from usagectl.store.metrics import upsert_metric

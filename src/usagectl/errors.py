@@ -1,4 +1,4 @@
-"""Errors the CLI turns into one line and an exit code (design.md: 0 ok, 1 runtime, 2 usage/config, 3 partial)."""
+"""Errors the CLI turns into one line and an exit code (exit codes: 0 ok, 1 runtime, 2 usage/config, 3 partial)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ class PartialFailure(UsagectlError):
     """Some tenants or providers failed while the others completed."""
 
     exit_code = EXIT_PARTIAL
+
+
+class EventError(ValueError):
+    """Why one input value (an event, a log line, a timestamp) is invalid; the message is the reason shown after
+    FILE:LINE. A ValueError, not a UsagectlError: one bad line is reported and skipped, it does not end the run."""
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

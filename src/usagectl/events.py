@@ -17,7 +17,6 @@ file fills in the rest), or, with `strict`, in one transaction that is rolled ba
 from __future__ import annotations
 
 import json
-import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +29,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from usagectl.config import Config
-from usagectl.errors import ConfigError, InputError, did_you_mean
+from usagectl.errors import ConfigError, EventError, InputError, did_you_mean
+from usagectl.periods import RFC3339, SHOWN_CHARS, parse_time, show_value
 from usagectl.store.engine import Store
 from usagectl.store.tables import usage_events, utcnow
 from usagectl.store.tenants import tenant_ids
@@ -48,10 +48,6 @@ MAX_METRIC_CHARS = 64
 # Columns in the order of the positional rows the writers take.
 _COLUMNS = ("tenant_id", "event_id", "source", "metric", "value", "occurred_at", "received_at")
 _UNIQUE_KEY = itemgetter(2, 1)  # (source, event_id) of a positional row
-
-
-class EventError(ValueError):
-    """Why one event is invalid; the message is the reason shown after FILE:LINE."""
 
 
 @dataclass(frozen=True)
@@ -105,46 +101,6 @@ def metric_kinds(cfg: Config) -> dict[str, MetricKind]:
     return kinds
 
 
-# RFC 3339 section 5.6 (a space for the T as its note allows). datetime.fromisoformat alone also takes ISO 8601
-# forms RFC 3339 does not (20250310T100000Z, week dates, +01:00:30 offsets).
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?", re.ASCII
-).fullmatch
-_SHOWN_CHARS = 60
-
-
-def _show(text: str) -> str:
-    """A value for a one-line reason: repr, cut short (a bad line can be megabytes)."""
-    return (
-        repr(text) if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]!r}... ({len(text):,} characters)"
-    )
-
-
-def parse_time(text: Any) -> datetime:
-    """An RFC 3339 timestamp with an offset ('Z' or +HH:MM) -> an aware UTC datetime."""
-    if not isinstance(text, str):
-        raise EventError("time must be an RFC 3339 string")
-    m = _RFC3339(text)
-    if m is None or m["offset"] is None:
-        try:
-            naive = datetime.fromisoformat(text).tzinfo is None
-        except ValueError:
-            naive = False
-        if naive:
-            raise EventError(f"time {_show(text)} has no UTC offset (add Z or +HH:MM)")
-        raise EventError(f"time {_show(text)} is not an RFC 3339 timestamp (like 2026-11-24T10:00:00Z)")
-    try:
-        # RFC 3339 allows lower-case t/z, fromisoformat does not.
-        dt = datetime.fromisoformat(text.upper())
-    except ValueError:
-        raise EventError(f"time {_show(text)} is not a valid date and time") from None
-    try:
-        return dt.astimezone(UTC)
-    except OverflowError:
-        # 0001-01-01T00:00:00+01:00 is in year 0 in UTC, 9999-12-31T23:59:59-01:00 in year 10000.
-        raise EventError(f"time {_show(text)} is out of range once converted to UTC") from None
-
-
 def _string(obj: Mapping[str, Any], key: str, limit: int) -> str:
     value = obj.get(key)
     if value is None:
@@ -173,8 +129,8 @@ def parse_value(value: Any) -> int:
     # Exact integers only: a JSON float (1.0, 1e3) may already have lost digits.
     if isinstance(value, bool) or not isinstance(value, int):
         shown = repr(value)
-        if len(shown) > _SHOWN_CHARS:
-            shown = f"{shown[:_SHOWN_CHARS]}..."
+        if len(shown) > SHOWN_CHARS:
+            shown = f"{shown[:SHOWN_CHARS]}..."
         raise EventError(f"value {shown} is not an integer")
     if value < 0:
         raise EventError(f"value {value} is negative")
@@ -381,7 +337,7 @@ def ingest_lines(
                         and occurred.tzinfo is not None
                         # A \u escape may decode to NUL or a lone surrogate: parse_event says which.
                         and "\\u" not in doc
-                        and (canonical or _RFC3339(text) is not None)
+                        and (canonical or RFC3339(text) is not None)
                     ):
                         raise ValueError
                     if on_sqlite and canonical:
@@ -399,7 +355,7 @@ def ingest_lines(
                         event = parse_line(line, metrics)
                         pk = ids.get(event.tenant)
                         if pk is None:
-                            raise EventError(f"unknown tenant {_show(event.tenant)}") from None
+                            raise EventError(f"unknown tenant {show_value(event.tenant)}") from None
                     except EventError as exc:
                         reject(line_no, str(exc))
                         continue

@@ -31,7 +31,7 @@ import httpx
 
 from usagectl import __version__
 from usagectl.config import Config, SecretRef
-from usagectl.providers.base import CheckResult, ProviderError
+from usagectl.records import CheckResult, ProviderError
 
 USER_AGENT = f"usagectl/{__version__}"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -6,8 +6,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from usagectl.errors import InputError
+from usagectl.errors import EventError, InputError
 
 
 def utc_today() -> date:
@@ -122,3 +123,41 @@ def resolve_window(
     if default is None:
         raise InputError("give a date window (--date, --since/--until or --month)")
     return default
+
+
+# RFC 3339 section 5.6 (a space for the T as its note allows). datetime.fromisoformat alone also takes ISO 8601
+# forms RFC 3339 does not (20250310T100000Z, week dates, +01:00:30 offsets).
+RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+).fullmatch
+SHOWN_CHARS = 60
+
+
+def show_value(text: str) -> str:
+    """A value for a one-line reason: repr, cut short (a bad line can be megabytes)."""
+    return repr(text) if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]!r}... ({len(text):,} characters)"
+
+
+def parse_time(text: Any) -> datetime:
+    """An RFC 3339 timestamp with an offset ('Z' or +HH:MM) -> an aware UTC datetime."""
+    if not isinstance(text, str):
+        raise EventError("time must be an RFC 3339 string")
+    m = RFC3339(text)
+    if m is None or m["offset"] is None:
+        try:
+            naive = datetime.fromisoformat(text).tzinfo is None
+        except ValueError:
+            naive = False
+        if naive:
+            raise EventError(f"time {show_value(text)} has no UTC offset (add Z or +HH:MM)")
+        raise EventError(f"time {show_value(text)} is not an RFC 3339 timestamp (like 2026-11-24T10:00:00Z)")
+    try:
+        # RFC 3339 allows lower-case t/z, fromisoformat does not.
+        dt = datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise EventError(f"time {show_value(text)} is not a valid date and time") from None
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 is in year 0 in UTC, 9999-12-31T23:59:59-01:00 in year 10000.
+        raise EventError(f"time {show_value(text)} is out of range once converted to UTC") from None

@@ -12,45 +12,12 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from usagectl.config import DEFAULT_BOOK, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
+from usagectl.money import (
+    round_micro,
+)
+from usagectl.records import ModelTokens
 
-MICRO = Decimal("0.000001")
-MICROS_PER_USD = 1_000_000
-PICOS_PER_USD = 10**12
-PICOS_PER_MICRO = 10**6
 COST_LINES = ("sms", "mms", "voice", "email", "ai")
-
-
-def round_micro(amount: Decimal) -> Decimal:
-    return amount.quantize(MICRO, rounding=ROUND_HALF_UP)
-
-
-def to_micros(amount: Decimal) -> int:
-    """USD -> integer micro-USD; refuses to round silently."""
-    micros = amount * MICROS_PER_USD
-    if micros != micros.to_integral_value():
-        raise ValueError(f"{amount} USD is not a whole number of micro-dollars")
-    return int(micros)
-
-
-def from_micros(micros: int) -> Decimal:
-    return (Decimal(micros) / MICROS_PER_USD).quantize(MICRO)
-
-
-def to_picos(price: Decimal) -> int:
-    """A unit price as integer pico-USD, so SQL can price with integer arithmetic and round like Python."""
-    picos = price * PICOS_PER_USD
-    if picos != picos.to_integral_value():
-        raise ValueError(f"unit price {price} has more than 12 decimal places")
-    return int(picos)
-
-
-@dataclass(frozen=True)
-class ModelTokens:
-    model: str
-    tokens_in: int
-    tokens_out: int
-    cached_in: int = 0
-    cache_write_in: int = 0  # part of tokens_in, like cached_in
 
 
 @dataclass(frozen=True)

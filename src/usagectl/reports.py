@@ -18,8 +18,8 @@ from sqlalchemy import BigInteger, Connection, Date, String, and_, bindparam, ca
 
 from usagectl.config import Config
 from usagectl.errors import InputError, did_you_mean
+from usagectl.money import MICRO, from_micros
 from usagectl.periods import Window, utc_today
-from usagectl.pricing import MICRO, from_micros
 from usagectl.store.engine import Store
 from usagectl.store.tables import tenants, usage_rollups_daily
 from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids

@@ -45,8 +45,9 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from usagectl.config import PLAN_TIERS, Config
 from usagectl.errors import UsagectlError
+from usagectl.money import PICOS_PER_MICRO, to_picos
 from usagectl.periods import Window, utc_today
-from usagectl.pricing import PICOS_PER_MICRO, to_picos, unit_prices
+from usagectl.pricing import unit_prices
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
 from usagectl.store.tables import (

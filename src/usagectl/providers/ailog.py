@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from usagectl.config import Config, TenantConfig, default_data_dir
-from usagectl.events import EventError, parse_time
-from usagectl.pricing import ModelTokens
-from usagectl.providers.base import MetricRow, Provider, ProviderError
+from usagectl.errors import EventError
+from usagectl.periods import parse_time
+from usagectl.providers.base import Provider
+from usagectl.records import MetricRow, ModelTokens, ProviderError
 
 log = logging.getLogger(__name__)
 

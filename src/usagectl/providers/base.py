@@ -6,66 +6,12 @@ which replaces whatever that source wrote for that tenant-day before (idempotent
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
 from usagectl.config import TenantConfig
-from usagectl.pricing import ModelTokens
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """What one source reports for one tenant on one UTC day (a `usage_metrics` row)."""
-
-    sms_outbound_count: int = 0
-    sms_inbound_count: int = 0
-    mms_outbound_count: int = 0
-    mms_inbound_count: int = 0
-    voice_minutes: int = 0
-    emails_sent: int = 0
-    emails_delivered: int = 0
-    ai_tokens_in: int = 0
-    ai_tokens_out: int = 0
-    jobs_executed: int = 0
-    storage_bytes: int | None = None
-    provider_cost_usd: Decimal | None = None
-    ai_models: tuple[ModelTokens, ...] = field(default=())
-    # False when the provider says part of the day is still in flight (a Twilio message not yet sent counts 0
-    # segments): the day is stored, marked provisional, and re-collected by later runs until it is final.
-    final: bool = True
-    # Why a figure is unknown or what it leaves out (e.g. a price in another currency); stored on the day's
-    # collection_runs row so an operator can see it.
-    note: str | None = None
-
-    def counts(self) -> dict[str, int | None]:
-        return {
-            "sms_outbound_count": self.sms_outbound_count,
-            "sms_inbound_count": self.sms_inbound_count,
-            "mms_outbound_count": self.mms_outbound_count,
-            "mms_inbound_count": self.mms_inbound_count,
-            "voice_minutes": self.voice_minutes,
-            "emails_sent": self.emails_sent,
-            "emails_delivered": self.emails_delivered,
-            "ai_tokens_in": self.ai_tokens_in,
-            "ai_tokens_out": self.ai_tokens_out,
-            "jobs_executed": self.jobs_executed,
-            "storage_bytes": self.storage_bytes,
-        }
-
-
-class ProviderError(Exception):
-    """A provider call failed. The message is safe to show and store: it never contains a credential."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-#: what `collect_days` returns per day: the row, or the reason that day could not be collected (the other days of
-#: the same answer are still good; the failed day's stored row stays as it was).
-DayResult = MetricRow | ProviderError
+from usagectl.records import DayResult, MetricRow, ProviderError
 
 
 class Provider(Protocol):
@@ -91,15 +37,6 @@ def one_day(results: dict[date, DayResult], day: date) -> MetricRow:
     if isinstance(got, ProviderError):
         raise got
     return got
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One credential tried by `config check --online`."""
-
-    name: str  # e.g. "twilio (platform account AC12...)"
-    ok: bool
-    detail: str
 
 
 def as_int(value: object, where: str) -> int:

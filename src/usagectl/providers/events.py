@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import Date, Select, and_, cast, func, literal_column, select
 
 from usagectl.config import Config, TenantConfig
-from usagectl.providers.base import MetricRow, Provider, ProviderError
+from usagectl.providers.base import Provider
+from usagectl.records import MetricRow, ProviderError
 from usagectl.store.engine import Store
 from usagectl.store.tables import tenants, usage_events
 

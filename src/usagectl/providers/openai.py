@@ -22,16 +22,8 @@ import httpx
 from usagectl.config import Config, OpenAIProvider, TenantConfig
 from usagectl.errors import ConfigError
 from usagectl.http import Http, PageGuard, bearer_http, check_endpoint
-from usagectl.pricing import ModelTokens
-from usagectl.providers.base import (
-    CheckResult,
-    DayResult,
-    MetricRow,
-    ProviderError,
-    as_decimal,
-    as_int,
-    one_day,
-)
+from usagectl.providers.base import as_decimal, as_int, one_day
+from usagectl.records import CheckResult, DayResult, MetricRow, ModelTokens, ProviderError
 
 SOURCE = "openai"
 USAGE_PATH = "/v1/organization/usage/completions"

@@ -16,7 +16,8 @@ import httpx
 from usagectl.config import Config, SendGridProvider, TenantConfig
 from usagectl.errors import ConfigError
 from usagectl.http import Http, bearer_http, check_endpoint
-from usagectl.providers.base import CheckResult, DayResult, MetricRow, ProviderError, as_int, one_day
+from usagectl.providers.base import as_int, one_day
+from usagectl.records import CheckResult, DayResult, MetricRow, ProviderError
 
 SOURCE = "sendgrid"
 PAGE_LIMIT = 500  # entries (days) per page

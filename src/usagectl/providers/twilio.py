@@ -24,15 +24,8 @@ from typing import Any
 from usagectl.config import Config, TenantConfig, TwilioProvider
 from usagectl.errors import ConfigError
 from usagectl.http import Http, PageGuard, Policy, loads, scrub
-from usagectl.providers.base import (
-    CheckResult,
-    DayResult,
-    MetricRow,
-    ProviderError,
-    as_decimal,
-    as_int,
-    one_day,
-)
+from usagectl.providers.base import as_decimal, as_int, one_day
+from usagectl.records import CheckResult, DayResult, MetricRow, ProviderError
 
 SOURCE = "twilio"
 PAGE_SIZE = 1000  # Twilio's maximum: fewest requests

@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, TextIO
 
-from usagectl.pricing import MICROS_PER_USD, from_micros
+from usagectl.money import MICROS_PER_USD, from_micros
 from usagectl.render import clean_text
 from usagectl.reports import EXPORT_COLUMNS, MONEY_COLUMNS, DayRow, ExportReport, TenantReport, TenantsReport
 
@@ -64,7 +64,7 @@ def _day_cells(rows: Iterable[DayRow]) -> Iterable[list[Any]]:
 
 
 def micros_text(micros: int) -> str:
-    """Integer micro-USD as the money cell `str(pricing.from_micros(micros))` gives, without a Decimal."""
+    """Integer micro-USD as the money cell `str(money.from_micros(micros))` gives, without a Decimal."""
     assert MICROS_PER_USD == 1_000_000  # _write_raw inlines it
     if micros < 0:
         return str(from_micros(micros))

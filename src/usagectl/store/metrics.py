@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert
 
-from usagectl.pricing import round_micro
-from usagectl.providers.base import MetricRow
+from usagectl.money import round_micro
+from usagectl.records import MetricRow
 from usagectl.store.tables import METRIC_COLUMNS, usage_metrics, usage_metrics_ai_models, utcnow
 
 _UPDATED = (*METRIC_COLUMNS, "storage_bytes", "provider_cost_usd", "updated_at")

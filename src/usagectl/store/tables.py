@@ -30,7 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import true
 from sqlalchemy.types import TypeDecorator
 
-from usagectl.pricing import from_micros, to_micros
+from usagectl.money import from_micros, to_micros
 
 SCHEMA_HEAD = "0004_api_tokens"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 
