@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from usagectl import config as cfgmod
 from usagectl.config import Config
+from usagectl.periods import Window
 from usagectl.providers import ailog
 from usagectl.records import MetricRow, ModelTokens, ProviderError
 from usagectl.store.engine import Store, open_store
@@ -164,7 +165,7 @@ def test_counts_per_utc_day_and_model_with_tenant_isolation(tmp_path: Path) -> N
     acme, globex, initech = cfg.tenants
     assert provider.applies_to(acme) and provider.applies_to(globex) and not provider.applies_to(initech)
     days = [date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)]
-    rows = provider.collect_days(acme, days)  # type: ignore[attr-defined]
+    rows = provider.collect_days(acme, Window.covering(days))
     assert rows[days[0]] == MetricRow()
     assert rows[days[1]] == MetricRow(
         ai_tokens_in=101 + 7,
@@ -174,7 +175,7 @@ def test_counts_per_utc_day_and_model_with_tenant_isolation(tmp_path: Path) -> N
     assert rows[days[2]] == MetricRow(
         ai_tokens_in=GERMAN_CL100K, ai_tokens_out=12, ai_models=(ModelTokens("gpt-4", GERMAN_CL100K, 12, 0),)
     )
-    assert provider.collect_day(acme, days[1]) == rows[days[1]]
+    assert provider.collect_days(acme, Window.covering([days[1]]))[days[1]] == rows[days[1]]
 
 
 @pytest.mark.parametrize(
@@ -222,7 +223,9 @@ def test_malformed_lines_name_file_and_line(tmp_path: Path, line: str, reason: s
     provider = ailog.make(config_for(log))
     assert provider is not None
     with pytest.raises(ProviderError) as err:
-        provider.collect_day(config_for(log).tenants[0], date(2026, 11, 24))
+        provider.collect_days(config_for(log).tenants[0], Window.covering([date(2026, 11, 24)]))[
+            date(2026, 11, 24)
+        ]
     assert str(err.value).startswith(f"{log}:2: ")
     assert reason in str(err.value)
 
@@ -231,7 +234,9 @@ def test_missing_log_and_no_log_configured(tmp_path: Path) -> None:
     provider = ailog.make(config_for(tmp_path / "nope.jsonl"))
     assert provider is not None
     with pytest.raises(ProviderError, match="cannot read the AI log"):
-        provider.collect_day(config_for(tmp_path / "nope.jsonl").tenants[0], date(2026, 11, 24))
+        provider.collect_days(
+            config_for(tmp_path / "nope.jsonl").tenants[0], Window.covering([date(2026, 11, 24)])
+        )[date(2026, 11, 24)]
     assert ailog.make(cfgmod.parse({"tenants": [{"slug": "acme"}]})) is None
 
 
@@ -248,7 +253,7 @@ def test_estimated_text_warns_once_per_model(tmp_path: Path, caplog: pytest.LogC
     provider = ailog.make(cfg)
     assert provider is not None
     with caplog.at_level(logging.WARNING, logger="usagectl.providers.ailog"):
-        row = provider.collect_day(cfg.tenants[0], date(2026, 11, 24))
+        row = provider.collect_days(cfg.tenants[0], Window.covering([date(2026, 11, 24)]))[date(2026, 11, 24)]
     assert (row.ai_tokens_in, row.ai_tokens_out) == (4, 2)  # 2 x ceil(5/4), 2 x ceil(1/4)
     assert provider.warnings == [  # type: ignore[attr-defined]
         "ailog: no tiktoken encoding for model 'llama-3'; its text is estimated as ceil(characters / 4)"

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 
 from usagectl import config as cfgmod
 from usagectl.events import EventError, ingest, metric_kinds, parse_line, parse_time
+from usagectl.periods import Window
 from usagectl.providers.events import make as make_events
 from usagectl.store.engine import Store, open_store
 from usagectl.store.tables import usage_events, usage_metrics, usage_rollups_daily
@@ -305,15 +306,15 @@ def test_provider_counter_sums_and_last_gauge_per_utc_day(config: Path, db: Stor
     acme = cfg.tenants[0]
     assert provider.applies_to(acme) and provider.applies_to(cfg.tenants[1])
     days = [date(2026, 11, 23), date(2026, 11, 24), date(2026, 11, 25)]
-    rows = provider.collect_days(acme, days)  # type: ignore[attr-defined]
+    rows = provider.collect_days(acme, Window.covering(days))
     assert [(rows[d].jobs_executed, rows[d].storage_bytes) for d in days] == [
         (0, None),
         (2 + 3 + 7, 250),
         (5, 500),
     ]
     for d in days:
-        assert provider.collect_day(acme, d) == rows[d]
-    assert provider.collect_day(cfg.tenants[1], days[1]).jobs_executed == 11
+        assert provider.collect_days(acme, Window.covering([d]))[d] == rows[d]
+    assert provider.collect_days(cfg.tenants[1], Window.covering([days[1]]))[days[1]].jobs_executed == 11
 
 
 def test_collect_events_then_rollup(cli: Cli, config: Path, db: Store, tmp_path: Path) -> None:
@@ -382,7 +383,7 @@ def test_provider_matches_a_plain_model(config: Path, db: Store, events: list[di
             gauges = [e for e in today if e["type"] == "storage_bytes"]
             last = max(gauges, key=lambda e: (parse_time(e["time"]), e["id"]), default=None)
             expected[d] = (jobs, None if last is None else last["data"]["value"])
-        rows = provider.collect_days(tenant, days)  # type: ignore[attr-defined]
+        rows = provider.collect_days(tenant, Window.covering(days))
         assert {d: (r.jobs_executed, r.storage_bytes) for d, r in rows.items()} == expected
 
 

@@ -31,6 +31,7 @@ from usagectl.config import (
     TenantTwilio,
     TwilioProvider,
 )
+from usagectl.periods import Window
 from usagectl.providers import openai, sendgrid, twilio
 from usagectl.records import MetricRow, ModelTokens, ProviderError
 
@@ -126,7 +127,7 @@ def test_twilio_usage_records_example(replay: Replay, tmp_path: Path) -> None:
     assert provider is not None
     try:
         day = date(2011, 8, 23)  # the example record's start_date
-        got = provider.collect_days(t, [day])
+        got = provider.collect_days(t, Window.covering([day]))
     finally:
         provider.close()
     # Short-code inbound SMS is not a category we meter; nothing was billed and Twilio lists no totalprice.
@@ -149,7 +150,7 @@ def test_twilio_messages_and_calls_examples(replay: Replay, tmp_path: Path) -> N
     assert provider is not None
     may24, oct18 = date(2019, 5, 24), date(2019, 10, 18)
     try:
-        got = provider.collect_days(t, [may24, oct18])
+        got = provider.collect_days(t, Window.covering([may24, oct18]))
     finally:
         provider.close()
     # One outbound SMS of 1 segment at $0.0075; the inbound MMS was sent *from* our number by the other side.
@@ -181,7 +182,7 @@ def test_sendgrid_subuser_stats_example(replay: Replay, tmp_path: Path) -> None:
     assert provider is not None
     days = [date(2015, 10, d) for d in range(1, 11)]
     try:
-        got = provider.collect_days(t, days)
+        got = provider.collect_days(t, Window.covering(days))
     finally:
         provider.close()
     assert got == dict.fromkeys(days, MetricRow())
@@ -198,7 +199,7 @@ def test_sendgrid_category_example_missing_a_day_is_an_error_for_it(replay: Repl
     assert provider is not None
     first, second = date(2015, 10, 1), date(2015, 10, 2)
     try:
-        got = provider.collect_days(t, [first, second])
+        got = provider.collect_days(t, Window.covering([first, second]))
     finally:
         provider.close()
     assert got[first] == MetricRow()
@@ -245,7 +246,7 @@ def test_openai_examples_ungrouped_are_nobodys(replay: Replay, tmp_path: Path) -
     provider = openai.make(config(replay, tmp_path, [t]))
     assert provider is not None
     try:
-        got = provider.collect_days(t, [NOV1])
+        got = provider.collect_days(t, Window.covering([NOV1]))
     finally:
         provider.close()
     assert got == {NOV1: MetricRow(provider_cost_usd=Decimal(0))}
@@ -264,7 +265,7 @@ def test_openai_examples_grouped_by_project(replay: Replay, tmp_path: Path) -> N
     provider = openai.make(config(replay, tmp_path, [t]))
     assert provider is not None
     try:
-        got = provider.collect_days(t, [NOV1, NOV2])
+        got = provider.collect_days(t, Window.covering([NOV1, NOV2]))
     finally:
         provider.close()
     assert got[NOV1] == MetricRow(
@@ -295,7 +296,7 @@ def test_openai_cost_in_another_currency_is_unknown(replay: Replay, tmp_path: Pa
     provider = openai.make(config(replay, tmp_path, [t]))
     assert provider is not None
     try:
-        day = provider.collect_days(t, [NOV1])[NOV1]
+        day = provider.collect_days(t, Window.covering([NOV1]))[NOV1]
     finally:
         provider.close()
     assert isinstance(day, MetricRow) and day.ai_tokens_in == 1032

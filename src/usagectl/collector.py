@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -167,12 +167,10 @@ class _Writer:
                 self._log(conn, tenant_id, source, day, started, status=FAILED, error=_short(message))
 
 
-def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> dict[date, DayResult]:
-    many = getattr(provider, "collect_days", None)
-    if many is not None and len(days) > 1:
-        got: dict[date, DayResult] = many(tenant, list(days))
-        return got
-    return {d: provider.collect_day(tenant, d) for d in days}
+def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> Mapping[date, DayResult]:
+    # One call over the span of the wanted days (the window plus any provisional days before it), as one
+    # ranged request per source; the days in between that nobody asked for are dropped by the caller.
+    return provider.collect_days(tenant, Window.covering(days))
 
 
 def provisional_days(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,6 +23,12 @@ class Window:
     def __post_init__(self) -> None:
         if self.end <= self.start:
             raise InputError(f"empty date window: {self.start} .. {self.end - timedelta(days=1)}")
+
+    @classmethod
+    def covering(cls, days: Iterable[date]) -> Window:
+        """The smallest window holding every one of `days` (and the days between them)."""
+        listed = list(days)
+        return cls(min(listed), max(listed) + timedelta(days=1))
 
     @property
     def last(self) -> date:

@@ -31,7 +31,6 @@ import os
 import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 
 from usagectl.config import Config, TenantConfig, default_data_dir
 from usagectl.errors import EventError
-from usagectl.periods import parse_time
+from usagectl.periods import Window, parse_time
 from usagectl.providers.base import Provider
 from usagectl.records import MetricRow, ModelTokens, ProviderError
 
@@ -205,13 +204,9 @@ class AILogProvider:
             self.warnings.append(message)
         log.warning("%s", message)
 
-    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        return self.collect_days(tenant, [day])[day]
-
-    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
+    def collect_days(self, tenant: TenantConfig, window: Window) -> dict[date, MetricRow]:
         import json
 
-        wanted = set(days)
         path = self._path(tenant)
         # day -> model -> [in, out, cached]
         sums: dict[date, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
@@ -254,7 +249,7 @@ class AILogProvider:
                         raise ValueError("needs prompt_tokens/completion_tokens or prompt/completion text")
                 except (EventError, ValueError) as exc:
                     raise ProviderError(f"{where}: {exc}") from None
-                if day not in wanted:
+                if day not in window:
                     continue
                 if counted is not None:
                     prompt = count_tokens(counted[0], model)
@@ -267,7 +262,7 @@ class AILogProvider:
                 acc[1] += tokens_out
                 acc[2] += cached
         out: dict[date, MetricRow] = {}
-        for d in days:
+        for d in window:
             models = tuple(ModelTokens(m, t[0], t[1], t[2]) for m, t in sorted(sums.get(d, {}).items()))
             out[d] = MetricRow(
                 ai_tokens_in=sum(m.tokens_in for m in models),

@@ -6,12 +6,14 @@ which replaces whatever that source wrote for that tenant-day before (idempotent
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
 from usagectl.config import TenantConfig
-from usagectl.records import DayResult, MetricRow, ProviderError
+from usagectl.periods import Window
+from usagectl.records import DayResult, ProviderError
 
 
 class Provider(Protocol):
@@ -24,19 +26,12 @@ class Provider(Protocol):
         """Whether this tenant is attributed through this source at all."""
         ...
 
-    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        """The tenant's usage on one UTC day. Raises ProviderError on failure."""
+    def collect_days(self, tenant: TenantConfig, window: Window) -> Mapping[date, DayResult]:
+        """The tenant's usage on each UTC day of the window: a row, or the error of a day that could not be
+        collected (the other days stay good). Raises ProviderError when nothing could be collected."""
         ...
 
     def close(self) -> None: ...
-
-
-def one_day(results: dict[date, DayResult], day: date) -> MetricRow:
-    """`collect_day` from `collect_days`: a failed day raises its error."""
-    got = results[day]
-    if isinstance(got, ProviderError):
-        raise got
-    return got
 
 
 def as_int(value: object, where: str) -> int:

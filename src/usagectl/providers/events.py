@@ -7,13 +7,13 @@ metrics stay in `usage_events` only: usage_metrics has no column for them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import Date, Select, and_, cast, func, literal_column, select
 
 from usagectl.config import Config, TenantConfig
+from usagectl.periods import Window
 from usagectl.providers.base import Provider
 from usagectl.records import MetricRow, ProviderError
 from usagectl.store.engine import Store
@@ -62,13 +62,8 @@ class EventsProvider:
         e = usage_events.c
         return e.source if self.store.dialect == "sqlite" else e.source.collate("C")
 
-    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        return self.collect_days(tenant, [day]).get(day, MetricRow())
-
-    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, MetricRow]:
-        """Every requested day, from two aggregate queries (counter sums, last gauge per day)."""
-        if not days:
-            return {}
+    def collect_days(self, tenant: TenantConfig, window: Window) -> dict[date, MetricRow]:
+        """Every day of the window, from two aggregate queries (counter sums, last gauge per day)."""
         e = usage_events.c
         try:
             with self.store.engine.connect() as conn:
@@ -77,8 +72,8 @@ class EventsProvider:
                     raise ProviderError(f"tenant {tenant.slug!r} is not in the database")
                 span = and_(
                     e.tenant_id == tenant_id,
-                    e.occurred_at >= _start(min(days)),
-                    e.occurred_at < _start(max(days) + timedelta(days=1)),
+                    e.occurred_at >= _start(window.start),
+                    e.occurred_at < _start(window.end),
                 )
                 day_col = self._day_expr().label("day")
                 sums = conn.execute(
@@ -108,7 +103,7 @@ class EventsProvider:
             raise ProviderError(f"reading usage_events: {type(exc).__name__}: {exc}") from exc
         jobs = {_as_date(d): int(v) for d, v in sums}
         storage = {_as_date(d): int(v) for d, v in gauges}
-        return {d: MetricRow(jobs_executed=jobs.get(d, 0), storage_bytes=storage.get(d)) for d in days}
+        return {d: MetricRow(jobs_executed=jobs.get(d, 0), storage_bytes=storage.get(d)) for d in window}
 
     def close(self) -> None:
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,8 @@ import httpx
 from usagectl.config import Config, OpenAIProvider, TenantConfig
 from usagectl.errors import ConfigError
 from usagectl.http import Http, PageGuard, bearer_http, check_endpoint
-from usagectl.providers.base import as_decimal, as_int, one_day
+from usagectl.periods import Window
+from usagectl.providers.base import as_decimal, as_int
 from usagectl.records import CheckResult, DayResult, MetricRow, ModelTokens, ProviderError
 
 SOURCE = "openai"
@@ -75,9 +76,6 @@ class OpenAI:
     def close(self) -> None:
         self.http.close()
 
-    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        return one_day(self.collect_days(tenant, [day]), day)
-
     def _buckets(self, path: str, params: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
         """Every bucket of every page (has_more / next_page)."""
         guard = PageGuard(SOURCE, path)
@@ -118,19 +116,19 @@ class OpenAI:
                 if isinstance(r, dict) and r.get("project_id") in projects:
                     yield day, r
 
-    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, DayResult]:
+    def collect_days(self, tenant: TenantConfig, window: Window) -> dict[date, DayResult]:
         assert tenant.openai is not None
         projects = tenant.openai.project_ids
-        wanted = set(days)
+        wanted = set(window)
         base = [
-            ("start_time", str(_epoch(min(days)))),
-            ("end_time", str(_epoch(max(days) + timedelta(days=1)))),
+            ("start_time", str(_epoch(window.start))),
+            ("end_time", str(_epoch(window.end))),
             ("bucket_width", "1d"),
             *(("project_ids", p) for p in projects),
             ("group_by", "project_id"),
         ]
         # model -> [input, output, cached input, cache-write input]
-        per_model: dict[date, dict[str, list[int]]] = {d: {} for d in days}
+        per_model: dict[date, dict[str, list[int]]] = {d: {} for d in window}
         missing: dict[date, str] = {}
         usage_params = [*base, ("group_by", "model"), ("limit", str(MAX_USAGE_LIMIT))]
         for path in (USAGE_PATH, *INPUT_ONLY_PATHS):
@@ -146,7 +144,7 @@ class OpenAI:
                 missing.setdefault(d, f"{SOURCE}: {path} has no bucket for {d}")
         costs, cost_seen, foreign = self._costs(base, wanted, projects)
         out: dict[date, DayResult] = {}
-        for d in days:
+        for d in window:
             if d in missing:
                 out[d] = ProviderError(missing[d])
                 continue

@@ -7,7 +7,6 @@ empty or short answer must not overwrite the usage stored for it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -16,7 +15,8 @@ import httpx
 from usagectl.config import Config, SendGridProvider, TenantConfig
 from usagectl.errors import ConfigError
 from usagectl.http import Http, bearer_http, check_endpoint
-from usagectl.providers.base import as_int, one_day
+from usagectl.periods import Window
+from usagectl.providers.base import as_int
 from usagectl.records import CheckResult, DayResult, MetricRow, ProviderError
 
 SOURCE = "sendgrid"
@@ -55,10 +55,7 @@ class SendGrid:
     def close(self) -> None:
         self.http.close()
 
-    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        return one_day(self.collect_days(tenant, [day]), day)
-
-    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, DayResult]:
+    def collect_days(self, tenant: TenantConfig, window: Window) -> dict[date, DayResult]:
         sg = tenant.sendgrid
         assert sg is not None
         if sg.subuser is not None:
@@ -68,17 +65,17 @@ class SendGrid:
             path, param, kind, name = "/v3/categories/stats", "categories", "category", sg.category
         params = [
             (param, name),
-            ("start_date", min(days).isoformat()),
-            ("end_date", max(days).isoformat()),
+            ("start_date", window.start.isoformat()),
+            ("end_date", window.last.isoformat()),
             ("aggregated_by", "day"),
             ("limit", str(PAGE_LIMIT)),
         ]
         found: dict[date, MetricRow] = {}
-        wanted = set(days)
+        wanted = set(window)
         offset = 0
         # One entry per day, and SendGrid may serve fewer than `limit` a page: each page but the last holds at
         # least one day, so more pages than days in the range means the paging is not advancing.
-        pages_left = (max(days) - min(days)).days + 2
+        pages_left = window.days + 1
         while not wanted <= found.keys() and pages_left > 0:
             pages_left -= 1
             body = self.http.get_json(path, [*params, ("offset", str(offset))])
@@ -91,7 +88,7 @@ class SendGrid:
             d: found[d]
             if d in found
             else ProviderError(f"{SOURCE}: the stats of {kind} {name!r} have no entry for {d}")
-            for d in days
+            for d in window
         }
 
 

@@ -24,7 +24,8 @@ from typing import Any
 from usagectl.config import Config, TenantConfig, TwilioProvider
 from usagectl.errors import ConfigError
 from usagectl.http import Http, PageGuard, Policy, loads, scrub
-from usagectl.providers.base import as_decimal, as_int, one_day
+from usagectl.periods import Window
+from usagectl.providers.base import as_decimal, as_int
 from usagectl.records import CheckResult, DayResult, MetricRow, ProviderError
 
 SOURCE = "twilio"
@@ -172,24 +173,21 @@ class Twilio:
 
     # ---- collection ----------------------------------------------------------------------------------------
 
-    def collect_day(self, tenant: TenantConfig, day: date) -> MetricRow:
-        return one_day(self.collect_days(tenant, [day]), day)
-
-    def collect_days(self, tenant: TenantConfig, days: Sequence[date]) -> dict[date, DayResult]:
+    def collect_days(self, tenant: TenantConfig, window: Window) -> dict[date, DayResult]:
         tw = tenant.twilio
         assert tw is not None
         account = self._account(tenant)
         if tw.mode == "numbers":
-            return {d: self._numbers_day(account, tw.phone_numbers, d) for d in days}
-        return self._usage_records(account, days, include_subaccounts=tw.mode == "own")
+            return {d: self._numbers_day(account, tw.phone_numbers, d) for d in window}
+        return self._usage_records(account, window, include_subaccounts=tw.mode == "own")
 
     def _usage_records(
-        self, account: Any, days: Sequence[date], *, include_subaccounts: bool
+        self, account: Any, window: Window, *, include_subaccounts: bool
     ) -> dict[date, DayResult]:
-        start, end = min(days), max(days)
-        counts: dict[date, dict[str, int]] = {d: {} for d in days}
-        metered: dict[date, Decimal] = {d: Decimal(0) for d in days}
-        total: dict[date, Decimal | None] = dict.fromkeys(days)
+        start, end = window.start, window.last
+        counts: dict[date, dict[str, int]] = {d: {} for d in window}
+        metered: dict[date, Decimal] = {d: Decimal(0) for d in window}
+        total: dict[date, Decimal | None] = dict.fromkeys(window)
         foreign: dict[date, str] = {}  # day -> a currency that is not USD
         failed: dict[date, ProviderError] = {}
         # One listing of every category (Twilio has hundreds; a page of 1000 holds a few days of them) costs one
@@ -232,7 +230,7 @@ class Twilio:
                 else:
                     metered[day] += abs(as_decimal(rec.price, f"{category} price on {day}"))
         out: dict[date, DayResult] = {}
-        for d in days:
+        for d in window:
             if d in failed:
                 out[d] = failed[d]
                 continue
