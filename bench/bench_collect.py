@@ -128,7 +128,7 @@ def main() -> int:
     from usagectl.collector import collect
     from usagectl.config import parse
     from usagectl.periods import Window
-    from usagectl.providers.registry import HTTP_SOURCES, build_providers
+    from usagectl.providers.registry import HTTP_SOURCES, open_providers
     from usagectl.store.engine import open_store
     from usagectl.store.tenants import sync_tenants
 
@@ -152,12 +152,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'usage.db'}")
         sync_tenants(store, cfg.tenants)
-        providers = build_providers(cfg, store, only=HTTP_SOURCES)
-        started = time.perf_counter()
-        result = collect(store, cfg, providers, Window.day(day), workers=args.workers)
-        wall = time.perf_counter() - started
-        for p in providers:
-            p.close()
+        with open_providers(cfg, store, only=HTTP_SOURCES) as providers:
+            started = time.perf_counter()
+            result = collect(store, cfg, providers, Window.day(day), workers=args.workers)
+            wall = time.perf_counter() - started
         store.close()
     parent.send("stop")
     all_seen, (sent, rejected, send_failed), account_peak = parent.recv()

@@ -15,7 +15,7 @@ from usagectl.collector import CollectResult, collect
 from usagectl.config import Config, SecretRef, TenantConfig, TenantOpenAI, TenantSendGrid, TenantTwilio
 from usagectl.errors import LockBusyError
 from usagectl.periods import Window
-from usagectl.providers.registry import HTTP_SOURCES, build_providers
+from usagectl.providers.registry import HTTP_SOURCES, open_providers
 from usagectl.sandbox import ModelUsage, Sandbox, twilio_sid
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
@@ -51,12 +51,8 @@ def run(
 ) -> CollectResult:
     cfg: Config = sb.config(tenants_, **({"max_retries": 2} | overrides))
     sync_tenants(store, cfg.tenants)
-    providers = build_providers(cfg, store, only=HTTP_SOURCES)
-    try:
+    with open_providers(cfg, store, only=HTTP_SOURCES) as providers:
         return collect(store, cfg, providers, window, workers=4)
-    finally:
-        for p in providers:
-            p.close()
 
 
 def rows(store: Store, source: str | None = None) -> dict[tuple[str, date, str], dict[str, Any]]:
@@ -229,12 +225,8 @@ def test_twilio_own_credentials_and_401_without_the_secret(sb: Sandbox, store: S
     token_file = cfg.tenants[0].twilio.auth_token.file
     token_file.write_text("wrong-token-" + "x" * 20)
     before = len(sb.twilio.seen)
-    providers = build_providers(cfg, store, only=["twilio"])
-    try:
+    with open_providers(cfg, store, only=["twilio"]) as providers:
         failed = collect(store, cfg, providers, Window.day(D1))
-    finally:
-        for p in providers:
-            p.close()
     assert failed.exit_code == 1
     (outcome,) = failed.outcomes
     message = " ".join(outcome.errors)
@@ -438,16 +430,11 @@ def test_endless_pagination_is_an_error_not_a_hang(sb: Sandbox, store: Store) ->
 def test_second_overlapping_run_waits_then_gives_up(sb: Sandbox, store: Store) -> None:
     cfg = sb.config([tenant("acme", sendgrid=TenantSendGrid(subuser="acme"))])
     sync_tenants(store, cfg.tenants)
-    providers = build_providers(cfg, store, only=["sendgrid"])
-    try:
-        with job_lock(store, wait=1):
-            started = time.monotonic()
-            with pytest.raises(LockBusyError, match="another"):
-                collect(store, cfg, providers, Window.day(D1), lock_wait=0.5)
-            assert time.monotonic() - started >= 0.45
-    finally:
-        for p in providers:
-            p.close()
+    with open_providers(cfg, store, only=["sendgrid"]) as providers, job_lock(store, wait=1):
+        started = time.monotonic()
+        with pytest.raises(LockBusyError, match="another"):
+            collect(store, cfg, providers, Window.day(D1), lock_wait=0.5)
+        assert time.monotonic() - started >= 0.45
     assert rows(store) == {}
 
 
@@ -492,12 +479,8 @@ def test_twilio_platform_api_key_acts_for_its_parent_account(sb: Sandbox, store:
     )
     cfg = cfg.model_copy(update={"providers": cfg.providers.model_copy(update={"twilio": twilio})})
     sync_tenants(store, cfg.tenants)
-    providers = build_providers(cfg, store, only=["twilio"])
-    try:
+    with open_providers(cfg, store, only=["twilio"]) as providers:
         result = collect(store, cfg, providers, Window.day(D1))
-    finally:
-        for p in providers:
-            p.close()
     assert result.exit_code == 0, result.outcomes
     assert rows(store)[("acme", D1, "twilio")]["sms_outbound_count"] == 11
     seen = sb.twilio.requests("/Usage/")

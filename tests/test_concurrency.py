@@ -19,7 +19,7 @@ from usagectl.collector import CollectResult, collect
 from usagectl.config import Config, SecretRef, TenantConfig, TenantOpenAI, TenantSendGrid, TenantTwilio
 from usagectl.http import ConcurrencyLimit, Http, Policy
 from usagectl.periods import Window
-from usagectl.providers.registry import HTTP_SOURCES, build_providers
+from usagectl.providers.registry import HTTP_SOURCES, open_providers
 from usagectl.records import ProviderError
 from usagectl.sandbox import Sandbox, twilio_sid
 from usagectl.store.engine import Store
@@ -54,12 +54,8 @@ def run(
 ) -> CollectResult:
     cfg: Config = sb.config(tenants_, **overrides)
     sync_tenants(store, cfg.tenants)
-    providers = build_providers(cfg, store, only=HTTP_SOURCES)
-    try:
+    with open_providers(cfg, store, only=HTTP_SOURCES) as providers:
         return collect(store, cfg, providers, Window.day(D1), workers=workers)
-    finally:
-        for p in providers:
-            p.close()
 
 
 # ---- the adaptive cap on its own ----------------------------------------------------------------------------
@@ -189,12 +185,8 @@ def test_twilio_concurrent_requests_header_lowers_the_cap(sb: Sandbox, store: St
         }
     )
     sync_tenants(store, cfg.tenants)
-    providers = build_providers(cfg, store, only=["twilio"])
-    try:
+    with open_providers(cfg, store, only=["twilio"]) as providers:
         result = collect(store, cfg, providers, Window.day(D1), workers=4)
-    finally:
-        for p in providers:
-            p.close()
     assert not result.failed
     [report] = result.backoffs
     assert report.busy >= 1 and report.lowest == 1 and report.throttled == 0

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from usagectl.collector import CollectResult, collect
 from usagectl.config import Config, SecretRef, TenantConfig, TenantOpenAI, TenantSendGrid, TenantTwilio
 from usagectl.periods import Window
-from usagectl.providers.registry import HTTP_SOURCES, build_providers
+from usagectl.providers.registry import HTTP_SOURCES, open_providers
 from usagectl.sandbox import ModelUsage, Sandbox, twilio_sid
 from usagectl.store.engine import Store
 from usagectl.store.tables import collection_runs, tenants, usage_metrics, usage_metrics_ai_models
@@ -43,12 +43,8 @@ def sb() -> Iterator[Sandbox]:
 def run(sb: Sandbox, store: Store, tenants_: list[TenantConfig], window: Window) -> CollectResult:
     cfg: Config = sb.config(tenants_, max_retries=1)
     sync_tenants(store, cfg.tenants)
-    providers = build_providers(cfg, store, only=HTTP_SOURCES)
-    try:
+    with open_providers(cfg, store, only=HTTP_SOURCES) as providers:
         return collect(store, cfg, providers, window, workers=2)
-    finally:
-        for p in providers:
-            p.close()
 
 
 def days(first: date, n: int) -> Window:

@@ -18,7 +18,7 @@ from usagectl.collector import CollectResult, collect
 from usagectl.config import Config, DatabaseConfig, parse
 from usagectl.config_files import starter_config_text
 from usagectl.periods import Window, utc_today
-from usagectl.providers.registry import HTTP_SOURCES, build_providers
+from usagectl.providers.registry import HTTP_SOURCES, open_providers
 from usagectl.reports import TenantReport, TenantsReport, tenant_report, tenants_report
 from usagectl.rollup import RollupResult, run_rollup
 from usagectl.store.engine import open_store
@@ -79,13 +79,9 @@ def run_demo(
         store = open_store(url)
         try:
             sync_tenants(store, cfg.tenants)
-            providers = build_providers(cfg, store, only=HTTP_SOURCES)
             step(f"collecting {len(tenants)} tenants x {days} days from the sandbox providers over HTTP")
-            try:
+            with open_providers(cfg, store, only=HTTP_SOURCES) as providers:
                 collected = collect(store, cfg, providers, window)
-            finally:
-                for p in providers:
-                    p.close()
             step(f"rolling up {window.label()}")
             rolled = run_rollup(store, cfg, window)
             # The month of the last complete day, so the ranking is never an empty first-of-the-month.

@@ -54,7 +54,7 @@ def collect(
     from usagectl.collector import default_window
     from usagectl.errors import ConfigError, InputError
     from usagectl.periods import resolve_window
-    from usagectl.providers.registry import build_providers, validate_sources
+    from usagectl.providers.registry import open_providers, validate_sources
 
     state = get_state(ctx)
     cfg = state.config()
@@ -65,8 +65,7 @@ def collect(
     selected = _select_tenants(cfg, tenant or [])
     validate_sources(provider)
     store = state.store()
-    providers = build_providers(cfg, store, only=provider)
-    try:
+    with open_providers(cfg, store, only=provider) as providers:
         if not providers:
             raise ConfigError(
                 "no provider is configured: add [providers.twilio], [providers.sendgrid] or [providers.openai]"
@@ -88,9 +87,6 @@ def collect(
                 on_start=on_start,
             ),
         )
-    finally:
-        for p in providers:
-            p.close()
     if dry_run:
         _print_dry_run(result)
     _print_summary(result, quiet=state.quiet)

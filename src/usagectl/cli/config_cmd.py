@@ -83,14 +83,10 @@ def check(
 
 
 def _check_online(cfg: Config, *, quiet: bool) -> None:
-    import importlib
-
     from usagectl.errors import ConfigError, UsagectlError
-    from usagectl.providers.registry import HTTP_SOURCES
+    from usagectl.providers.registry import check_credentials
 
-    results = []
-    for source in HTTP_SOURCES:
-        results.extend(importlib.import_module(f"usagectl.providers.{source}").check(cfg))
+    results = check_credentials(cfg)
     if not results:
         raise ConfigError("--online: no provider is configured ([providers.twilio], .sendgrid or .openai)")
     failed = [r for r in results if not r.ok]

@@ -1,12 +1,11 @@
 """The root command, global options and the error funnel.
 
-Every expected failure is a `UsagectlError`: one line on stderr and its exit code (design.md). Anything else is a
+Every expected failure is a `UsagectlError`: one line on stderr and its exit code (errors.py). Anything else is a
 bug: one line too, and the traceback only with --debug.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 import traceback
 from pathlib import Path
@@ -17,26 +16,24 @@ import typer.main
 from typer.core import TyperGroup
 
 from usagectl import __version__
+from usagectl.cli import (
+    collect_cmd,
+    config_cmd,
+    db_cmd,
+    demo_cmd,
+    export_cmd,
+    ingest_cmd,
+    init_cmd,
+    record_cmd,
+    report_cmd,
+    rollup_cmd,
+    sandbox_cmd,
+    serve_cmd,
+    tenants_cmd,
+    token_cmd,
+)
 from usagectl.cli.context import AppState, get_state
 from usagectl.errors import EXIT_FAILURE, UsagectlError
-
-# Each module has `register(app)`; the order is the order of `usagectl --help`.
-COMMAND_MODULES = (
-    "usagectl.cli.init_cmd",
-    "usagectl.cli.db_cmd",
-    "usagectl.cli.config_cmd",
-    "usagectl.cli.collect_cmd",
-    "usagectl.cli.record_cmd",
-    "usagectl.cli.ingest_cmd",
-    "usagectl.cli.rollup_cmd",
-    "usagectl.cli.report_cmd",
-    "usagectl.cli.tenants_cmd",
-    "usagectl.cli.export_cmd",
-    "usagectl.cli.demo_cmd",
-    "usagectl.cli.sandbox_cmd",
-    "usagectl.cli.token_cmd",
-    "usagectl.cli.serve_cmd",
-)
 
 
 class _PipeClosed(Exception):
@@ -99,8 +96,27 @@ def root(
     ctx.call_on_close(state.close)
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+# Each module adds its commands with `register(app)`; this order is the order of `usagectl --help`. A command
+# module imports only Typer and the CLI's own helpers at the top (the core is imported inside the command), so
+# `usagectl --version` stays as light as a bare Typer app.
+COMMANDS = (
+    init_cmd,
+    db_cmd,
+    config_cmd,
+    collect_cmd,
+    record_cmd,
+    ingest_cmd,
+    rollup_cmd,
+    report_cmd,
+    tenants_cmd,
+    export_cmd,
+    demo_cmd,
+    sandbox_cmd,
+    token_cmd,
+    serve_cmd,
+)
+for _module in COMMANDS:
+    _module.register(app)
 
 
 def _one_line(exc: BaseException) -> str:
