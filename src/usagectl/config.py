@@ -31,6 +31,8 @@ from pydantic import (
 )
 
 from usagectl.errors import ConfigError
+from usagectl.meters import BUILTIN_EVENT_METRICS as BUILTIN_METRICS
+from usagectl.meters import MAX_METRIC_CHARS
 
 PLAN_TIERS = ("starter", "pro", "elite")
 PlanTier = Literal["starter", "pro", "elite"]
@@ -436,9 +438,6 @@ class EventsConfig(_Model):
     @field_validator("metrics")
     @classmethod
     def _not_builtin(cls, metrics: dict[str, str]) -> dict[str, str]:
-        # events imports config: imported here, at validation time, to keep one list of the built-ins.
-        from usagectl.events import BUILTIN_METRICS, MAX_METRIC_CHARS
-
         for name, kind in metrics.items():
             builtin = BUILTIN_METRICS.get(name)
             if builtin is not None and builtin != kind:

@@ -23,27 +23,24 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from usagectl.config import Config
 from usagectl.errors import ConfigError, EventError, InputError, did_you_mean
+from usagectl.meters import BUILTIN_EVENT_METRICS as BUILTIN_METRICS
+from usagectl.meters import MAX_METRIC_CHARS, MetricKind
 from usagectl.periods import RFC3339, SHOWN_CHARS, parse_time, show_value
 from usagectl.store.engine import Store
 from usagectl.store.tables import usage_events, utcnow
 from usagectl.store.tenants import tenant_ids
 
-MetricKind = Literal["counter", "gauge"]
-
-# The metrics that reach usage_metrics (and so the rollups); declared extras are only stored as events.
-BUILTIN_METRICS: dict[str, MetricKind] = {"jobs_executed": "counter", "storage_bytes": "gauge"}
 RECORD_SOURCE = "usagectl-record"
 BATCH_ROWS = 5_000
 MAX_VALUE = 2**63 - 1  # BIGINT
 MAX_ID_CHARS = 200  # usage_events.event_id / .source
-MAX_METRIC_CHARS = 64
 
 # Columns in the order of the positional rows the writers take.
 _COLUMNS = ("tenant_id", "event_id", "source", "metric", "value", "occurred_at", "received_at")

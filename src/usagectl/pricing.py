@@ -12,12 +12,11 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from usagectl.config import DEFAULT_BOOK, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
+from usagectl.meters import COST_LINES
 from usagectl.money import (
     round_micro,
 )
 from usagectl.records import ModelTokens
-
-COST_LINES = ("sms", "mms", "voice", "email", "ai")
 
 
 @dataclass(frozen=True)

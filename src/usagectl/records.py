@@ -1,6 +1,6 @@
 """The values that cross layers: what a provider reports for a tenant-day, and how a provider call fails.
 
-At the bottom of the house (it imports nothing of usagectl), so the HTTP stack, the store and the providers can
+Near the bottom of the house (it imports only the meter catalogue), so the HTTP stack, the store and the providers can
 all use these types without importing one another.
 """
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from usagectl.meters import RAW_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -44,19 +46,8 @@ class MetricRow:
     note: str | None = None
 
     def counts(self) -> dict[str, int | None]:
-        return {
-            "sms_outbound_count": self.sms_outbound_count,
-            "sms_inbound_count": self.sms_inbound_count,
-            "mms_outbound_count": self.mms_outbound_count,
-            "mms_inbound_count": self.mms_inbound_count,
-            "voice_minutes": self.voice_minutes,
-            "emails_sent": self.emails_sent,
-            "emails_delivered": self.emails_delivered,
-            "ai_tokens_in": self.ai_tokens_in,
-            "ai_tokens_out": self.ai_tokens_out,
-            "jobs_executed": self.jobs_executed,
-            "storage_bytes": self.storage_bytes,
-        }
+        """The meters' raw columns (`meters.RAW_COLUMNS`) and their values."""
+        return {c: getattr(self, c) for c in RAW_COLUMNS}
 
 
 class ProviderError(Exception):
@@ -79,3 +70,7 @@ class CheckResult:
     name: str  # e.g. "twilio (platform account AC12...)"
     ok: bool
     detail: str
+
+
+# A meter added to the catalogue needs its raw columns here as typed fields.
+assert all(c in MetricRow.__dataclass_fields__ for c in RAW_COLUMNS), "MetricRow lacks a meter's raw column"

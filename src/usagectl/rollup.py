@@ -45,13 +45,13 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from usagectl.config import PLAN_TIERS, Config
 from usagectl.errors import UsagectlError
+from usagectl.meters import COST_COLUMNS, COUNTERS, GAUGES, METERS, PRICED, ROLLUP_USAGE_COLUMNS
 from usagectl.money import PICOS_PER_MICRO, to_picos
 from usagectl.periods import Window, utc_today
 from usagectl.pricing import unit_prices
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
 from usagectl.store.tables import (
-    COST_COLUMNS,
     UTCDateTime,
     tenants,
     usage_metrics,
@@ -67,15 +67,7 @@ _LATEST = date(9999, 12, 31)
 
 # The rollup columns that carry figures (everything but id, the key and created_at).
 DATA_COLUMNS = (
-    "sms_total",
-    "mms_total",
-    "voice_total_minutes",
-    "email_total",
-    "ai_total_tokens",
-    "ai_tokens_in",
-    "ai_tokens_out",
-    "jobs_executed",
-    "storage_bytes",
+    *ROLLUP_USAGE_COLUMNS,
     *COST_COLUMNS,
     "estimated_cost_usd",
     "provider_cost_usd",
@@ -174,11 +166,7 @@ def _price_table(cfg: Config, tiers: Iterable[str], dialect: str) -> Select[Any]
                     _date(end, dialect).label("p_to"),
                     cast(literal(tier, String), String).label("tier"),
                     cast(literal(p.version, String), String).label("version"),
-                    _big(to_picos(p.sms)).label("sms"),
-                    _big(to_picos(p.mms)).label("mms"),
-                    _big(to_picos(p.voice_minute)).label("voice"),
-                    _big(to_picos(p.email)).label("email"),
-                    _big(to_picos(p.ai_token)).label("ai"),
+                    *(_big(to_picos(getattr(p, m.unit_price or ""))).label(m.key) for m in PRICED),
                 )
             )
     return union_all(*rows) if len(rows) > 1 else rows[0]  # type: ignore[return-value]
@@ -224,20 +212,21 @@ def _total(*cols: str) -> ColumnElement[int]:
 
 
 def _aggregate(windows: Sequence[Window]) -> Select[Any]:
-    """Raw metrics summed per tenant and day over all sources."""
+    """Raw metrics summed per tenant and day over all sources, one column per meter (a meter kept in parts: one
+    per part), named as the rollup column; a gauge's largest reading of the day."""
     m = usage_metrics.c
+    sums: list[ColumnElement[Any]] = []
+    for meter in COUNTERS:
+        if meter.parts:
+            sums += [_total(raw).label(part) for raw, part in zip(meter.raw, meter.parts, strict=True)]
+        else:
+            sums.append(_total(*meter.raw).label(meter.rollup))
     return (
         select(
             m.tenant_id,
             m.date,
-            _total("sms_outbound_count", "sms_inbound_count").label("sms"),
-            _total("mms_outbound_count", "mms_inbound_count").label("mms"),
-            _total("voice_minutes").label("voice"),
-            _total("emails_sent").label("email"),
-            _total("ai_tokens_in").label("ai_in"),
-            _total("ai_tokens_out").label("ai_out"),
-            _total("jobs_executed").label("jobs"),
-            func.max(m.storage_bytes).label("storage"),
+            *sums,
+            *(func.max(m[g.raw[0]]).label(g.rollup) for g in GAUGES),
             # SUM over only NULLs is NULL: no source reported a cost.
             cast(func.sum(m.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
         )
@@ -305,29 +294,34 @@ def rollup_statement(
         ai_priced_out = func.coalesce(priced.c.tout, 0)
         ai_model_picos = func.coalesce(priced.c.picos, 0)
 
-    sms_cost = _round(a.sms * p.sms)
-    mms_cost = _round(a.mms * p.mms)
-    voice_cost = _round(a.voice * p.voice)
-    email_cost = _round(a.email * p.email)
-    ai_cost = _round(ai_model_picos + (a.ai_in + a.ai_out - ai_priced_in - ai_priced_out) * p.ai)
+    usage: dict[str, ColumnElement[Any]] = {}
+    for meter in METERS:
+        if meter.parts:
+            parts: list[ColumnElement[Any]] = [a[part] for part in meter.parts]
+            total = parts[0]
+            for part in parts[1:]:
+                total = total + part
+            usage[meter.rollup] = total
+            usage.update((part, a[part]) for part in meter.parts)
+        else:
+            usage[meter.rollup] = a[meter.rollup]
+    costs: dict[str, ColumnElement[Any]] = {}
+    for meter in PRICED:
+        if meter.per_model:
+            unpriced = usage[meter.rollup] - ai_priced_in - ai_priced_out
+            costs[meter.cost_column] = _round(ai_model_picos + unpriced * p[meter.key])
+        else:
+            costs[meter.cost_column] = _round(usage[meter.rollup] * p[meter.key])
+    estimated = list(costs.values())
+    estimated_cost = estimated[0]
+    for cost in estimated[1:]:
+        estimated_cost = estimated_cost + cost
     cols = {
         "tenant_id": a.tenant_id,
         "date": a.date,
-        "sms_total": a.sms,
-        "mms_total": a.mms,
-        "voice_total_minutes": a.voice,
-        "email_total": a.email,
-        "ai_total_tokens": a.ai_in + a.ai_out,
-        "ai_tokens_in": a.ai_in,
-        "ai_tokens_out": a.ai_out,
-        "jobs_executed": a.jobs,
-        "storage_bytes": a.storage,
-        "sms_cost_usd": sms_cost,
-        "mms_cost_usd": mms_cost,
-        "voice_cost_usd": voice_cost,
-        "email_cost_usd": email_cost,
-        "ai_cost_usd": ai_cost,
-        "estimated_cost_usd": sms_cost + mms_cost + voice_cost + email_cost + ai_cost,
+        **usage,
+        **costs,
+        "estimated_cost_usd": estimated_cost,
         "provider_cost_usd": a.provider_cost,
         "pricing_version": p.version,
         "plan_tier": t.plan_tier,
@@ -355,32 +349,24 @@ def rollup_statement(
 
 INT64_MAX = 2**63 - 1
 
-# The lines `_range_error` checks (jobs are not priced, but their day total is stored) and their raw columns.
-_LINES = ("sms", "mms", "voice", "email", "ai", "jobs")
-_LINE_COLUMNS = (
-    ("sms_outbound_count", "sms_inbound_count"),
-    ("mms_outbound_count", "mms_inbound_count"),
-    ("voice_minutes",),
-    ("emails_sent",),
-    ("ai_tokens_in", "ai_tokens_out"),
-    ("jobs_executed",),
-)
+# The lines `_range_error` checks (the counters: jobs are not priced, but their day total is stored), their raw
+# columns and their rollup columns.
+_LINES = tuple(m.key for m in COUNTERS)
+_LINE_COLUMNS = tuple(m.raw for m in COUNTERS)
+_LINE_ROLLUPS = tuple(m.rollup for m in COUNTERS)
 
 
 def _largest_prices(cfg: Config) -> dict[str, int]:
     """The largest unit price in picos any book or plan has for each line."""
     plans = [cfg.plan(tier) for tier in PLAN_TIERS] + [cfg.plan("")]
-    prices: dict[str, list[int]] = {k: [] for k in ("sms", "mms", "voice", "email", "ai")}
+    prices: dict[str, list[int]] = {m.key: [] for m in PRICED}
     for book in cfg.pricing.books:
         for plan in plans:
             p = unit_prices(book, plan)
-            prices["sms"].append(to_picos(p.sms))
-            prices["mms"].append(to_picos(p.mms))
-            prices["voice"].append(to_picos(p.voice_minute))
-            prices["email"].append(to_picos(p.email))
-            prices["ai"].append(to_picos(p.ai_token))
+            for m in PRICED:
+                prices[m.key].append(to_picos(getattr(p, m.unit_price or "")))
         for rate in book.ai_models.values():
-            prices["ai"] += [
+            prices[next(m.key for m in PRICED if m.per_model)] += [
                 to_picos(rate.input),
                 to_picos(rate.output),
                 to_picos(rate.cached_input or Decimal(0)),
@@ -440,12 +426,7 @@ def check_written(conn: Connection, cfg: Config, windows: Sequence[Window]) -> i
     r = usage_rollups_daily.c
     *top, rows = conn.execute(
         select(
-            func.max(r.sms_total),
-            func.max(r.mms_total),
-            func.max(r.voice_total_minutes),
-            func.max(r.email_total),
-            func.max(r.ai_total_tokens),
-            func.max(r.jobs_executed),
+            *(func.max(r[c]) for c in _LINE_ROLLUPS),
             func.count(),
         ).where(_in_days(r.date, windows))
     ).one()

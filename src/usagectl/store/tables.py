@@ -30,6 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import true
 from sqlalchemy.types import TypeDecorator
 
+from usagectl.meters import COST_COLUMNS, METERS, RAW_COUNT_COLUMNS, RAW_GAUGE_COLUMNS
 from usagectl.money import from_micros, to_micros
 
 SCHEMA_HEAD = "0004_api_tokens"  # the newest Alembic revision; a test keeps it equal to the scripts' head
@@ -110,18 +111,7 @@ tenants = Table(
 )
 
 # Raw metrics: one row per tenant x UTC day x source; a re-collection replaces the row.
-METRIC_COLUMNS = (
-    "sms_outbound_count",
-    "sms_inbound_count",
-    "mms_outbound_count",
-    "mms_inbound_count",
-    "voice_minutes",
-    "emails_sent",
-    "emails_delivered",
-    "ai_tokens_in",
-    "ai_tokens_out",
-    "jobs_executed",
-)
+METRIC_COLUMNS = RAW_COUNT_COLUMNS
 
 usage_metrics = Table(
     "usage_metrics",
@@ -132,7 +122,7 @@ usage_metrics = Table(
     Column("source", String(32), nullable=False),
     *(_count(c) for c in METRIC_COLUMNS),
     # A gauge: the day's last reading; NULL when this source reported none.
-    Column("storage_bytes", BigInteger, nullable=True),
+    *(Column(c, BigInteger, nullable=True) for c in RAW_GAUGE_COLUMNS),
     # What the provider itself reported it charged; NULL when it reports nothing.
     Column("provider_cost_usd", Money, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
@@ -159,23 +149,15 @@ usage_metrics_ai_models = Table(
     UniqueConstraint("tenant_id", "date", "source", "model"),
 )
 
-COST_COLUMNS = ("sms_cost_usd", "mms_cost_usd", "voice_cost_usd", "email_cost_usd", "ai_cost_usd")
-
 usage_rollups_daily = Table(
     "usage_rollups_daily",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
     Column("date", Date, nullable=False),
-    _count("sms_total"),
-    _count("mms_total"),
-    _count("voice_total_minutes"),
-    _count("email_total"),
-    _count("ai_total_tokens"),
-    _count("ai_tokens_in"),
-    _count("ai_tokens_out"),
-    _count("jobs_executed"),
-    Column("storage_bytes", BigInteger, nullable=True),
+    # The meters' day totals (and kept-apart parts); a gauge is NULL when no source reported it.
+    *(_count(c) for m in METERS if m.kind == "counter" for c in (m.rollup, *m.parts)),
+    *(Column(m.rollup, BigInteger, nullable=True) for m in METERS if m.kind == "gauge"),
     *(Column(c, Money, nullable=False, server_default="0") for c in COST_COLUMNS),
     Column("estimated_cost_usd", Money, nullable=False, server_default="0"),
     Column("provider_cost_usd", Money, nullable=True),
