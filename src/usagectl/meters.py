@@ -35,6 +35,8 @@ class Meter:
     #: the `config.Allowances` field with the plan's monthly included amount (None: no allowance)
     allowance: str | None = None
     kind: MetricKind = "counter"
+    #: the short header of its raw figures in `collect --dry-run` (two raw columns show as a/b)
+    raw_header: str = ""
     #: priced per model first where the book has a model's rate (`usage_metrics_ai_models`), the rest at the unit price
     per_model: bool = False
 
@@ -58,6 +60,7 @@ METERS: tuple[Meter, ...] = (
         total="sms",
         unit_price="sms",
         allowance="sms",
+        raw_header="sms out/in",
     ),
     Meter(
         "mms",
@@ -68,6 +71,7 @@ METERS: tuple[Meter, ...] = (
         total="mms",
         unit_price="mms",
         allowance="mms",
+        raw_header="mms out/in",
     ),
     Meter(
         "voice",
@@ -78,6 +82,7 @@ METERS: tuple[Meter, ...] = (
         total="voice_minutes",
         unit_price="voice_minute",
         allowance="voice_minutes",
+        raw_header="voice min",
     ),
     Meter(
         "email",
@@ -89,6 +94,7 @@ METERS: tuple[Meter, ...] = (
         total="emails",
         unit_price="email",
         allowance="emails",
+        raw_header="emails",
     ),
     Meter(
         "ai",
@@ -101,8 +107,17 @@ METERS: tuple[Meter, ...] = (
         unit_price="ai_token",
         allowance="ai_tokens",
         per_model=True,
+        raw_header="AI in/out",
     ),
-    Meter("jobs", "Jobs", "jobs", raw=("jobs_executed",), rollup="jobs_executed", total="jobs"),
+    Meter(
+        "jobs",
+        "Jobs",
+        "jobs",
+        raw=("jobs_executed",),
+        rollup="jobs_executed",
+        total="jobs",
+        raw_header="jobs",
+    ),
     Meter(
         "storage",
         "Storage",
@@ -119,6 +134,8 @@ COUNTERS = tuple(m for m in METERS if m.kind == "counter")
 GAUGES = tuple(m for m in METERS if m.kind == "gauge")
 PRICED = tuple(m for m in METERS if m.priced)
 WITH_ALLOWANCE = tuple(m for m in METERS if m.allowance is not None)
+#: the usage columns of the tenants ranking (`usagectl tenants`, its --sort keys, CSV and page), in their order
+RANKED = tuple(BY_KEY[k] for k in ("sms", "email", "voice", "ai"))
 
 #: the cost lines of a tenant-day, in order (pricing.CostBreakdown's fields)
 COST_LINES = tuple(m.key for m in PRICED)

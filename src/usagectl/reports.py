@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, Connection, Date, String, and_, bindparam, ca
 
 from usagectl.config import Config
 from usagectl.errors import InputError, did_you_mean
+from usagectl.meters import COST_COLUMNS, COUNTERS, EXPORT_USAGE_COLUMNS, PRICED, RANKED, WITH_ALLOWANCE
 from usagectl.money import MICRO, from_micros
 from usagectl.periods import Window, utc_today
 from usagectl.store.engine import Store
@@ -27,29 +28,14 @@ from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids
 SCHEMA_VERSION = 1
 CURRENCY = "USD"
 EMPTY_MESSAGE = "Usage metrics will appear here once you begin messaging."
-SORT_KEYS = ("cost", "sms", "email", "voice", "ai", "name")
+SORT_KEYS = ("cost", *(m.key for m in RANKED), "name")
 
 # Export / CSV columns, in order. Stable: documented in docs/export.md; a change bumps SCHEMA_VERSION.
+_KEY_COLUMNS = ("date", "tenant", "tenant_name", "plan_tier", "pricing_version")
 EXPORT_COLUMNS = (
-    "date",
-    "tenant",
-    "tenant_name",
-    "plan_tier",
-    "pricing_version",
-    "sms_total",
-    "mms_total",
-    "voice_total_minutes",
-    "email_total",
-    "ai_tokens_in",
-    "ai_tokens_out",
-    "ai_total_tokens",
-    "jobs_executed",
-    "storage_bytes",
-    "sms_cost_usd",
-    "mms_cost_usd",
-    "voice_cost_usd",
-    "email_cost_usd",
-    "ai_cost_usd",
+    *_KEY_COLUMNS,
+    *EXPORT_USAGE_COLUMNS,
+    *COST_COLUMNS,
     "estimated_cost_usd",
     "provider_cost_usd",
 )
@@ -106,14 +92,14 @@ class Totals:
 
     @property
     def has_usage(self) -> bool:
-        return any((self.sms, self.mms, self.voice_minutes, self.emails, self.ai_tokens, self.jobs))
+        return any(getattr(self, m.total) for m in COUNTERS if m.total is not None)
 
 
 @dataclass(frozen=True)
 class Allowance:
     """A plan's monthly included amount against the month's usage so far."""
 
-    metric: str  # sms | mms | voice_minutes | emails | ai_tokens
+    metric: str  # the meter's allowance key (meters.Meter.allowance): sms | mms | voice_minutes | emails | ai_tokens
     label: str
     included: int
     used: int
@@ -232,22 +218,7 @@ _DAY_COLUMNS = (
     tenants.c.name.label("tenant_name"),
     r.plan_tier,
     r.pricing_version,
-    r.sms_total,
-    r.mms_total,
-    r.voice_total_minutes,
-    r.email_total,
-    r.ai_tokens_in,
-    r.ai_tokens_out,
-    r.ai_total_tokens,
-    r.jobs_executed,
-    r.storage_bytes,
-    r.sms_cost_usd,
-    r.mms_cost_usd,
-    r.voice_cost_usd,
-    r.email_cost_usd,
-    r.ai_cost_usd,
-    r.estimated_cost_usd,
-    r.provider_cost_usd,
+    *(r[c] for c in EXPORT_COLUMNS[len(_KEY_COLUMNS) :]),
 )
 
 
@@ -257,6 +228,8 @@ def _day_row(row: Any) -> DayRow:
 
 
 assert tuple(c.name for c in _DAY_COLUMNS) == EXPORT_COLUMNS
+# A meter added to the catalogue needs its typed fields on DayRow (in export order) and Totals (below).
+assert tuple(DayRow.__dataclass_fields__) == EXPORT_COLUMNS, "DayRow's fields are not meters.EXPORT_COLUMNS"
 
 # The same columns without result conversion: money stays integer micro-USD, SQLite's date stays ISO text.
 _RAW_DAY_COLUMNS = tuple(
@@ -278,19 +251,14 @@ def _sum(col: Any) -> Any:
     return cast(func.coalesce(func.sum(col), 0), BigInteger)
 
 
+# Each label is the Totals field it fills.
+_TOTAL_COUNTS = tuple((m.rollup, m.total) for m in COUNTERS if m.total is not None)
+_TOTAL_COSTS = tuple((m.cost_column, f"{m.key}_cost") for m in PRICED)
+assert {field for _, field in (*_TOTAL_COUNTS, *_TOTAL_COSTS)} <= set(Totals.__dataclass_fields__)
 _TOTALS_SELECT = select(
-    _sum(r.sms_total).label("sms"),
-    _sum(r.mms_total).label("mms"),
-    _sum(r.voice_total_minutes).label("voice"),
-    _sum(r.email_total).label("emails"),
-    _sum(r.ai_total_tokens).label("ai"),
-    _sum(r.jobs_executed).label("jobs"),
-    _sum(r.sms_cost_usd).label("sms_cost"),
-    _sum(r.mms_cost_usd).label("mms_cost"),
-    _sum(r.voice_cost_usd).label("voice_cost"),
-    _sum(r.email_cost_usd).label("email_cost"),
-    _sum(r.ai_cost_usd).label("ai_cost"),
-    _sum(r.estimated_cost_usd).label("cost"),
+    *(_sum(r[column]).label(field) for column, field in _TOTAL_COUNTS),
+    *(_sum(r[column]).label(field) for column, field in _TOTAL_COSTS),
+    _sum(r.estimated_cost_usd).label("estimated_cost"),
     # NULL when no day had a provider cost: unknown, not $0.
     cast(func.sum(r.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
 )
@@ -317,30 +285,19 @@ def _tenant_params(tenant_id: int, window: Window) -> dict[str, Any]:
 
 
 def _totals(row: Any) -> Totals:
+    got = row._mapping
+    values: dict[str, Any] = {field: int(got[field]) for _, field in _TOTAL_COUNTS}
+    values.update((field, from_micros(int(got[field]))) for _, field in _TOTAL_COSTS)
+    provider_cost = got["provider_cost"]
     return Totals(
-        sms=int(row.sms),
-        mms=int(row.mms),
-        voice_minutes=int(row.voice),
-        emails=int(row.emails),
-        ai_tokens=int(row.ai),
-        jobs=int(row.jobs),
-        sms_cost=from_micros(int(row.sms_cost)),
-        mms_cost=from_micros(int(row.mms_cost)),
-        voice_cost=from_micros(int(row.voice_cost)),
-        email_cost=from_micros(int(row.email_cost)),
-        ai_cost=from_micros(int(row.ai_cost)),
-        estimated_cost=from_micros(int(row.cost)),
-        provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
+        **values,
+        estimated_cost=from_micros(int(got["estimated_cost"])),
+        provider_cost=None if provider_cost is None else from_micros(int(provider_cost)),
     )
 
 
-ALLOWANCE_METRICS = (
-    ("sms", "SMS", "sms"),
-    ("mms", "MMS", "mms"),
-    ("voice_minutes", "Voice min", "voice_minutes"),
-    ("emails", "Emails", "emails"),
-    ("ai_tokens", "AI tokens", "ai_tokens"),
-)
+# (allowance key, label, Totals field of the month's use) per meter with a plan allowance.
+ALLOWANCE_METRICS = tuple((m.allowance, m.label, m.total) for m in WITH_ALLOWANCE if m.allowance and m.total)
 
 
 def month_projection(month: Window, as_of: date, cost: Decimal) -> MonthToDate:
@@ -383,14 +340,19 @@ def tenant_report(
     )
 
 
+def _by_usage(field: str) -> Callable[[TenantLine], tuple[int, str]]:
+    return lambda line: (-getattr(line, field), line.slug)
+
+
 _SORTS: dict[str, Any] = {
     "cost": lambda line: (-line.estimated_cost, line.slug),
-    "sms": lambda line: (-line.sms, line.slug),
-    "email": lambda line: (-line.emails, line.slug),
-    "voice": lambda line: (-line.voice_minutes, line.slug),
-    "ai": lambda line: (-line.ai_tokens, line.slug),
+    **{m.key: _by_usage(m.total) for m in RANKED if m.total},
     "name": lambda line: (line.name.lower(), line.slug),
 }
+assert tuple(_SORTS) == SORT_KEYS
+# The ranking's usage columns: (rollup column, TenantLine field) per ranked meter.
+_RANKED = tuple((m.rollup, m.total) for m in RANKED if m.total)
+assert {field for _, field in _RANKED} <= set(TenantLine.__dataclass_fields__)
 
 
 def tenants_report(
@@ -404,10 +366,7 @@ def tenants_report(
     per_tenant = (
         select(
             r.tenant_id,
-            _sum(r.sms_total).label("sms"),
-            _sum(r.email_total).label("emails"),
-            _sum(r.voice_total_minutes).label("voice"),
-            _sum(r.ai_total_tokens).label("ai"),
+            *(_sum(r[column]).label(field) for column, field in _RANKED),
             _sum(r.estimated_cost_usd).label("cost"),
             cast(func.sum(r.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
         )
@@ -424,10 +383,7 @@ def tenants_report(
                 tenants.c.name,
                 tenants.c.plan_tier,
                 tenants.c.active,
-                m.sms,
-                m.emails,
-                m.voice,
-                m.ai,
+                *(m[field] for _, field in _RANKED),
                 m.cost,
                 m.provider_cost,
             ).select_from(tenants.outerjoin(per_tenant, m.tenant_id == tenants.c.id))
@@ -439,10 +395,7 @@ def tenants_report(
             name=row.name,
             plan_tier=row.plan_tier,
             active=bool(row.active),
-            sms=int(row.sms or 0),
-            emails=int(row.emails or 0),
-            voice_minutes=int(row.voice or 0),
-            ai_tokens=int(row.ai or 0),
+            **{field: int(row._mapping[field] or 0) for _, field in _RANKED},
             estimated_cost=from_micros(int(row.cost or 0)),
             provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
         )

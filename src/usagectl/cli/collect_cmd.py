@@ -166,37 +166,22 @@ def _run(quiet: bool, run: Callable[[Any, Any], CollectResult]) -> CollectResult
 
 
 def _print_dry_run(result: CollectResult) -> None:
+    from usagectl.meters import METERS
     from usagectl.render.table import print_fitted
 
-    headers = (
-        "tenant",
-        "date",
-        "source",
-        "sms out/in",
-        "mms out/in",
-        "voice min",
-        "emails",
-        "AI in/out",
-        "jobs",
-        "storage B",
-        "provider $",
-    )
+    headers = ("tenant", "date", "source", *(m.raw_header for m in METERS), "provider $")
     rows = []
     for w in result.written:
-        r = w.row
+        counts = w.row.counts()
+        cost = w.row.provider_cost_usd
         rows.append(
             (
                 w.tenant,
                 w.day.isoformat(),
                 w.source,
-                f"{r.sms_outbound_count:,}/{r.sms_inbound_count:,}",
-                f"{r.mms_outbound_count:,}/{r.mms_inbound_count:,}",
-                f"{r.voice_minutes:,}",
-                f"{r.emails_sent:,}",
-                f"{r.ai_tokens_in:,}/{r.ai_tokens_out:,}",
-                f"{r.jobs_executed:,}",
-                "-" if r.storage_bytes is None else f"{r.storage_bytes:,}",
-                "-" if r.provider_cost_usd is None else str(r.provider_cost_usd),
+                # A meter's raw figures side by side (out/in); an unreported gauge is "-", not 0.
+                *("/".join("-" if (v := counts[c]) is None else f"{v:,}" for c in m.raw) for m in METERS),
+                "-" if cost is None else str(cost),
             )
         )
     # Figures are never truncated: at 80 columns the table is split into narrower ones, each repeating

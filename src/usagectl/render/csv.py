@@ -15,9 +15,12 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, TextIO
 
+from usagectl.meters import RANKED
 from usagectl.money import MICROS_PER_USD, from_micros
 from usagectl.render import clean_text
 from usagectl.reports import EXPORT_COLUMNS, MONEY_COLUMNS, DayRow, ExportReport, TenantReport, TenantsReport
+
+_RANKED_FIELDS = tuple(m.total for m in RANKED if m.total)
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -27,10 +30,7 @@ TENANTS_COLUMNS = (
     "tenant_name",
     "plan_tier",
     "active",
-    "sms_total",
-    "email_total",
-    "voice_total_minutes",
-    "ai_total_tokens",
+    *(m.rollup for m in RANKED),
     "estimated_cost_usd",
     "provider_cost_usd",
 )
@@ -136,10 +136,7 @@ def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:
             t.name,
             t.plan_tier,
             t.active,
-            t.sms,
-            t.emails,
-            t.voice_minutes,
-            t.ai_tokens,
+            *(getattr(t, f) for f in _RANKED_FIELDS),
             t.estimated_cost,
             t.provider_cost,
         ]
@@ -153,10 +150,7 @@ def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:
             "",
             "",
             "",
-            tot.sms,
-            tot.emails,
-            tot.voice_minutes,
-            tot.ai_tokens,
+            *(getattr(tot, f) for f in _RANKED_FIELDS),
             tot.estimated_cost,
             tot.provider_cost,
         ]

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from usagectl.errors import InputError
+from usagectl.meters import RANKED
 from usagectl.periods import Window, parse_month
 from usagectl.render.table import CHART_DAYS, n, usd
 from usagectl.reports import EMPTY_MESSAGE, SORT_KEYS, TenantLine, TenantReport, TenantsReport, Totals
@@ -264,10 +265,7 @@ SYSTEM_COLUMNS = (
     # (sort key or None, header, numeric)
     ("name", "Tenant", False),
     (None, "Plan", False),
-    ("sms", "SMS", True),
-    ("email", "Emails", True),
-    ("voice", "Voice min", True),
-    ("ai", "AI tokens", True),
+    *((m.key, m.label, True) for m in RANKED),
     ("cost", "Est. cost", True),
 )
 
@@ -277,11 +275,9 @@ def _matches(line: TenantLine, needle: str) -> bool:
 
 
 def _sum_lines(lines: Sequence[TenantLine]) -> Totals:
+    usage = {f: sum(getattr(t, f) for t in lines) for m in RANKED if (f := m.total)}
     return Totals(
-        sms=sum(t.sms for t in lines),
-        voice_minutes=sum(t.voice_minutes for t in lines),
-        emails=sum(t.emails for t in lines),
-        ai_tokens=sum(t.ai_tokens for t in lines),
+        **usage,
         estimated_cost=sum((t.estimated_cost for t in lines), Decimal("0.000000")),
     )
 
