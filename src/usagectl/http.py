@@ -309,11 +309,12 @@ class Http:
             "timeout": policy.timeout,
             "follow_redirects": False,
             "limits": httpx.Limits(max_connections=2, max_keepalive_connections=2),
-            # Loading the CA bundle costs ~20 ms of CPU: once per provider, not once per thread.
+            # Loading the CA bundle is costly: once per provider, not once per thread (docs/performance.md).
             "verify": _ssl_context(),
         }
         # One client (one keep-alive connection) per worker thread: a shared pool checks every idle connection
-        # with a select() on each request, under one lock; at 64 workers that was a third of collect's CPU.
+        # with a select() on each request, under one lock, which dominated collect's CPU at 64 workers
+        # (docs/performance.md, Design decisions).
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
         self._clients_lock = threading.Lock()

@@ -440,7 +440,8 @@ def export_rows(
             yield _day_row(row)
 
     def raw_rows() -> Iterator[tuple[Any, ...]]:
-        # Per-row type conversion (Money -> Decimal, text -> date) was two thirds of a CSV export's time.
+        # Per-row type conversion (Money -> Decimal, text -> date) dominated a CSV export's time
+        # (docs/performance.md, Design decisions).
         yield from stream(query(_RAW_DAY_COLUMNS))
 
     return ExportReport(window=window, tenant=tenant, generated_at=_now(), rows=rows(), raw_rows=raw_rows)

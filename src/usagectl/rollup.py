@@ -113,8 +113,8 @@ def pending_days(conn: Connection) -> set[date]:
     q = select(usage_metrics.c.date).distinct()
     if newest is not None:
         # Not a plain WHERE updated_at > ...: for the DISTINCT, SQLite would walk the whole (date, tenant_id)
-        # index (3.6M entries at 10,000 tenants x 90 days x 4 sources: 1.5-2 s) instead of reading the few rows
-        # written since the last run from the updated_at index. The IN (subquery) form makes it use the latter.
+        # index (millions of entries at full size) instead of reading the few rows written since the last run
+        # from the updated_at index. The IN (subquery) form makes it use the latter (docs/performance.md).
         written = select(usage_metrics.c.id).where(usage_metrics.c.updated_at > newest)
         q = q.where(usage_metrics.c.id.in_(written))
     return {r for (r,) in conn.execute(q)}
@@ -282,7 +282,8 @@ def rollup_statement(
                 )
             )
             # Naming the tenants lets the UNIQUE(tenant_id, date, ...) index serve the date ranges (no scan). A
-            # subquery, not a list of every id: 10,000 bound parameters cost 0.3 s per run on PostgreSQL.
+            # subquery, not a list of every id: thousands of bound parameters are slow on PostgreSQL
+            # (docs/performance.md, Design decisions).
             .where(mm.tenant_id.in_(select(tenants.c.id)), _in_days(mm.date, windows))
             .group_by(mm.tenant_id, mm.date)
             .subquery("priced")
@@ -472,8 +473,8 @@ def run_rollup(
                 ]
                 conn.execute(rollup_statement(cfg, windows, tenant_rows, now, store.dialect))
                 # Raising rolls the upsert back. Every tenant-day with raw metrics in `windows` has its rollup row
-                # now, so their count is the rollup rows' (a DISTINCT over the raw rows cost 0.5 s on SQLite and
-                # minutes on a PostgreSQL that chose a parallel hash aggregate, at 3.6M raw rows).
+                # now, so their count is the rollup rows' (a DISTINCT over the raw rows is far slower, on PostgreSQL
+                # above all: docs/performance.md, Design decisions).
                 tenant_days = check_written(conn, cfg, windows)
                 # Rows written by this run carry its timestamp (rowcount of INSERT ... SELECT is not portable).
                 changed = conn.execute(

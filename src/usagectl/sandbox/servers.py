@@ -228,7 +228,7 @@ class ProviderServer:
 def _handler_for(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs
-        disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms stalls
+        disable_nagle_algorithm = True  # headers and body go out in separate writes: no delayed-ACK stalls
 
         def log_message(self, format: str, *args: Any) -> None:
             return

@@ -99,7 +99,7 @@ def _alembic_config(engine: Engine) -> Any:
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision recorded in Alembic's version table (None: no schema yet). Read with plain SQL:
-    importing Alembic for this costs every command 0.2-0.3 s."""
+    importing Alembic for this would slow every command's start-up (docs/performance.md, Design decisions)."""
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table(ALEMBIC_VERSION_TABLE):
