@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from usagectl.cli.context import get_state
-from usagectl.cli.output import info
+from usagectl.cli.output import OutputFormat, choose_format, format_help, info
+
+_SHOW_FORMATS = (OutputFormat.TOML, OutputFormat.JSON)
 
 if TYPE_CHECKING:
     from usagectl.config import Config
@@ -27,24 +29,21 @@ def register(app: typer.Typer) -> None:
 @config_app.command("show", epilog="Example: usagectl config show --format json")
 def show(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="toml or json.")] = "toml",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=format_help(_SHOW_FORMATS))] = "toml",
 ) -> None:
     """Print the resolved config, with every secret shown only as where it comes from."""
     from usagectl.config import redacted
-    from usagectl.errors import InputError
 
     state = get_state(ctx)
     cfg = state.config()
     data = redacted(cfg)
-    if fmt == "json":
+    if choose_format(fmt, _SHOW_FORMATS) is OutputFormat.JSON:
         typer.echo(json.dumps(data, indent=2))
-    elif fmt == "toml":
+    else:
         import tomli_w
 
         typer.echo(f"# source: {cfg.source or '(built-in defaults)'}")
         typer.echo(tomli_w.dumps(_drop_none(data)), nl=False)
-    else:
-        raise InputError(f"--format: {fmt!r} is not one of toml, json")
 
 
 def _drop_none(obj: Any) -> Any:

@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 
 from usagectl.cli.context import get_state
-from usagectl.cli.output import info
+from usagectl.cli.output import OutputFormat, choose_format, format_help, info
 
-FORMATS = ("csv", "json")
+FORMATS = (OutputFormat.CSV, OutputFormat.JSON)
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
 def export(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help=format_help(FORMATS))],
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
     month: Annotated[str | None, typer.Option("--month", help="A calendar month, YYYY-MM.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="First UTC day.")] = None,
@@ -39,12 +39,10 @@ def export(
         typer.Option("--output", "-o", help="Write to FILE (atomically) instead of stdout.", dir_okay=False),
     ] = None,
 ) -> None:
-    from usagectl.errors import InputError
     from usagectl.periods import Window, resolve_window, utc_today
     from usagectl.reports import export_rows
 
-    if fmt not in FORMATS:
-        raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    chosen = choose_format(fmt, FORMATS)
     today = utc_today()
     window = resolve_window(
         month=month, since=since, until=until, default=Window.month(today.year, today.month), today=today
@@ -54,13 +52,13 @@ def export(
     from usagectl.render import write
 
     if output is None:
-        write(rows, fmt, sys.stdout)
+        write(rows, chosen, sys.stdout)
         return
     # A half-written file never replaces a good one: write beside it, then rename.
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            count = write(rows, fmt, f)
+            count = write(rows, chosen, f)
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from usagectl.cli.context import get_state
+from usagectl.cli.output import OutputFormat, choose_format, format_help
 
-FORMATS = ("table", "json", "csv")
+FORMATS = (OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.CSV)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,17 +35,15 @@ def report(
         typer.Option("--days", help="The last N UTC days, ending yesterday (the last complete day)."),
     ] = None,
     month: Annotated[str | None, typer.Option("--month", help="A calendar month, YYYY-MM.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=format_help(FORMATS))] = "table",
 ) -> None:
-    from usagectl.errors import InputError
     from usagectl.periods import Window, resolve_window
     from usagectl.reports import tenant_report
 
-    if fmt not in FORMATS:
-        raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    chosen = choose_format(fmt, FORMATS)
     state = get_state(ctx)
     window = resolve_window(month=month, days=days, default=Window.last_days(30))
     rep = tenant_report(state.store(), state.config(), tenant, window)
     from usagectl.render import write
 
-    write(rep, fmt, sys.stdout)
+    write(rep, chosen, sys.stdout)

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from usagectl.cli.context import get_state
+from usagectl.cli.output import OutputFormat, choose_format, format_help
 
-FORMATS = ("table", "json", "csv")
+FORMATS = (OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.CSV)
 
 
 def register(app: typer.Typer) -> None:
@@ -28,18 +29,16 @@ def tenants(
     sort: Annotated[str, typer.Option("--sort", "-s", help="cost, sms, email, voice, ai or name.")] = "cost",
     month: Annotated[str | None, typer.Option("--month", help="A calendar month, YYYY-MM.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", help="Show only the first N tenants.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=format_help(FORMATS))] = "table",
 ) -> None:
-    from usagectl.errors import InputError
     from usagectl.periods import Window, parse_month, utc_today
     from usagectl.reports import tenants_report
 
-    if fmt not in FORMATS:
-        raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    chosen = choose_format(fmt, FORMATS)
     today = utc_today()
     window = parse_month(month) if month else Window.month(today.year, today.month)
     state = get_state(ctx)
     rep = tenants_report(state.store(), window, sort=sort, limit=limit)
     from usagectl.render import write
 
-    write(rep, fmt, sys.stdout)
+    write(rep, chosen, sys.stdout)

@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from usagectl.cli.context import get_state
-from usagectl.cli.output import info
+from usagectl.cli.output import OutputFormat, choose_format, format_help, info
+
+_LIST_FORMATS = (OutputFormat.TABLE, OutputFormat.JSON)
 
 token_app = typer.Typer(
     help="API tokens for `usagectl serve`: one tenant's admin, or root. Only a hash is stored.",
@@ -59,14 +61,12 @@ def create(
 @token_app.command("list", epilog="Example: usagectl token list --format json")
 def list_(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=format_help(_LIST_FORMATS))] = "table",
 ) -> None:
     """List tokens: prefix, scope, name, created, last used, expires, status (never the token itself)."""
-    from usagectl.errors import InputError
     from usagectl.store.tokens import list_tokens
 
-    if fmt not in ("table", "json"):
-        raise InputError(f"--format: {fmt!r} is not one of table, json")
+    chosen = choose_format(fmt, _LIST_FORMATS)
     tokens = list_tokens(get_state(ctx).store())
 
     def when(d: object) -> str | None:
@@ -84,7 +84,7 @@ def list_(
         }
         for t in tokens
     ]
-    if fmt == "json":
+    if chosen is OutputFormat.JSON:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
