@@ -1,15 +1,13 @@
-"""Report objects (pure data) built from `usage_rollups_daily`: one tenant over a window, the tenants ranking
-for a month, and the finance export rows. Renderers (usagectl.render) turn them into tables,
-charts, CSV and JSON.
+"""The queries behind the report objects, over `usage_rollups_daily`: one tenant over a window, the tenants
+ranking for a month, and the finance export rows.
 
 Every query is served by an index: one tenant over a date range by UNIQUE(tenant_id, date); all tenants for a
-month by the (date, tenant_id) index. Money is `Decimal` USD throughout.
+month by the (date, tenant_id) index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -18,183 +16,29 @@ from sqlalchemy import BigInteger, Connection, Date, String, and_, bindparam, ca
 
 from usagectl.config import Config
 from usagectl.errors import InputError, did_you_mean
-from usagectl.meters import COST_COLUMNS, COUNTERS, EXPORT_USAGE_COLUMNS, PRICED, RANKED, WITH_ALLOWANCE
+from usagectl.meters import COUNTERS, PRICED, RANKED, WITH_ALLOWANCE
 from usagectl.money import MICRO, from_micros
 from usagectl.periods import Window, utc_today
+from usagectl.reports.objects import (
+    EXPORT_COLUMNS,
+    KEY_COLUMNS,
+    MONEY_COLUMNS,
+    SORT_KEYS,
+    Allowance,
+    DayRow,
+    ExportReport,
+    MonthToDate,
+    TenantInfo,
+    TenantLine,
+    TenantReport,
+    TenantsReport,
+    Totals,
+)
 from usagectl.store.engine import Store
 from usagectl.store.tables import tenants, usage_rollups_daily
 from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids
 
-SCHEMA_VERSION = 1
-CURRENCY = "USD"
-EMPTY_MESSAGE = "Usage metrics will appear here once you begin messaging."
-SORT_KEYS = ("cost", *(m.key for m in RANKED), "name")
-
-# Export / CSV columns, in order. Stable: documented in docs/export.md; a change bumps SCHEMA_VERSION.
-_KEY_COLUMNS = ("date", "tenant", "tenant_name", "plan_tier", "pricing_version")
-EXPORT_COLUMNS = (
-    *_KEY_COLUMNS,
-    *EXPORT_USAGE_COLUMNS,
-    *COST_COLUMNS,
-    "estimated_cost_usd",
-    "provider_cost_usd",
-)
-MONEY_COLUMNS = frozenset(c for c in EXPORT_COLUMNS if c.endswith("_usd"))
-
 r = usage_rollups_daily.c
-
-
-@dataclass(frozen=True)
-class DayRow:
-    """One tenant-day rollup (`usage_rollups_daily`), with the names of the export columns."""
-
-    date: date
-    tenant: str
-    tenant_name: str
-    plan_tier: str
-    pricing_version: str
-    sms_total: int
-    mms_total: int
-    voice_total_minutes: int
-    email_total: int
-    ai_tokens_in: int
-    ai_tokens_out: int
-    ai_total_tokens: int
-    jobs_executed: int
-    storage_bytes: int | None
-    sms_cost_usd: Decimal
-    mms_cost_usd: Decimal
-    voice_cost_usd: Decimal
-    email_cost_usd: Decimal
-    ai_cost_usd: Decimal
-    estimated_cost_usd: Decimal
-    provider_cost_usd: Decimal | None  # None: no provider reported a cost (unknown, not $0)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {c: getattr(self, c) for c in EXPORT_COLUMNS}
-
-
-@dataclass(frozen=True)
-class Totals:
-    sms: int = 0
-    mms: int = 0
-    voice_minutes: int = 0
-    emails: int = 0
-    ai_tokens: int = 0
-    jobs: int = 0
-    sms_cost: Decimal = Decimal("0.000000")
-    mms_cost: Decimal = Decimal("0.000000")
-    voice_cost: Decimal = Decimal("0.000000")
-    email_cost: Decimal = Decimal("0.000000")
-    ai_cost: Decimal = Decimal("0.000000")
-    estimated_cost: Decimal = Decimal("0.000000")
-    provider_cost: Decimal | None = None  # None: no provider reported a cost in the window
-
-    @property
-    def has_usage(self) -> bool:
-        return any(getattr(self, m.total) for m in COUNTERS if m.total is not None)
-
-
-@dataclass(frozen=True)
-class Allowance:
-    """A plan's monthly included amount against the month's usage so far."""
-
-    metric: str  # the meter's allowance key (meters.Meter.allowance): sms | mms | voice_minutes | emails | ai_tokens
-    label: str
-    included: int
-    used: int
-
-    @property
-    def percent(self) -> Decimal | None:
-        """Share used, one decimal; None when nothing is included (any use is over)."""
-        if self.included == 0:
-            return None
-        return (Decimal(self.used) * 100 / self.included).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-
-    @property
-    def over(self) -> bool:
-        return self.used > self.included
-
-
-@dataclass(frozen=True)
-class MonthToDate:
-    """The calendar month of the report's last complete day, up to that day, and a linear projection (an
-    estimate)."""
-
-    month: Window
-    as_of: date
-    cost: Decimal
-    projected_cost: Decimal  # an ESTIMATE: month-to-date cost / days elapsed x days in month
-    complete: bool  # the month is over: the projection is the actual figure
-
-
-@dataclass(frozen=True)
-class TenantInfo:
-    slug: str
-    name: str
-    plan_tier: str
-
-
-@dataclass(frozen=True)
-class TenantReport:
-    tenant: TenantInfo
-    window: Window
-    days: tuple[DayRow, ...]  # only days with a rollup row, oldest first
-    totals: Totals
-    month_to_date: MonthToDate
-    allowances: tuple[Allowance, ...]
-    generated_at: datetime
-
-    @property
-    def has_usage(self) -> bool:
-        return self.totals.has_usage or self.month_to_date.cost > 0
-
-    def daily_series(self) -> list[tuple[date, DayRow | None]]:
-        """Every day of the window, None where no rollup exists (for the chart)."""
-        by_day = {d.date: d for d in self.days}
-        return [(d, by_day.get(d)) for d in self.window]
-
-    @property
-    def missing_days(self) -> list[date]:
-        """Days of the window without a rollup (not collected or not rolled up yet): unknown, not zero."""
-        have = {d.date for d in self.days}
-        return [d for d in self.window if d not in have]
-
-
-@dataclass(frozen=True)
-class TenantLine:
-    slug: str
-    name: str
-    plan_tier: str
-    active: bool
-    sms: int
-    emails: int
-    voice_minutes: int
-    ai_tokens: int
-    estimated_cost: Decimal
-    provider_cost: Decimal | None
-
-
-@dataclass(frozen=True)
-class TenantsReport:
-    month: Window
-    sort: str
-    lines: tuple[TenantLine, ...]  # sorted, limited
-    total: Totals  # over ALL tenants, also those cut by --limit
-    tenant_count: int
-    generated_at: datetime
-
-
-@dataclass(frozen=True)
-class ExportReport:
-    window: Window
-    tenant: str | None
-    generated_at: datetime
-    rows: Iterator[DayRow] = field(compare=False)  # streamed: consume once, inside the store's lifetime
-    # The same rows as plain tuples in EXPORT_COLUMNS order, for bulk writers: money as integer micro-USD, the
-    # date as ISO text on SQLite (a `date` on PostgreSQL), no DayRow or Decimal per row. Consume either this or
-    # `rows`, once.
-    raw_rows: Callable[[], Iterator[tuple[Any, ...]]] | None = field(default=None, compare=False)
 
 
 def _now() -> datetime:
@@ -218,7 +62,7 @@ _DAY_COLUMNS = (
     tenants.c.name.label("tenant_name"),
     r.plan_tier,
     r.pricing_version,
-    *(r[c] for c in EXPORT_COLUMNS[len(_KEY_COLUMNS) :]),
+    *(r[c] for c in EXPORT_COLUMNS[len(KEY_COLUMNS) :]),
 )
 
 
@@ -228,8 +72,6 @@ def _day_row(row: Any) -> DayRow:
 
 
 assert tuple(c.name for c in _DAY_COLUMNS) == EXPORT_COLUMNS
-# A meter added to the catalogue needs its typed fields on DayRow (in export order) and Totals (below).
-assert tuple(DayRow.__dataclass_fields__) == EXPORT_COLUMNS, "DayRow's fields are not meters.EXPORT_COLUMNS"
 
 # The same columns without result conversion: money stays integer micro-USD, SQLite's date stays ISO text.
 _RAW_DAY_COLUMNS = tuple(
