@@ -133,22 +133,33 @@ def print_fitted(
 
 def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | None = None) -> None:
     """The report for people: header, cards, cost card with allowances, chart, daily table."""
-    from rich.columns import Columns
-    from rich.table import Table
-    from rich.text import Text
-
-    from usagectl.render.chart import line_chart
-
     if not report.has_usage:
         # Exactly this line and nothing else: it is what a tenant's own dashboard shows before any usage.
         stream.write(EMPTY_MESSAGE + "\n")
         return
     console = _console(stream, width)
+    _print_header(console, report)
+    _print_cards(console, report)
+    _print_chart(console, report, color=use_color(stream))
+    _print_daily_table(console, report)
+
+
+def _print_header(console: Console, report: TenantReport) -> None:
+    from rich.text import Text
+
     t, w = report.tenant, report.window
     # Rich passes ESC through (it strips only a few controls): a name's escape sequence would reach the terminal.
     header = clean_text(f"{t.name} ({t.slug}) - plan {t.plan_tier}")
     console.print(Text(f"{header} - {w.label()} UTC", style="bold"))
-    tot = report.totals
+
+
+def _print_cards(console: Console, report: TenantReport) -> None:
+    """The usage cards, then the cost card and the plan's allowances for the month."""
+    from rich.columns import Columns
+    from rich.table import Table
+    from rich.text import Text
+
+    t, tot = report.tenant, report.totals
     cards = [
         _card(
             "SMS",
@@ -190,17 +201,27 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
         )
     console.print(Columns(cards2, padding=(0, 1)))
 
-    series = report.daily_series()[-CHART_DAYS:]
-    if len(series) >= 2:
-        labels = [d.strftime("%m-%d") for d, _ in series]
-        # Floats only to place points on the chart; every figure printed elsewhere is exact.
-        # A day without a rollup is a gap, not $0.
-        values = [float(row.estimated_cost_usd) if row else None for _, row in series]
-        chart = line_chart(
-            labels, values, width=console.width, title="Estimated cost per day (USD)", color=use_color(stream)
-        )
-        console.print(Text.from_ansi(chart), no_wrap=True, overflow="crop")
 
+def _print_chart(console: Console, report: TenantReport, *, color: bool) -> None:
+    """The estimated cost per day of the last CHART_DAYS days (none for a single day)."""
+    from rich.text import Text
+
+    from usagectl.render.chart import line_chart
+
+    series = report.daily_series()[-CHART_DAYS:]
+    if len(series) < 2:
+        return
+    labels = [d.strftime("%m-%d") for d, _ in series]
+    # Floats only to place points on the chart; every figure printed elsewhere is exact.
+    # A day without a rollup is a gap, not $0.
+    values = [float(row.estimated_cost_usd) if row else None for _, row in series]
+    chart = line_chart(labels, values, width=console.width, title="Estimated cost per day (USD)", color=color)
+    console.print(Text.from_ansi(chart), no_wrap=True, overflow="crop")
+
+
+def _print_daily_table(console: Console, report: TenantReport) -> None:
+    """One row per day with a rollup, the totals, the missing days and the price books used."""
+    tot = report.totals
     show_provider = any(d.provider_cost_usd is not None for d in report.days)
     headers = ["date", "SMS", "MMS", "voice min", "email", "AI tokens", "est. cost"]
     if show_provider:
