@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
 from usagectl import config as cfgmod
-from usagectl.events import EventError, ingest, metric_kinds, parse_line, parse_time
+from usagectl.events import (
+    EventError,
+    _sqlite_time,
+    fast_row_parser,
+    ingest,
+    metric_kinds,
+    parse_line,
+    parse_time,
+)
+from usagectl.meters import MetricKind
 from usagectl.periods import Window
 from usagectl.providers.events import make as make_events
 from usagectl.store.engine import Store, open_store
@@ -544,6 +553,53 @@ def test_fuzz_bad_lines_never_cost_a_good_line(config: Path, db: Store, data: st
             want.value,
             want.occurred_at,
         )
+
+
+def _near_miss() -> st.SearchStrategy[str]:
+    """A good line with one character deleted or inserted: just past one of the fast path's checks, or not."""
+
+    def edit(line: str, at: int, char: str) -> str:
+        i = at % (len(line) + 1)
+        return line[:i] + char + line[i + (0 if char else 1) :]
+
+    chars = st.one_of(st.just(""), st.characters(), st.sampled_from(list('"\\{}[]:,.-+0Zzt \t\x00')))
+    return st.builds(edit, _good_line().map(lambda t: t[0]), st.integers(min_value=0), chars)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    line=st.one_of(_good_line().map(lambda t: t[0]), _bad_line(), _near_miss(), st.text(max_size=40)),
+    on_sqlite=st.booleans(),
+    as_bytes=st.booleans(),
+)
+def test_fast_path_agrees_with_the_parser_on_every_line(line: str, on_sqlite: bool, as_bytes: bool) -> None:
+    """Whatever line the fast path of ingest turns into a row, the slow parser (`parse_line`) reads the same
+    event from it; a line the fast path refuses is left to the slow parser alone."""
+    metrics: dict[str, MetricKind] = {
+        "jobs_executed": "counter",
+        "storage_bytes": "gauge",
+        "api_calls": "counter",
+        "seats": "gauge",
+    }
+    ids = {"acme": 1, "globex": 2}
+    to_db: Callable[[datetime], Any] = _sqlite_time if on_sqlite else (lambda dt: dt)
+    fast = fast_row_parser(ids, metrics, to_db=to_db, on_sqlite=on_sqlite)
+    # Not vacuous: the common canonical line takes the fast path.
+    assert fast(json.dumps(event("e1", value=3)))[:5] == (1, "e1", "worker", "jobs_executed", 3)
+    raw: str | bytes = line.encode("utf-8", "surrogatepass") if as_bytes else line
+    try:
+        row = fast(raw)
+    except Exception:
+        return
+    parsed = parse_line(raw, metrics)
+    assert row == (
+        ids[parsed.tenant],
+        parsed.event_id,
+        parsed.source,
+        parsed.metric,
+        parsed.value,
+        to_db(parsed.occurred_at),
+    )
 
 
 def _refuse_event_id(store: Store, event_id: str) -> None:

@@ -241,6 +241,77 @@ def _write_batch(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> int
 # --- ingest --------------------------------------------------------------------------------------------------
 
 
+#: (tenant id, event id, source, metric, value, occurred_at as the database takes it)
+Row = tuple[int, str, str, str, int, Any]
+
+
+def fast_row_parser(
+    ids: Mapping[str, int],
+    metrics: Mapping[str, MetricKind],
+    *,
+    to_db: Callable[[datetime], Any],
+    on_sqlite: bool,
+) -> Callable[[str | bytes], Row]:
+    """The fast path of ingest: one well-formed line straight to its row, or an exception (any) when the line is
+    unusual in any way, and `parse_line` must read it and say why. Whatever it returns, `parse_line` reads the
+    same from the line (tests/test_events.py checks this on generated input)."""
+    scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+    fromisoformat = datetime.fromisoformat
+    builtins_only = metrics.keys() == BUILTIN_METRICS.keys()
+
+    def fast_row(line: str | bytes) -> Row:
+        if isinstance(line, bytes):
+            doc = line.decode()
+        else:
+            doc = line
+            doc.encode()  # a str may hold a lone surrogate, which no database takes
+        # The C scanner directly: json.loads adds two regex matches and three calls per line.
+        obj, end = scan(doc, 0)
+        if end != len(doc) and doc[end:].strip():
+            raise ValueError
+        data = obj["data"]
+        value = data["value"]
+        metric = obj["type"]
+        event_id = obj["id"]
+        source = obj["source"]
+        text = obj["time"]
+        occurred = fromisoformat(text)
+        tenant_id = ids[obj["subject"]]
+        canonical = (
+            len(text) == 20
+            and text[19] == "Z"
+            and text[4] == "-"
+            and text[7] == "-"
+            and text[10] == "T"
+            and text[13] == ":"
+            and text[16] == ":"
+        )
+        if not (
+            type(value) is int
+            and 0 <= value <= MAX_VALUE
+            and type(event_id) is str
+            and 0 < len(event_id) <= MAX_ID_CHARS
+            and type(source) is str
+            and 0 < len(source) <= MAX_ID_CHARS
+            and (metric in BUILTIN_METRICS if builtins_only else metric in metrics)
+            and occurred.tzinfo is not None
+            # A \u escape may decode to NUL or a lone surrogate: parse_event says which.
+            and "\\u" not in doc
+            and (canonical or RFC3339(text) is not None)
+        ):
+            raise ValueError
+        if on_sqlite and canonical:
+            # The canonical YYYY-MM-DDTHH:MM:SSZ: its stored form by slicing (formatting a datetime costs more
+            # than parsing it).
+            at = f"{text[:10]} {text[11:19]}.000000"
+        else:
+            # astimezone may overflow (year 0 or 10000 in UTC): the slow path names it.
+            at = to_db(occurred if occurred.tzinfo is UTC else occurred.astimezone(UTC))
+        return tenant_id, event_id, source, metric, value, at
+
+    return fast_row
+
+
 def ingest_lines(
     store: Store,
     lines: Iterable[str | bytes],
@@ -261,10 +332,6 @@ def ingest_lines(
     sql = _insert_sql(store)
     to_db = _time_param(store)
     received = to_db(utcnow())
-    scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-    fromisoformat = datetime.fromisoformat
-    on_sqlite = store.dialect == "sqlite"
-    builtins_only = metrics.keys() == BUILTIN_METRICS.keys()
 
     def reject(line_no: int, reason: str) -> None:
         result.rejected += 1
@@ -274,6 +341,7 @@ def ingest_lines(
     with store.engine.connect() as conn:
         ids = tenant_ids(conn, include_inactive=False)
         conn.rollback()
+        fast_row = fast_row_parser(ids, metrics, to_db=to_db, on_sqlite=store.dialect == "sqlite")
         batch: list[tuple[Any, ...]] = []
         batch_lines: list[int] = []  # the line number of each row of `batch`
         trans = conn.begin()
@@ -294,56 +362,10 @@ def ingest_lines(
         try:
             for line_no, line in enumerate(lines, start=1):
                 result.read += 1
-                # The fast path covers the common well-formed line; anything unusual goes through parse_event
+                # The fast path covers the common well-formed line; anything unusual goes through parse_line
                 # for the exact reason.
                 try:
-                    if isinstance(line, bytes):
-                        doc = line.decode()
-                    else:
-                        doc = line
-                        doc.encode()  # a str may hold a lone surrogate, which no database takes
-                    # The C scanner directly: json.loads adds two regex matches and three calls per line.
-                    obj, end = scan(doc, 0)
-                    if end != len(doc) and doc[end:].strip():
-                        raise ValueError
-                    data = obj["data"]
-                    value = data["value"]
-                    metric = obj["type"]
-                    event_id = obj["id"]
-                    source = obj["source"]
-                    text = obj["time"]
-                    occurred = fromisoformat(text)
-                    tenant_id = ids[obj["subject"]]
-                    canonical = (
-                        len(text) == 20
-                        and text[19] == "Z"
-                        and text[4] == "-"
-                        and text[7] == "-"
-                        and text[10] == "T"
-                        and text[13] == ":"
-                        and text[16] == ":"
-                    )
-                    if not (
-                        type(value) is int
-                        and 0 <= value <= MAX_VALUE
-                        and type(event_id) is str
-                        and 0 < len(event_id) <= MAX_ID_CHARS
-                        and type(source) is str
-                        and 0 < len(source) <= MAX_ID_CHARS
-                        and (metric in BUILTIN_METRICS if builtins_only else metric in metrics)
-                        and occurred.tzinfo is not None
-                        # A \u escape may decode to NUL or a lone surrogate: parse_event says which.
-                        and "\\u" not in doc
-                        and (canonical or RFC3339(text) is not None)
-                    ):
-                        raise ValueError
-                    if on_sqlite and canonical:
-                        # The canonical YYYY-MM-DDTHH:MM:SSZ: its stored form by slicing (formatting a datetime
-                        # costs more than parsing it).
-                        at = f"{text[:10]} {text[11:19]}.000000"
-                    else:
-                        # astimezone may overflow (year 0 or 10000 in UTC): the slow path names it.
-                        at = to_db(occurred if occurred.tzinfo is UTC else occurred.astimezone(UTC))
+                    tenant_id, event_id, source, metric, value, at = fast_row(line)
                 except Exception:
                     if not line.strip():
                         result.read -= 1  # blank lines are skipped
