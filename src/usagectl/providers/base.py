@@ -1,7 +1,8 @@
 """The one interface every usage source implements, and the value it returns.
 
-A provider turns (tenant, UTC day) into one `MetricRow`; the collector writes it with `store.metrics.upsert_metric`,
-which replaces whatever that source wrote for that tenant-day before (idempotent re-collection).
+A provider turns (tenant, window of UTC days) into one `MetricRow` per day, or the `ProviderError` of a day it could
+not collect; the collector writes each row with `store.metrics.upsert_metric`, which replaces whatever that source
+wrote for that tenant-day before (idempotent re-collection). The value types live in usagectl.records.
 """
 
 from __future__ import annotations
