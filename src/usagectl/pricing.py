@@ -12,7 +12,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from usagectl.config import DEFAULT_BOOK, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
-from usagectl.meters import COST_LINES
+from usagectl.meters import COST_LINES, PRICED
 from usagectl.money import (
     round_micro,
 )
@@ -115,14 +115,16 @@ def _ai_cost(usage: DayUsage, prices: UnitPrices) -> Decimal:
 
 def cost_of_day(usage: DayUsage, prices: UnitPrices) -> CostBreakdown:
     """The cost of one tenant-day: each line exact, then rounded half-up to the micro-dollar."""
-    return CostBreakdown(
-        pricing_version=prices.version,
-        sms=round_micro(usage.sms * prices.sms),
-        mms=round_micro(usage.mms * prices.mms),
-        voice=round_micro(usage.voice_minutes * prices.voice_minute),
-        email=round_micro(usage.emails * prices.email),
-        ai=round_micro(_ai_cost(usage, prices)),
-    )
+    lines = {
+        # A meter priced per model first (AI): the models the book has a rate for, the rest at the unit price.
+        m.key: round_micro(
+            _ai_cost(usage, prices)
+            if m.per_model
+            else getattr(usage, m.total or "") * getattr(prices, m.unit_price or "")
+        )
+        for m in PRICED
+    }
+    return CostBreakdown(pricing_version=prices.version, **lines)
 
 
 def format_usd(amount: Decimal | None, places: int = 2) -> str:
@@ -134,3 +136,8 @@ def format_usd(amount: Decimal | None, places: int = 2) -> str:
     if shown == 0 and amount != 0:
         return f"<${q}"
     return f"${shown:,}"
+
+
+# A priced meter added to the catalogue needs its quantity on DayUsage and its line on CostBreakdown.
+assert all(hasattr(DayUsage, m.total or "") or m.total in DayUsage.__dataclass_fields__ for m in PRICED)
+assert set(COST_LINES) <= set(CostBreakdown.__dataclass_fields__)

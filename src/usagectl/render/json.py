@@ -10,6 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
+from usagectl.meters import COST_COLUMNS, COUNTERS, PRICED
 from usagectl.periods import Window
 from usagectl.reports import (
     CURRENCY,
@@ -51,19 +52,11 @@ def _envelope(kind: str, window: Window, generated_at: datetime) -> dict[str, An
 
 
 def _totals(t: Totals) -> dict[str, Any]:
+    # Each summed meter's total under its rollup column's name, then each priced meter's cost.
     out: dict[str, Any] = _plain(
         {
-            "sms_total": t.sms,
-            "mms_total": t.mms,
-            "voice_total_minutes": t.voice_minutes,
-            "email_total": t.emails,
-            "ai_total_tokens": t.ai_tokens,
-            "jobs_executed": t.jobs,
-            "sms_cost_usd": t.sms_cost,
-            "mms_cost_usd": t.mms_cost,
-            "voice_cost_usd": t.voice_cost,
-            "email_cost_usd": t.email_cost,
-            "ai_cost_usd": t.ai_cost,
+            **{m.rollup: getattr(t, m.total) for m in COUNTERS if m.total},
+            **{m.cost_column: getattr(t, f"{m.key}_cost") for m in PRICED},
             "estimated_cost_usd": t.estimated_cost,
             "provider_cost_usd": t.provider_cost,
         }
@@ -139,10 +132,7 @@ def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
         "cost": {
             "estimated_cost_usd": t["estimated_cost_usd"],
             "provider_cost_usd": t["provider_cost_usd"],
-            "breakdown": {
-                k: t[k]
-                for k in ("sms_cost_usd", "mms_cost_usd", "voice_cost_usd", "email_cost_usd", "ai_cost_usd")
-            },
+            "breakdown": {k: t[k] for k in COST_COLUMNS},
             "month_to_date_usd": mtd["estimated_cost_usd"],
             "as_of": mtd["as_of"],
             "projected_month_cost_usd": mtd["projected_month_cost_usd"],
