@@ -52,6 +52,15 @@ def serve(
     # Worker processes rebuild the app from the same config file and database.
     if cfg.source is not None:
         os.environ[cfgmod.ENV_CONFIG] = str(cfg.source.resolve())
+    if serve_cfg.session_secret is None:
+        import secrets
+
+        from usagectl.web.session import ENV_PROCESS_SECRET
+
+        # One random secret for all this run's workers, so a session works whichever worker answers.
+        os.environ[ENV_PROCESS_SECRET] = secrets.token_urlsafe(32)
+    else:
+        serve_cfg.session_secret.resolve("serve.session_secret")  # a missing secret: exit 2 here
     os.environ["USAGECTL_SERVE_ACCESS_LOG"] = "1" if serve_cfg.access_log and not state.quiet else "0"
     uvicorn.run(
         "usagectl.web.app:app_from_env",
