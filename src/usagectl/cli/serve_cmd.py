@@ -80,6 +80,21 @@ def serve(
     )
 
 
+def serve_app(app: object, *, host: str, port: int, quiet: bool) -> None:
+    """Serve an app object in this process until Ctrl-C (`usagectl demo --serve`)."""
+    import uvicorn
+
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning" if quiet else "info",
+        log_config=_log_config(),
+        server_header=False,
+    )
+
+
 def _log_config() -> dict[str, object]:
     return {
         "version": 1,
