@@ -25,7 +25,7 @@ from test_web_app import EVIL, SECRET, make_site
 from usagectl.render.table import n, usd
 from usagectl.reports import EMPTY_MESSAGE
 from usagectl.store.tokens import create_token
-from usagectl.web.session import SESSION_COOKIE, Session, sign_session
+from usagectl.web.session import CSRF_COOKIE, SESSION_COOKIE, Session, sign_session
 
 pytestmark = pytest.mark.slow
 
@@ -202,3 +202,26 @@ def test_root_page_sorts_escapes_and_refuses_an_expired_cookie(
     browser.add_cookie({"name": SESSION_COOKIE, "value": expired, "path": "/"})
     browser.get(served.base + "/admin/system-usage")
     assert browser.current_url == served.base + "/signin"
+
+
+def test_cookie_is_secure_behind_a_trusted_proxy(served: Served) -> None:
+    """uvicorn trusts X-Forwarded-Proto from loopback (FORWARDED_ALLOW_IPS): the session cookie is then Secure."""
+    import re
+
+    for proto, secure in (("https", True), (None, False)):
+        headers = {"X-Forwarded-Proto": proto} if proto else {}
+        with httpx.Client(base_url=served.base, timeout=30, headers=headers) as c:
+            form = c.get("/signin")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert csrf
+            # A Secure cookie is not sent back over plain HTTP by httpx: send it as the proxy would.
+            r = c.post(
+                "/signin",
+                data={"token": served.acme, "csrf_token": csrf.group(1)},
+                headers={"Cookie": f"{CSRF_COOKIE}={form.cookies[CSRF_COOKIE]}"},
+            )
+            assert r.status_code == 303
+            cookie = next(
+                v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith(SESSION_COOKIE)
+            )
+            assert ("secure" in [f.strip().lower() for f in cookie.split(";")]) is secure, proto
