@@ -364,3 +364,78 @@ def test_jwt_mode_reads_the_cookie_and_has_no_sign_in_form(
     finally:
         client.close()
         store.close()
+
+
+def test_sign_in_form_errors_and_sign_out_without_a_session(site: Site) -> None:
+    c = site.fresh()
+    token = _csrf(c)
+    # Too large a form, or not a form: 400, no session.
+    r = c.post("/signin", data={"token": "x" * 5000, "csrf_token": token})
+    assert r.status_code == 400 and SESSION_COOKIE + "=" not in r.headers.get("set-cookie", "")
+    r = c.post("/signin", content=b"token=a&csrf_token=b", headers={"content-type": "text/plain"})
+    assert r.status_code == 400
+    # An empty token: 401, the form again, the token never echoed.
+    r = c.post("/signin", data={"token": "", "csrf_token": token})
+    assert r.status_code == 401 and 'name="token"' in r.text
+    r = c.post("/signin", data={"token": site.acme[:-1] + "Z", "csrf_token": token})
+    assert r.status_code == 401 and site.acme[:-1] not in r.text
+    # Sign-out without the CSRF cookie is refused; with it and no session, it just lands on /signin.
+    assert site.fresh().post("/signout", data={"csrf_token": token}).status_code == 403
+    r = c.post("/signout", data={"csrf_token": token})
+    assert r.status_code == 303 and r.headers["location"] == "/signin"
+    # Signed in, /signin sends the admin home.
+    assert sign_in(c, site.root).status_code == 303
+    r = c.get("/signin")
+    assert r.status_code == 303 and r.headers["location"] == SYSTEM
+
+
+def test_jwt_mode_has_no_sign_in_or_sign_out(
+    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
+) -> None:
+    monkeypatch.setenv("USAGECTL_TEST_JWT", "k" * 40)
+    store, cfg = make_site(
+        db_url,
+        write_config,
+        monkeypatch,
+        cli,
+        '[serve.auth]\nmode = "jwt"\njwt_secret_env = "USAGECTL_TEST_JWT"\n',
+    )
+    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
+    try:
+        for method, path in (("GET", "/signin"), ("POST", "/signin"), ("POST", "/signout")):
+            r = client.request(method, path)
+            assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), (method, path)
+        # Without jwt_cookie, a cookie is not read; the Authorization header is.
+        import jwt
+
+        acme = jwt.encode(
+            {"role": "tenant_admin", "tenant": "acme", "exp": int(time.time()) + 60},
+            "k" * 40,
+            algorithm="HS256",
+        )
+        client.cookies.set("platform_session", acme)
+        assert client.get(BILLING).status_code == 401
+        client.cookies.clear()
+        assert client.get(BILLING, headers={"Authorization": f"Bearer {acme}"}).status_code == 200
+        nobody = jwt.encode({"role": "viewer", "exp": int(time.time()) + 60}, "k" * 40, algorithm="HS256")
+        r = client.get(BILLING, headers={"Authorization": f"Bearer {nobody}"})
+        assert r.status_code == 403 and "Not allowed" in r.text
+    finally:
+        client.close()
+        store.close()
+
+
+def test_session_cookie_round_trip_and_tampering() -> None:
+    key = b"k" * 32
+    s = Session("uct_abcdefgh", int(time.time()) + 60)
+    value = sign_session(key, s)
+    assert read_session(key, value) == s
+    assert read_session(b"x" * 32, value) is None
+    assert read_session(key, value, now=s.expires) is None  # expiry is exclusive
+    payload, mac = value.split(".")
+    assert read_session(key, payload) is None and read_session(key, "." + mac) is None
+    assert read_session(key, "garbage") is None and read_session(key, "") is None
+    # Another purpose's MAC (a CSRF token) is not a session signature.
+    from usagectl.web.session import csrf_token
+
+    assert read_session(key, f"{payload}.{csrf_token(key, payload)}") is None

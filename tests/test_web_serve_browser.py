@@ -74,7 +74,9 @@ def click_and_wait(driver: Any, element: Any) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))
+    wait = WebDriverWait(driver, 30)
+    wait.until(expected_conditions.staleness_of(element))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def shoot(driver: Any, tmp_path: Path, name: str) -> None:

@@ -307,12 +307,12 @@ def _home(request: Request, who: Principal) -> str:
 async def sign_in(request: Request, ctx: Ctx) -> Response:
     if ctx.config.serve.auth.mode != "tokens":
         return _jwt_has_no_form(request, ctx)
-    viewer = Viewer(None, request.cookies.get(CSRF_COOKIE) or "", False, False)
+    cookie = request.cookies.get(CSRF_COOKIE) or ""
+    viewer = Viewer(None, cookie or new_csrf_cookie(), not cookie, False)
     form = await _form(request)
     if form is None:
-        viewer = Viewer(None, new_csrf_cookie(), True, False)
         return _sign_in_page(request, ctx, viewer, 400, "The form could not be read; try again.")
-    if not csrf_ok(ctx.session_secret, viewer.csrf_cookie or None, form.get(CSRF_FIELD)):
+    if not csrf_ok(ctx.session_secret, cookie or None, form.get(CSRF_FIELD)):
         viewer = Viewer(None, new_csrf_cookie(), True, False)
         return _sign_in_page(request, ctx, viewer, 403, "The form expired; sign in again.")
     token = form.get("token", "").strip()
