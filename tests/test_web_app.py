@@ -439,3 +439,20 @@ def test_session_cookie_round_trip_and_tampering() -> None:
     from usagectl.web.session import csrf_token
 
     assert read_session(key, f"{payload}.{csrf_token(key, payload)}") is None
+
+
+@pytest.mark.parametrize(
+    "toml, key",
+    [
+        ("[serve]\nsession_hours = 0\n", "session_hours"),
+        ('[serve]\nsession_secret = "inline"\n', "session_secret"),
+        ('[serve.auth]\njwt_cookie = "a b;c"\n', "jwt_cookie"),
+        ('[serve]\nframe_ancestors = "https://a.example\\nx"\n', "frame_ancestors"),
+    ],
+)
+def test_bad_page_settings_are_one_line_config_errors(
+    write_config: Callable[[str], Path], cli: Callable[..., Any], toml: str, key: str
+) -> None:
+    path = write_config(toml)
+    r = cli("--config", str(path), "config", "show")
+    assert r.code == 2 and key in r.err and r.err.strip().count("\n") == 0, r.err
