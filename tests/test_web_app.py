@@ -321,13 +321,16 @@ def test_frame_ancestors_cannot_inject_a_directive(write_config: Callable[[str],
         cfgmod.load(path)
 
 
-def test_missing_session_secret_is_a_config_error(
+def test_missing_or_short_session_secret_is_a_config_error(
     write_config: Callable[[str], Path], cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_config('[serve]\nsession_secret_env = "USAGECTL_TEST_NO_SUCH_SECRET"\n')
     monkeypatch.delenv("USAGECTL_TEST_NO_SUCH_SECRET", raising=False)
     res = cli("--config", str(path), "serve", "--port", "1")
     assert res.code == 2 and "USAGECTL_TEST_NO_SUCH_SECRET" in res.err
+    monkeypatch.setenv("USAGECTL_TEST_NO_SUCH_SECRET", "short-secret")
+    res = cli("--config", str(path), "serve", "--port", "1")
+    assert res.code == 2 and "at least 16" in res.err and "short-secret" not in res.err
 
 
 def test_jwt_mode_reads_the_cookie_and_has_no_sign_in_form(

@@ -74,6 +74,8 @@ def demo(
         _print(result)
         slug = result.report.tenant.slug
         root, tenant = demo_tokens(cfg, slug)
+        if keep is not None:
+            info(f"the demo database: {result.database}", quiet=state.quiet)
         store = open_store(cfg.database.url or "")  # the demo's file, never $USAGECTL_DATABASE_URL
         try:
             app = create_app(ServeSettings(cfg, store=store, access_log=not state.quiet))

@@ -60,7 +60,9 @@ def serve(
         # One random secret for all this run's workers, so a session works whichever worker answers.
         os.environ[ENV_PROCESS_SECRET] = secrets.token_urlsafe(32)
     else:
-        serve_cfg.session_secret.resolve("serve.session_secret")  # a missing secret: exit 2 here
+        from usagectl.web.session import session_secret
+
+        session_secret(serve_cfg)  # a missing or short secret: exit 2 here, not in every worker
     os.environ["USAGECTL_SERVE_ACCESS_LOG"] = "1" if serve_cfg.access_log and not state.quiet else "0"
     uvicorn.run(
         "usagectl.web.app:app_from_env",
