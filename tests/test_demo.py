@@ -130,3 +130,68 @@ def test_demo_never_writes_into_the_configured_database(
             assert conn.execute(select(func.count()).select_from(usage_metrics)).scalar_one() == 2 * 8
     finally:
         kept.close()
+
+
+def test_demo_serve_prints_tokens_that_sign_in_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from test_serve_process import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("USAGECTL_DATABASE_URL", None)
+    env.pop("USAGECTL_CONFIG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "usagectl", "demo", "--days", "3", "--serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C stops"):
+                break
+        text = "".join(lines)
+        base = f"http://127.0.0.1:{port}"
+        assert f"sign in at {base}/signin" in text, text
+        tokens = dict(re.findall(r"^  (root admin|tenant admin of \w+)[^:]*: (uct_\S+)$", text, re.M))
+        assert len(tokens) == 2, text
+        tenant_token = next(v for k, v in tokens.items() if k.startswith("tenant"))
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for _ in range(300):  # readiness: the server starts right after printing
+                try:
+                    form = c.get("/signin")
+                    break
+                except httpx.TransportError:
+                    import time
+
+                    time.sleep(0.1)
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert csrf
+            r = c.post("/signin", data={"token": tenant_token, "csrf_token": csrf.group(1)})
+            assert r.status_code == 303 and r.headers["location"] == "/admin/billing-usage"
+            page = c.get("/admin/billing-usage")
+            assert page.status_code == 200 and "Billing &amp; Usage" in page.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
+
+
+def test_demo_port_without_serve_is_a_usage_error(cli: Callable[..., Any]) -> None:
+    r = cli("demo", "--port", "9000")
+    assert r.code == 2 and "--port" in r.err

@@ -52,6 +52,17 @@ def serve(
     # Worker processes rebuild the app from the same config file and database.
     if cfg.source is not None:
         os.environ[cfgmod.ENV_CONFIG] = str(cfg.source.resolve())
+    if serve_cfg.session_secret is None:
+        import secrets
+
+        from usagectl.web.session import ENV_PROCESS_SECRET
+
+        # One random secret for all this run's workers, so a session works whichever worker answers.
+        os.environ[ENV_PROCESS_SECRET] = secrets.token_urlsafe(32)
+    else:
+        from usagectl.web.session import session_secret
+
+        session_secret(serve_cfg)  # a missing or short secret: exit 2 here, not in every worker
     os.environ["USAGECTL_SERVE_ACCESS_LOG"] = "1" if serve_cfg.access_log and not state.quiet else "0"
     uvicorn.run(
         "usagectl.web.app:app_from_env",
@@ -67,6 +78,21 @@ def serve(
         # Longer than a reverse proxy's or client pool's idle timeout (60 s is common): with uvicorn's 5 s, a
         # client reusing a connection just as the server closes it got a reset (seen in the soak benchmark).
         timeout_keep_alive=75,
+        server_header=False,
+    )
+
+
+def serve_app(app: object, *, host: str, port: int, quiet: bool) -> None:
+    """Serve an app object in this process until Ctrl-C (`usagectl demo --serve`)."""
+    import uvicorn
+
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning" if quiet else "info",
+        log_config=_log_config(),
         server_header=False,
     )
 

@@ -467,6 +467,8 @@ class ServeAuthConfig(_WithSecrets):
     role_claim: str = Field(default="role", min_length=1)
     tenant_admin_roles: list[str] = Field(default_factory=lambda: ["tenant_admin"], min_length=1)
     root_admin_roles: list[str] = Field(default_factory=lambda: ["root_admin"], min_length=1)
+    # The pages (/admin/...) in JWT mode: the cookie holding the platform's JWT (besides Authorization: Bearer).
+    jwt_cookie: str | None = Field(default=None, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
     @model_validator(mode="after")
     def _keys_for_mode(self) -> ServeAuthConfig:
@@ -489,11 +491,19 @@ class ServeAuthConfig(_WithSecrets):
         return self
 
 
-class ServeConfig(_Model):
+class ServeConfig(_WithSecrets):
+    SECRETS: ClassVar[tuple[str, ...]] = ("session_secret",)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     access_log: bool = True
+    # CSP frame-ancestors of the pages: "'none'" forbids framing; the host platform's origin lets it embed them.
+    frame_ancestors: str = Field(default="'none'", pattern=r"^[^;,\r\n\x00-\x1f\x7f]+$", max_length=1000)
+    # Signs the pages' session cookies (token mode). Replicas behind one load balancer need the same secret;
+    # None: a random one per process (sessions end on restart and do not cross replicas or workers).
+    session_secret: SecretRef | None = None
+    session_hours: int = Field(default=8, ge=1, le=24 * 30)
     auth: ServeAuthConfig = Field(default_factory=ServeAuthConfig)
 
 

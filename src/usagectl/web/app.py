@@ -47,6 +47,7 @@ class AppContext:
     config: Config
     store: Store
     verifier: Verifier
+    session_secret: bytes = b""  # signs the pages' session cookies and CSRF tokens (usagectl.web.session)
 
 
 class ApiError(Exception):
@@ -179,16 +180,21 @@ def _pool_capacity(store: Store) -> int | None:
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
-    """The app over one store. Routers for pages (a later issue) can be added with `app.include_router` and the
-    same `principal` dependency."""
-    from usagectl.web import api
+    """The app over one store: the JSON API (usagectl.web.api) and the HTML pages (usagectl.web.routes)."""
+    from usagectl.web import api, routes
+    from usagectl.web.session import session_secret
 
     store = settings.store
     if store is None:
         from usagectl.store.engine import open_store
 
         store = open_store(settings.config.database_url())
-    ctx = AppContext(settings.config, store, make_verifier(settings.config.serve.auth, store))
+    ctx = AppContext(
+        settings.config,
+        store,
+        make_verifier(settings.config.serve.auth, store),
+        session_secret(settings.config.serve),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -219,6 +225,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(api.router)
+    app.include_router(routes.router)
     app.add_middleware(HeadersAndAccessLog, log=settings.access_log)
     return app
 

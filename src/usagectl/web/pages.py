@@ -336,3 +336,17 @@ def render_forbidden(ctx: PageContext, *, message: str | None = None) -> str:
         message=message or "Your account cannot open this page.",
         home=ctx.billing_url() if ctx.role else ctx.url(SIGN_IN_PATH),
     )
+
+
+def render_error(ctx: PageContext, *, heading: str, message: str) -> str:
+    """An error page (a bad parameter, an unknown tenant, a page that needs a signed-in session): send it with
+    the status it describes. `message` is escaped; name the parameter, never echo a credential."""
+    return _render(
+        "error.html.j2",
+        ctx,
+        heading=heading,
+        message=message,
+        home=ctx.billing_url()
+        if ctx.role == "tenant"
+        else ctx.url(SYSTEM_PATH if ctx.role else SIGN_IN_PATH),
+    )
