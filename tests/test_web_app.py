@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from test_serve_api import CONFIG, collect
 from usagectl import config as cfgmod
 from usagectl.periods import Window
-from usagectl.providers.base import MetricRow
+from usagectl.records import MetricRow
 from usagectl.reports import EMPTY_MESSAGE
 from usagectl.store.engine import Store, open_store
 from usagectl.store.tenants import sync_tenants
