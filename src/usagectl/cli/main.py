@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "usagectl.cli.report_cmd",
     "usagectl.cli.tenants_cmd",
     "usagectl.cli.export_cmd",
+    "usagectl.cli.alerts_cmd",
     "usagectl.cli.demo_cmd",
     "usagectl.cli.sandbox_cmd",
     "usagectl.cli.token_cmd",
