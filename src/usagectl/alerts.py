@@ -341,14 +341,21 @@ def deliver_pending(
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[int, int]:
     """Deliver every alert still owed (this run's and earlier failed ones), oldest first. Returns (delivered,
-    still failing). Every attempt is logged; an alert is marked sent only after a 2xx answer."""
+    still owed). Every attempt is logged; an alert is marked sent only after a 2xx answer. When one alert gets no
+    HTTP answer at all through its retries, the rest are not tried this run."""
     with store.engine.connect() as conn:
         pending = conn.execute(
             select(a.id, a.payload).where(a.status == "pending").order_by(a.fired_at, a.id)
         ).all()
     delivered = failed = 0
+    unreachable = False
     with httpx.Client(timeout=hook.timeout, follow_redirects=False) as client:
         for row in pending:
+            if unreachable:
+                # The receiver gave no answer through a whole retry cycle: the others wait for the next run
+                # rather than each spending its own (the run's length stays bounded when the receiver is down).
+                failed += 1
+                continue
             if not _claim(store, row.id):
                 continue  # another run is delivering it, or already did
             key = json.loads(row.payload)["alert"]
@@ -376,6 +383,7 @@ def deliver_pending(
                 delivered += 1
             else:
                 failed += 1
+                unreachable = all(t.status_code is None for t in attempts)
     return delivered, failed
 
 
@@ -416,7 +424,9 @@ def delivery_log(store: Store, *, limit: int = 50) -> list[LogLine]:
 
 def alert_json(alert: Alert) -> dict[str, Any]:
     return {
+        "type": "budget" if alert.meter == BUDGET else "allowance",
         "tenant": alert.tenant,
+        "tenant_name": alert.tenant_name,
         "period": alert.period,
         "meter": alert.meter,
         "threshold_percent": str(alert.threshold),
