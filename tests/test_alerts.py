@@ -187,7 +187,8 @@ def test_thresholds_fire_once_across_two_runs(setup: Any, cli: Callable[..., Any
     # The report's own allowance figures: 930 of 1000, 93.0%.
     rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
     assert acme_sms["used"] == "930" and acme_sms["limit"] == "1000" and acme_sms["percent_used"] == "93.0"
-    assert "93.0" in json.dumps(rep)
+    allowance = next(x for x in rep["allowances"] if x["metric"] == "sms")
+    assert (allowance["used"], allowance["included"], allowance["percent_used"]) == (930, 1000, "93.0")
     budget = next(f for f in doc["fired"] if f["meter"] == "budget" and f["threshold_percent"] == "100")
     assert Decimal(budget["used"]) == Decimal("9.30") == Decimal(budget["limit"])
     assert budget["percent_used"] == "100.0" and budget["as_of"] == "2026-10-31"
@@ -407,3 +408,30 @@ def test_usage_errors(setup: Any, cli: Callable[..., Any]) -> None:
     assert res.code == 2 and "--limit" in res.err
     res = cli("alerts", "--month", "2026-13")
     assert res.code == 2 and "--month" in res.err
+
+
+def test_a_claimed_alert_is_left_to_its_holder_until_the_claim_lapses(
+    setup: Any, cli: Callable[..., Any], receiver: Receiver
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from usagectl.alerts import claim_seconds
+
+    store, cfg = setup(webhook_toml(receiver.url))
+    assert cfg.alerts.webhook is not None
+    # 4 attempts x 10 s timeout + 0 s backoff + the margin: longer than a whole retry cycle.
+    assert claim_seconds(cfg.alerts.webhook) == 4 * 10 + 60
+    assert cli("alerts", "--month", "2026-10", "--dry-run").code == 0
+    receiver.codes = [404]  # not retried within the run; the alert stays pending
+    assert cli("alerts", "--month", "2026-10").code == 3
+    with store.engine.begin() as conn:
+        conn.execute(update(alerts).values(claimed_until=datetime.now(UTC) + timedelta(hours=1)))
+    held = json.loads(cli("alerts", "--month", "2026-10", "--format", "json").out)
+    assert held["webhook"] == {"delivered": 0, "failed": 0} and len(receiver.got) == 7
+    with store.engine.begin() as conn:
+        conn.execute(update(alerts).values(claimed_until=datetime.now(UTC) - timedelta(seconds=1)))
+    lapsed = json.loads(cli("alerts", "--month", "2026-10", "--format", "json").out)
+    assert lapsed["webhook"] == {"delivered": 1, "failed": 0} and len(receiver.got) == 8
+    assert {r.status for r in _rows(store)} == {"sent"}

@@ -39,8 +39,9 @@ SIGNATURE_HEADER = "X-Usagectl-Signature"
 TIMESTAMP_HEADER = "X-Usagectl-Timestamp"
 ALERT_ID_HEADER = "X-Usagectl-Alert"
 BUDGET = "budget"
-# How long a run holds an alert it is delivering; past it, another run may take it over (a crashed run).
-CLAIM_SECONDS = 300
+# A run holds an alert it is delivering for its retry cycle plus this; past it, another run may take it over
+# (the holder crashed).
+CLAIM_MARGIN_SECONDS = 60
 MAX_BACKOFF_SECONDS = 30.0
 MAX_ERROR_CHARS = 500
 
@@ -108,6 +109,7 @@ class AlertsResult:
 
 
 def _percent(used: Decimal, limit: Decimal) -> Decimal | None:
+    """As reports.Allowance.percent: one decimal, half-up; None for a limit of 0."""
     if limit == 0:
         return None
     return (used * 100 / limit).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
@@ -123,17 +125,18 @@ def evaluate(cfg: Config, rep: TenantReport) -> list[Alert]:
     mtd = rep.month_to_date
     period = f"{mtd.month.start:%Y-%m}"
     t = rep.tenant
-    limits: list[tuple[str, str, Decimal, Decimal]] = [
-        (al.metric, al.label, Decimal(al.used), Decimal(al.included)) for al in rep.allowances
+    # The report's own Allowance objects and their % used: an alert and `usagectl report` show the same figures.
+    limits: list[tuple[str, str, Decimal, Decimal, Decimal | None]] = [
+        (al.metric, al.label, Decimal(al.used), Decimal(al.included), al.percent) for al in rep.allowances
     ]
     tenant_cfg = cfg.tenant(t.slug)
     budget = tenant_cfg.monthly_budget if tenant_cfg is not None else None
     if budget is None:
         budget = cfg.plan(t.plan_tier).monthly_budget
     if budget is not None:
-        limits.append((BUDGET, "Budget (USD)", mtd.cost, budget))
+        limits.append((BUDGET, "Budget (USD)", mtd.cost, budget, _percent(mtd.cost, budget)))
     out: list[Alert] = []
-    for meter, label, used, limit in limits:
+    for meter, label, used, limit, percent in limits:
         for threshold in cfg.alerts.thresholds:
             if _crossed(used, limit, threshold):
                 out.append(
@@ -147,7 +150,7 @@ def evaluate(cfg: Config, rep: TenantReport) -> list[Alert]:
                         threshold=threshold,
                         used=used,
                         limit=limit,
-                        percent_used=_percent(used, limit),
+                        percent_used=percent,
                         as_of=mtd.as_of,
                     )
                 )
@@ -271,7 +274,17 @@ def _record(store: Store, tenant_id: int, candidates: Sequence[Alert], *, pendin
     return new
 
 
-def _claim(store: Store, alert_id: int) -> bool:
+def _backoff(hook: AlertWebhookConfig, retry: int) -> float:
+    return float(min(hook.backoff_seconds * 2 ** (retry - 1), MAX_BACKOFF_SECONDS))
+
+
+def claim_seconds(hook: AlertWebhookConfig) -> float:
+    """Longer than one alert's whole retry cycle can take, so a claim never lapses while its run still sends."""
+    waits = sum(_backoff(hook, n) for n in range(1, hook.max_retries + 1))
+    return (hook.max_retries + 1) * hook.timeout + waits + CLAIM_MARGIN_SECONDS
+
+
+def _claim(store: Store, alert_id: int, lease: float) -> bool:
     now = _now()
     with store.engine.begin() as conn:
         result = conn.execute(
@@ -281,7 +294,7 @@ def _claim(store: Store, alert_id: int) -> bool:
                 a.status == "pending",
                 or_(a.claimed_until.is_(None), a.claimed_until < now),
             )
-            .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+            .values(claimed_until=now + timedelta(seconds=lease))
         )
         return bool(result.rowcount == 1)
 
@@ -308,7 +321,7 @@ def _post(
     attempts: list[DeliveryAttempt] = []
     for n in range(hook.max_retries + 1):
         if n:
-            sleep(min(hook.backoff_seconds * 2 ** (n - 1), MAX_BACKOFF_SECONDS))
+            sleep(_backoff(hook, n))
         # A fresh timestamp per attempt: the receiver's replay window counts from when it was sent.
         timestamp = str(int(time.time()))
         headers = {
@@ -356,7 +369,7 @@ def deliver_pending(
                 # rather than each spending its own (the run's length stays bounded when the receiver is down).
                 failed += 1
                 continue
-            if not _claim(store, row.id):
+            if not _claim(store, row.id, claim_seconds(hook)):
                 continue  # another run is delivering it, or already did
             key = json.loads(row.payload)["alert"]
             attempts = _post(client, hook, secret, key, row.payload.encode("utf-8"), sleep)
