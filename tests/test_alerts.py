@@ -403,6 +403,9 @@ def test_config_errors_name_the_key(
 
 def test_usage_errors(setup: Any, cli: Callable[..., Any]) -> None:
     setup()
+    empty = cli("alerts", "log")
+    assert empty.code == 0 and empty.out == "" and "no webhook delivery attempts yet" in empty.err
+    assert json.loads(cli("alerts", "log", "--format", "json").out) == []
     assert cli("alerts", "--format", "csv").code == 2
     res = cli("alerts", "log", "--limit", "0")
     assert res.code == 2 and "--limit" in res.err

@@ -140,6 +140,9 @@ def log(
         ]
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
+    if not lines:
+        info("no webhook delivery attempts yet", quiet=get_state(ctx).quiet)
+        return
     from rich.table import Table
 
     table = Table()
