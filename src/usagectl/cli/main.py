@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from usagectl import __version__
 from usagectl.cli import (
+    alerts_cmd,
     collect_cmd,
     config_cmd,
     db_cmd,
@@ -110,6 +111,7 @@ COMMANDS = (
     report_cmd,
     tenants_cmd,
     export_cmd,
+    alerts_cmd,
     demo_cmd,
     sandbox_cmd,
     token_cmd,

@@ -250,6 +250,7 @@ class Allowances(_Model):
 class PlanConfig(_Model):
     overrides: UnitOverrides = Field(default_factory=UnitOverrides)
     included: Allowances = Field(default_factory=Allowances)
+    monthly_budget: Price | None = None  # USD; `usagectl alerts` warns at the [alerts] thresholds of it
 
 
 DEFAULT_BOOK = PriceBook(
@@ -403,6 +404,7 @@ class TenantConfig(_Model):
     twilio: TenantTwilio | None = None
     sendgrid: TenantSendGrid | None = None
     openai: TenantOpenAI | None = None
+    monthly_budget: Price | None = None  # USD; overrides the plan's monthly_budget for this tenant
 
     @field_validator("slug")
     @classmethod
@@ -507,6 +509,63 @@ class ServeConfig(_WithSecrets):
     auth: ServeAuthConfig = Field(default_factory=ServeAuthConfig)
 
 
+def _webhook_url(v: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018  # a bad port raises only when read
+    except ValueError:
+        raise ValueError(f"{v!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{v!r} is not an http:// or https:// URL")
+    return v
+
+
+class AlertWebhookConfig(_WithSecrets):
+    """[alerts.webhook]: where `usagectl alerts` POSTs each alert, signed with HMAC-SHA256 (docs/alerts.md)."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("secret",)
+
+    url: Annotated[str, AfterValidator(_webhook_url)]
+    secret: SecretRef | None = None  # secret_env / secret_file: the HMAC key
+    timeout: float = Field(default=10.0, gt=0, le=120, allow_inf_nan=False)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    # The first retry waits this long, each next one twice as long (within one run).
+    backoff_seconds: float = Field(default=0.5, ge=0, le=30, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _signed(self) -> AlertWebhookConfig:
+        if self.secret is None:
+            raise ValueError("the webhook needs secret_env or secret_file (its deliveries are signed)")
+        return self
+
+
+def _thresholds(values: list[Decimal]) -> list[Decimal]:
+    if not values:
+        raise ValueError("give at least one threshold (percent), e.g. [80, 95, 100]")
+    for v in values:
+        if not v.is_finite() or not 0 < v <= 1000:
+            raise ValueError(f"{v} is not a percentage between 0 (excluded) and 1000")
+        exponent = v.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -2:
+            raise ValueError(f"{v} has more than 2 decimal places")
+    # One spelling per value (80, 80.0 and "8E+1" are one threshold): alerts are keyed by this text.
+    normalized = [Decimal(f"{v.normalize():f}") for v in values]
+    if len(set(normalized)) != len(normalized):
+        raise ValueError("a threshold appears twice")
+    return sorted(normalized)
+
+
+class AlertsConfig(_Model):
+    """[alerts]: thresholds, in percent of each plan allowance and of the monthly budget."""
+
+    thresholds: Annotated[
+        list[Annotated[Decimal, BeforeValidator(_to_decimal)]], AfterValidator(_thresholds)
+    ] = Field(default_factory=lambda: [Decimal(80), Decimal(95), Decimal(100)])
+    webhook: AlertWebhookConfig | None = None
+
+
 class Config(_Model):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -516,6 +575,7 @@ class Config(_Model):
     providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     tenants: list[TenantConfig] = Field(default_factory=list)
 
     # Where the config came from (None: built-in defaults). Not part of the TOML.

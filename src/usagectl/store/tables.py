@@ -33,7 +33,7 @@ from sqlalchemy.types import TypeDecorator
 from usagectl.meters import COST_COLUMNS, METERS, RAW_COUNT_COLUMNS, RAW_GAUGE_COLUMNS
 from usagectl.money import from_micros, to_micros
 
-SCHEMA_HEAD = "0004_api_tokens"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+SCHEMA_HEAD = "0005_alerts"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 
 metadata = MetaData(
     naming_convention={
@@ -234,4 +234,39 @@ api_tokens = Table(
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# Allowance and budget alerts (`usagectl alerts`): one row per tenant x period x meter x threshold, ever. The
+# unique constraint is what makes a rerun or a second host fire nothing twice (insert-or-ignore). `payload` is the
+# exact JSON body, so every retry of a webhook delivery sends the same bytes.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("period", String(7), nullable=False),  # YYYY-MM
+    Column("meter", String(32), nullable=False),  # an allowance (sms, emails...) or "budget"
+    Column("threshold", String(16), nullable=False),  # percent, canonical Decimal text ("80", "99.5")
+    Column("payload", Text, nullable=False),
+    # pending: a webhook delivery is owed; sent: delivered; recorded: no webhook was configured when it fired.
+    Column("status", String(16), nullable=False),
+    Column("fired_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    # A run delivering this alert holds it until then, so two concurrent runs never both POST it.
+    Column("claimed_until", UTCDateTime, nullable=True),
+    UniqueConstraint("tenant_id", "period", "meter", "threshold"),
+    Index(None, "status"),
+)
+
+# Every webhook delivery attempt: when, the HTTP status or the error (never the secret), and whether it succeeded.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id"), nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("success", Boolean, nullable=False),
+    Index(None, "attempted_at"),
 )
