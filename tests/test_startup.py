@@ -236,3 +236,39 @@ def test_concurrent_strict_and_plain_ingests_of_many_batches(
     finally:
         store.close()
     assert errors == []
+
+
+def test_a_process_arriving_mid_migration_waits_for_it(new_db_url: str) -> None:
+    """Each revision is recorded as it completes, so a process starting while another migrates can read an older
+    revision than head: it must wait for the migration, not report the schema as behind (seen with 8 processes)."""
+    first = eng.make_engine(new_db_url)
+    try:
+        eng.upgrade(first, "0003_provider_accuracy")
+        holding, release = threading.Event(), threading.Event()
+
+        def migrating() -> None:
+            with eng.migration_lock(first):
+                holding.set()
+                release.wait(30)
+                eng._alembic_upgrade(first)
+
+        worker = threading.Thread(target=migrating)
+        worker.start()
+        assert holding.wait(30)
+        opened: list[str] = []
+
+        def arriving() -> None:
+            store = open_store(new_db_url)
+            opened.append(eng.current_revision(store.engine) or "")
+            store.close()
+
+        late = threading.Thread(target=arriving)
+        late.start()
+        late.join(0.5)
+        assert late.is_alive() and not opened  # waiting for the migration, not failing
+        release.set()
+        worker.join(60)
+        late.join(60)
+        assert opened == [SCHEMA_HEAD]
+    finally:
+        first.dispose()

@@ -213,6 +213,12 @@ def ensure_schema(engine: Engine) -> None:
         rev = current_revision(engine)
     if rev == SCHEMA_HEAD:
         return
+    # Another process may be migrating right now, and each revision is recorded as it completes: wait for it to
+    # finish before calling the schema behind.
+    with migration_lock(engine):
+        rev = current_revision(engine)
+    if rev == SCHEMA_HEAD:
+        return
     where = redact_url(str(engine.url))
     if rev is None:
         raise SchemaError(f"the database at {where} has no usagectl schema; run: usagectl db upgrade")
