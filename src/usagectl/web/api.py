@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,8 +18,8 @@ from usagectl.config import SLUG_BODY
 from usagectl.errors import InputError
 from usagectl.periods import Window, utc_today
 from usagectl.reports import SORT_KEYS, tenant_report, tenants_report
-from usagectl.web.app import ApiError, AppContext
 from usagectl.web.auth import AuthError, ForbiddenError, Principal
+from usagectl.web.context import ApiError, AppContext, app_context
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
@@ -31,11 +31,6 @@ bearer = HTTPBearer(auto_error=False, description="An API token (`usagectl token
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MONTH_RE = re.compile(r"(\d{4})-(\d{2})")
-
-
-def app_context(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
 
 
 def principal(

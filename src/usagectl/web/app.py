@@ -20,7 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from usagectl import __version__
 from usagectl.config import Config
 from usagectl.store.engine import Store
-from usagectl.web.auth import AuthError, ForbiddenError, Verifier, make_verifier
+from usagectl.web.auth import AuthError, ForbiddenError, make_verifier
+from usagectl.web.context import ApiError, AppContext
 
 access_logger = logging.getLogger("usagectl.access")
 
@@ -38,26 +39,6 @@ class ServeSettings:
     config: Config
     store: Store | None = None  # None: opened from the config's database URL
     access_log: bool = True
-
-
-@dataclass
-class AppContext:
-    """What a route needs: set on `app.state.ctx` by create_app."""
-
-    config: Config
-    store: Store
-    verifier: Verifier
-    session_secret: bytes = b""  # signs the pages' session cookies and CSRF tokens (usagectl.web.session)
-
-
-class ApiError(Exception):
-    """A client error with a JSON body naming the offending parameter."""
-
-    def __init__(self, status: int, message: str, parameter: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.parameter = parameter
 
 
 def error_body(message: str, parameter: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -24,9 +24,8 @@ from usagectl.errors import InputError
 from usagectl.periods import Window, utc_today
 from usagectl.reports import tenant_report, tenants_report
 from usagectl.web import pages
-from usagectl.web.api import app_context
-from usagectl.web.app import AppContext
 from usagectl.web.auth import AuthError, ForbiddenError, Principal
+from usagectl.web.context import AppContext, app_context
 from usagectl.web.session import (
     CSRF_COOKIE,
     CSRF_FIELD,
