@@ -284,6 +284,19 @@ class PricingConfig(_Model):
         return sorted(books, key=lambda b: b.effective_from)
 
 
+def _http_url(v: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018  # a bad port raises only when read
+    except ValueError:
+        raise ValueError(f"{v!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{v!r} is not an http:// or https:// URL")
+    return v
+
+
 class _ProviderBase(_WithSecrets):
     base_url: str
     timeout: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
@@ -297,17 +310,8 @@ class _ProviderBase(_WithSecrets):
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, v: str) -> str:
-        from urllib.parse import urlsplit
-
-        try:
-            parts = urlsplit(v)
-            parts.port  # noqa: B018  # a bad port raises only when read
-        except ValueError:
-            raise ValueError(f"{v!r} is not a valid URL") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{v!r} is not an http:// or https:// URL")
-        return v
+    def _base_url(cls, v: str) -> str:
+        return _http_url(v)
 
 
 class TwilioProvider(_ProviderBase):
@@ -509,25 +513,12 @@ class ServeConfig(_WithSecrets):
     auth: ServeAuthConfig = Field(default_factory=ServeAuthConfig)
 
 
-def _webhook_url(v: str) -> str:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(v)
-        parts.port  # noqa: B018  # a bad port raises only when read
-    except ValueError:
-        raise ValueError(f"{v!r} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{v!r} is not an http:// or https:// URL")
-    return v
-
-
 class AlertWebhookConfig(_WithSecrets):
     """[alerts.webhook]: where `usagectl alerts` POSTs each alert, signed with HMAC-SHA256 (docs/alerts.md)."""
 
     SECRETS: ClassVar[tuple[str, ...]] = ("secret",)
 
-    url: Annotated[str, AfterValidator(_webhook_url)]
+    url: Annotated[str, AfterValidator(_http_url)]
     secret: SecretRef | None = None  # secret_env / secret_file: the HMAC key
     timeout: float = Field(default=10.0, gt=0, le=120, allow_inf_nan=False)
     max_retries: int = Field(default=3, ge=0, le=10)
