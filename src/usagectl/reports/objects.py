@@ -257,6 +257,8 @@ class ExportReport:
     # date as ISO text on SQLite (a `date` on PostgreSQL), no DayRow or Decimal per row. Consume either this or
     # `rows`, once.
     raw_rows: Callable[[], Iterator[tuple[Any, ...]]] | None = field(default=None, compare=False)
+    # (month YYYY-MM, tenant slug, plan charge) for each calendar month wholly inside the window
+    plan_charges: tuple[tuple[str, str, PlanCharge], ...] = ()
 
 
 # A meter added to the catalogue needs its typed fields on DayRow (in export order) and Totals.

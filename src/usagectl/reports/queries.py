@@ -392,15 +392,43 @@ def tenants_report(
     )
 
 
+def whole_months(window: Window) -> list[Window]:
+    """The calendar months lying wholly inside `window`, oldest first."""
+    out = []
+    d = window.start
+    while d < window.end:
+        month = Window.month(d.year, d.month)
+        if month.start >= window.start and month.end <= window.end:
+            out.append(month)
+        d = month.end
+    return out
+
+
 def export_rows(
-    store: Store, window: Window, tenant: str | None = None, *, batch: int = 1000
+    store: Store, window: Window, tenant: str | None = None, *, batch: int = 1000, cfg: Config | None = None
 ) -> ExportReport:
     """Tenant x day rows of `window` (optionally one tenant), streamed with a server-side cursor in batches:
-    memory stays constant however many rows there are. Ordered by date, then tenant id (the index order)."""
+    memory stays constant however many rows there are. Ordered by date, then tenant id (the index order). With
+    `cfg`, the plan charge of each tenant and calendar month wholly inside the window."""
     tenant_id: int | None = None
-    if tenant is not None:
-        with store.engine.connect() as conn:
+    charges: list[tuple[str, str, PlanCharge]] = []
+    with store.engine.connect() as conn:
+        if tenant is not None:
             tenant_id = _tenant(conn, tenant).id
+        if cfg is not None:
+            q = select(tenants.c.id, tenants.c.slug, tenants.c.plan_tier, tenants.c.active).order_by(
+                tenants.c.slug
+            )
+            if tenant_id is not None:
+                q = q.where(tenants.c.id == tenant_id)
+            people = conn.execute(q).all()
+            for month in whole_months(window):
+                used = {row.tenant_id for row in conn.execute(_plan_usage(month, tenant_id))}
+                # As in `tenants`: a tenant removed from the config only for months it has usage in.
+                tiers = {p.id: p.plan_tier for p in people if p.active or p.id in used}
+                got = _plan_charges(conn, cfg, month, tiers, tenant_id=tenant_id)
+                key = month.start.strftime("%Y-%m")
+                charges.extend((key, p.slug, got[p.id]) for p in people if p.id in got)
 
     def query(columns: Any) -> Any:
         q = select(*columns).select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
@@ -422,7 +450,14 @@ def export_rows(
         # (docs/performance.md, Design decisions).
         yield from stream(query(_RAW_DAY_COLUMNS))
 
-    return ExportReport(window=window, tenant=tenant, generated_at=_now(), rows=rows(), raw_rows=raw_rows)
+    return ExportReport(
+        window=window,
+        tenant=tenant,
+        generated_at=_now(),
+        rows=rows(),
+        raw_rows=raw_rows,
+        plan_charges=tuple(charges),
+    )
 
 
 def _day_usage(row: Any, models: tuple[ModelTokens, ...]) -> DayUsage:
