@@ -301,3 +301,21 @@ def test_a_bad_monthly_fee_names_its_key(
     res = cli("--config", str(path), "config", "check")
     assert res.code == 2
     assert "plans.pro.monthly_fee" in res.err and problem in res.err
+
+
+def test_pages_show_the_plan_charge_and_only_root_the_margin(env: Env) -> None:
+    from usagectl.reports import tenant_report, tenants_report
+    from usagectl.web.pages import PageContext, SystemUsageQuery, render_billing_usage, render_system_usage
+
+    store_october(env.store, fill=True)
+    rep = tenant_report(env.store, env.cfg, "acme", OCT, today=date(2026, 11, 5))
+    root = render_billing_usage(rep, PageContext(role="root", csrf_token="c"))
+    tenant = render_billing_usage(rep, PageContext(role="tenant", tenant="acme", csrf_token="c"))
+    assert "$108.26" in root and "$108.26" in tenant  # the plan charge
+    assert "Margin" in root and "Margin" not in tenant
+    system = render_system_usage(
+        tenants_report(env.store, OCT, cfg=env.cfg, today=date(2026, 11, 5)),
+        SystemUsageQuery(OCT),
+        PageContext(role="root", csrf_token="c"),
+    )
+    assert "Plan charge" in system and "$108.26" in system and "$3.70" in system
