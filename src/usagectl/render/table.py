@@ -184,7 +184,7 @@ def _print_cards(console: Console, report: TenantReport) -> None:
         cost_lines.append(("month-end (estimate)", usd(mtd.projected_cost)))
     cards2: list[RenderableType] = [_card("Cost (USD)", cost_lines)]
     if report.plan_charge is not None:
-        cards2.append(_card(f"Plan charge: {month_name} to {mtd.as_of:%d %b}", _charge_lines(report)))
+        cards2.append(_charge_card(report, f"Plan charge to {mtd.as_of:%d %b}"))
     if report.allowances:
         allow = Table(box=None, padding=(0, 1), show_header=True, header_style=None)
         allow.add_column("included", no_wrap=True)
@@ -222,21 +222,32 @@ def margin_text(margin: Decimal | None) -> str:
     return "incomplete" if margin is None else signed_usd(margin)
 
 
-def _charge_lines(report: TenantReport) -> list[tuple[str, str]]:
+def _charge_card(report: TenantReport, title: str) -> RenderableType:
+    """The plan charge: the fee, each meter's units above its allowance and their amount, the total, the margin
+    (or how many provider-cost days are unknown). Three narrow columns: it fits beside the cost card at 60."""
+    from rich.panel import Panel
+    from rich.table import Table
+
     charge = report.plan_charge
     assert charge is not None
-    lines = [("monthly fee", usd(charge.fee))]
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_row("monthly fee", "", usd(charge.fee))
     for line in charge.lines:
         if line.overage:
-            lines.append((f"{BY_KEY[line.meter].label} +{n(line.overage)}", usd(line.amount)))
-    lines.append(("plan charge", usd(charge.total)))
+            grid.add_row(BY_KEY[line.meter].label, "+" + n(line.overage), usd(line.amount))
+    grid.add_row("plan charge", "", usd(charge.total))
     costs = report.provider_costs
     if costs is not None and costs.complete:
-        lines.append(("provider-reported", usd(costs.cost)))
-        lines.append(("margin", margin_text(report.margin)))
+        grid.add_row("provider-reported", "", usd(costs.cost))
+        grid.add_row("margin", "", margin_text(report.margin))
     else:
-        lines.append(("margin", f"incomplete ({unknown_days(costs)})"))
-    return lines
+        grid.add_row("margin", "", "incomplete")
+        if costs is not None and costs.days:
+            grid.add_row("provider cost", "unknown", f"{costs.unknown_days} of {costs.days} days")
+    return Panel(grid, title=title, title_align="left", expand=False)
 
 
 def _print_chart(console: Console, report: TenantReport, *, color: bool) -> None:
