@@ -319,3 +319,32 @@ def test_pages_show_the_plan_charge_and_only_root_the_margin(env: Env) -> None:
         PageContext(role="root", csrf_token="c"),
     )
     assert "Plan charge" in system and "$108.26" in system and "$3.70" in system
+
+
+def test_a_provider_that_failed_every_day_makes_the_margin_incomplete(
+    env: Env, cli: Callable[..., Any]
+) -> None:
+    # globex's OpenAI collection failed on every day it was tried: no usage_metrics row at all, only the
+    # collection_runs rows the collector writes for a failed day. Its cost is unknown, not absent: no margin.
+    from datetime import UTC, datetime
+
+    from usagectl.store.tables import collection_runs
+
+    with env.store.engine.begin() as conn:
+        tid = get_tenant(conn, "globex").id  # type: ignore[union-attr]
+        now = datetime.now(UTC)
+        conn.execute(
+            collection_runs.insert(),
+            [
+                {"run_id": "r1", "tenant_id": tid, "source": "openai", "date": d, "status": "failed",
+                 "error": "openai: 500", "started_at": now, "finished_at": now}
+                for d in OCT
+            ],
+        )  # fmt: skip
+    ten = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)
+    globex = next(t for t in ten["tenants"] if t["tenant"] == "globex")
+    assert globex["margin_usd"] is None
+    assert (globex["provider_costs"]["days"], globex["provider_costs"]["unknown_days"]) == (62, 31)
+    got = json.loads(cli("reconcile", "--month", "2026-10", "--tenant", "globex", "--format", "json").out)
+    openai = next(line for line in got["lines"] if line["provider"] == "openai")
+    assert openai["provider_cost_usd"] is None and (openai["days"], openai["unknown_days"]) == (31, 31)

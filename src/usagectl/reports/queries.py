@@ -48,7 +48,13 @@ from usagectl.reports.objects import (
     Totals,
 )
 from usagectl.store.engine import Store
-from usagectl.store.tables import tenants, usage_metrics, usage_metrics_ai_models, usage_rollups_daily
+from usagectl.store.tables import (
+    collection_runs,
+    tenants,
+    usage_metrics,
+    usage_metrics_ai_models,
+    usage_rollups_daily,
+)
 from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids
 
 r = usage_rollups_daily.c
@@ -239,11 +245,28 @@ def _plan_charges(
     return out
 
 
+def _failed_only(
+    conn: Connection, window: Window, sources: tuple[str, ...], tenant_id: int | None
+) -> set[tuple[int, str]]:
+    """(tenant id, source) pairs with a failed collection in `window`: a provider whose every day failed has no
+    `usage_metrics` row, yet the tenant uses it, so its days are unknown, not absent."""
+    c = collection_runs.c
+    q = (
+        select(c.tenant_id, c.source)
+        .distinct()
+        .where(c.status == "failed", c.date >= window.start, c.date < window.end, c.source.in_(sources))
+    )
+    if tenant_id is not None:
+        q = q.where(c.tenant_id == tenant_id)
+    return {(row.tenant_id, row.source) for row in conn.execute(q) if row.tenant_id is not None}
+
+
 def _provider_costs(
     conn: Connection, window: Window, *, tenant_id: int | None = None
 ) -> dict[int, ProviderCosts]:
     """Per tenant, what the cost-reporting providers it used in `window` said they charged, from the raw
-    `usage_metrics` rows (one per tenant, day and source): a day without a row or without a cost is unknown."""
+    `usage_metrics` rows (one per tenant, day and source): a day without a row or without a cost is unknown. A
+    provider counts as used when it has a row or a failed collection in the window."""
     q = (
         select(
             um.tenant_id,
@@ -256,16 +279,19 @@ def _provider_costs(
     )
     if tenant_id is not None:
         q = q.where(um.tenant_id == tenant_id)
-    found: dict[int, list[Any]] = {}
+    # tenant id -> source -> (known days, cost in micro-USD)
+    found: dict[int, dict[str, tuple[int, int]]] = {}
     for row in conn.execute(q):
-        found.setdefault(row.tenant_id, []).append(row)
+        found.setdefault(row.tenant_id, {})[row.source] = (int(row.known), int(row.cost or 0))
+    for tid, source in _failed_only(conn, window, COST_SOURCES, tenant_id):
+        found.setdefault(tid, {}).setdefault(source, (0, 0))
     out: dict[int, ProviderCosts] = {}
-    for tid, rows in found.items():
+    for tid, per_source in found.items():
         out[tid] = ProviderCosts(
-            cost=sum((from_micros(int(x.cost or 0)) for x in rows), Decimal("0.000000")),
-            days=window.days * len(rows),
-            unknown_days=sum(window.days - int(x.known) for x in rows),
-            sources=tuple(sorted(x.source for x in rows)),
+            cost=sum((from_micros(cost) for _, cost in per_source.values()), Decimal("0.000000")),
+            days=window.days * len(per_source),
+            unknown_days=sum(window.days - known for known, _ in per_source.values()),
+            sources=tuple(sorted(per_source)),
         )
     return out
 
@@ -527,6 +553,7 @@ def reconcile_report(
             .where(*([a.tenant_id == tenant_id] if tenant_id is not None else []))
         ).all()
         people = conn.execute(select(tenants.c.id, tenants.c.slug, tenants.c.name, tenants.c.active)).all()
+        failed = _failed_only(conn, done, wanted, tenant_id)
     models: dict[tuple[int, date, str], list[ModelTokens]] = {}
     for x in model_rows:
         models.setdefault((x.tenant_id, x.date, x.source), []).append(
@@ -561,11 +588,17 @@ def reconcile_report(
     for tid, slug, name, active in sorted(people, key=lambda p: p.slug):
         if tenant_id is not None and tid != tenant_id:
             continue
-        used = [s for s in wanted if (tid, s) in acc]
+        used = [s for s in wanted if (tid, s) in acc or (tid, s) in failed]
         if not used and not active:
             continue
         for source in used:
-            got = acc[tid, source]
+            # A provider whose every day failed: no usage known, its cost unknown on every day.
+            got = acc.get((tid, source)) or {
+                "usage": dict.fromkeys((m.key for m in PRICED), 0),
+                "est": Decimal("0.000000"),
+                "cost": None,
+                "known": 0,
+            }
             lines.append(
                 ReconcileLine(
                     tenant=slug,
