@@ -12,8 +12,10 @@ from usagectl.money import from_micros, to_micros, to_picos
 from usagectl.pricing import (
     DayUsage,
     book_for,
+    book_segments,
     cost_of_day,
     format_usd,
+    plan_charge,
     prices_for,
     unit_prices,
 )
@@ -220,3 +222,29 @@ def test_month_cost_equals_sum_of_daily_costs(
             + (u.ai_tokens * p.ai_token)
         )
         assert abs(c.total - exact) <= Decimal("0.0000025")
+
+
+def test_plan_charge_uses_the_allowance_in_date_order_and_rounds_each_line_once() -> None:
+    from usagectl.config import Allowances
+    from usagectl.periods import Window
+
+    cheap = unit_prices(V1.model_copy(update={"sms": Decimal("0.0000015")}), PlanConfig())
+    dear = unit_prices(V1.model_copy(update={"sms": Decimal("0.0000025")}), PlanConfig())
+    plan = PlanConfig(monthly_fee=Decimal("9.99"), included=Allowances(sms=3))
+    # 4 SMS on the cheap piece (3 included, 1 over), then 3 on the dear one: 1 x 0.0000015 + 3 x 0.0000025 =
+    # 0.000009 exact; rounding per piece would give 0.000002 + 0.000008 = 0.000010.
+    charge = plan_charge("pro", plan, [(cheap, {"sms": 4}), (dear, {"sms": 3, "email": 2})])
+    sms = next(line for line in charge.lines if line.meter == "sms")
+    assert (sms.used, sms.included, sms.overage, sms.amount) == (7, 3, 4, Decimal("0.000009"))
+    email = next(line for line in charge.lines if line.meter == "email")
+    assert (email.included, email.overage, email.amount) == (0, 2, Decimal("0.001000"))  # none included
+    assert charge.fee == Decimal("9.990000")
+    assert charge.total == Decimal("9.99") + Decimal("0.000009") + Decimal("0.001")
+    books = PricingConfig(
+        books=[V1, V1.model_copy(update={"version": "v2", "effective_from": date(2026, 10, 16)})]
+    )
+    assert book_segments(Window.month(2026, 10), books) == [
+        Window(date(2026, 10, 1), date(2026, 10, 16)),
+        Window(date(2026, 10, 16), date(2026, 11, 1)),
+    ]
+    assert book_segments(Window.month(2026, 11), books) == [Window.month(2026, 11)]

@@ -334,7 +334,7 @@ EXPORT_CSV_HEADER = (
 )
 TENANTS_CSV_HEADER = (
     "month,tenant,tenant_name,plan_tier,active,sms_total,email_total,voice_total_minutes,ai_total_tokens,"
-    "estimated_cost_usd,provider_cost_usd"
+    "estimated_cost_usd,provider_cost_usd,plan_charge_usd,margin_usd"
 )
 ENVELOPE = ["schema_version", "kind", "currency", "window", "generated_at"]
 TOTALS = [
@@ -352,7 +352,20 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     assert cli("tenants", "--month", "2026-10", "--format", "csv").out.splitlines()[0] == TENANTS_CSV_HEADER
 
     rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
-    assert list(rep) == [*ENVELOPE, "tenant", "has_usage", "totals", "month_to_date", "allowances", "days"]
+    assert list(rep) == [
+        *ENVELOPE, "tenant", "has_usage", "totals", "month_to_date", "allowances", "plan_charge", "provider_costs",
+        "margin_usd", "days",
+    ]  # fmt: skip
+    assert list(rep["plan_charge"]) == [
+        "plan_tier",
+        "monthly_fee_usd",
+        "overage",
+        "overage_usd",
+        "plan_charge_usd",
+    ]
+    assert list(rep["plan_charge"]["overage"]) == [
+        "sms_total", "mms_total", "voice_total_minutes", "email_total", "ai_total_tokens",
+    ]  # fmt: skip
     assert rep["schema_version"] == 1 and rep["currency"] == "USD"
     assert rep["window"] == {"start": "2026-10-01", "end": "2026-10-31", "days": 31}
     assert list(rep["tenant"]) == ["slug", "name", "plan_tier"]
@@ -365,11 +378,15 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
 
     ten = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)
     assert list(ten) == [*ENVELOPE, "month", "sort", "tenant_count", "tenants", "total"]
-    assert ",".join(ten["tenants"][0]) == TENANTS_CSV_HEADER.replace("month,", "")
-    assert list(ten["total"]) == TOTALS
+    assert ",".join(list(ten["tenants"][0])[:-2]) == TENANTS_CSV_HEADER.replace("month,", "")
+    assert list(ten["tenants"][0])[-2:] == ["plan_charge", "provider_costs"]
+    assert list(ten["total"]) == [*TOTALS, "plan_charge_usd", "margin_usd"]
 
     exp = json.loads(cli("export", "--format", "json", "--month", "2026-10").out)
-    assert list(exp) == [*ENVELOPE, "tenant", "rows"]
+    assert list(exp) == [*ENVELOPE, "tenant", "plan_charges", "rows"]
+    assert [(c["month"], c["tenant"]) for c in exp["plan_charges"]] == [
+        ("2026-10", "acme"), ("2026-10", "globex"), ("2026-10", "quiet"),
+    ]  # fmt: skip
     assert ",".join(exp["rows"][0]) == EXPORT_CSV_HEADER
     # Money is a decimal string, counts are integers, unknown is null.
     row = exp["rows"][0]

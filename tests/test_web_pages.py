@@ -19,7 +19,7 @@ from usagectl import config as cfgmod
 from usagectl.errors import InputError
 from usagectl.periods import Window
 from usagectl.records import MetricRow
-from usagectl.render.table import n, usd
+from usagectl.render.table import margin_text, n, usd
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
 from usagectl.store.engine import Store, open_store
 from usagectl.store.tenants import sync_tenants
@@ -328,9 +328,9 @@ def test_empty_state_sentence(env: Any, cli: Callable[..., Any]) -> None:
 
 
 def test_system_usage_page(env: Any, cli: Callable[..., Any]) -> None:
-    store, _ = env
+    store, cfg = env
     _october(store, cli)
-    report = tenants_report(store, OCT)
+    report = tenants_report(store, OCT, cfg=cfg)
     html = render_system_usage(report, SystemUsageQuery(OCT), ROOT)
     csp_clean(html)
     doc = parse(html)
@@ -344,20 +344,21 @@ def test_system_usage_page(env: Any, cli: Callable[..., Any]) -> None:
     for cells, line in zip(body, report.lines, strict=True):
         assert cells[1:] == [
             line.plan_tier, n(line.sms), n(line.emails), n(line.voice_minutes), n(line.ai_tokens),
-            usd(line.estimated_cost),
+            usd(line.estimated_cost), usd(line.plan_charge.total if line.plan_charge else None),
+            margin_text(line.margin),
         ]  # fmt: skip
     assert body[0][2:5] == ["30,617,274", "0", "1,722,205"]  # 31 x 987,654 SMS, 31 x 55,555 minutes
     tot = report.total
     assert rows(table, "tfoot") == [
         ["Total, all tenants (4)", "", n(tot.sms), n(tot.emails), n(tot.voice_minutes), n(tot.ai_tokens),
-         usd(tot.estimated_cost)],
+         usd(tot.estimated_cost), usd(report.plan_charge_total), margin_text(report.margin_total)],
     ]  # fmt: skip
     # Each tenant links to its page; columns sort by a link keeping the month; the month picker is a GET form.
     link = table.one("tr", **{"data-tenant": "acme"}).one("a").attrs["href"]
     assert link == "/usage/admin/billing-usage?tenant=acme"
     sort_links = {a.text().split()[0]: a.attrs["href"] for a in table.one("thead").iter("a")}
     assert sort_links["SMS"] == "/usage/admin/system-usage?month=2026-10&sort=sms"
-    assert set(sort_links) == {"Tenant", "SMS", "Emails", "Voice", "AI", "Est."}
+    assert set(sort_links) == {"Tenant", "SMS", "Emails", "Voice", "AI", "Est.", "Plan", "Margin"}
     assert table.one("th", **{"aria-sort": "descending"}).text().startswith("Est. cost")
     form = doc.one("form", class_="filters")
     assert form.attrs["method"] == "get" and form.attrs["action"] == "/usage/admin/system-usage"

@@ -107,7 +107,7 @@ def _pipeline(
         rolled = run_rollup(store, cfg, window)
         # The month of the last complete day, so the ranking is never an empty first-of-the-month.
         month = Window.month(window.last.year, window.last.month)
-        ranking = tenants_report(store, month)
+        ranking = tenants_report(store, month, cfg=cfg, today=end)
         top = ranking.lines[0].slug if ranking.lines else tenants[0].slug
         report = tenant_report(store, cfg, top, Window.last_days(30, end), today=end)
     finally:

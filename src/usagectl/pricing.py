@@ -7,15 +7,16 @@ Money is `Decimal` here and integer micro-USD in the database (see store.tables.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 
 from usagectl.config import DEFAULT_BOOK, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
 from usagectl.meters import COST_LINES, PRICED
-from usagectl.money import (
-    round_micro,
-)
+from usagectl.money import PICOS_PER_USD, round_micro, to_picos
+from usagectl.periods import Window
 from usagectl.records import ModelTokens
 
 
@@ -125,6 +126,65 @@ def cost_of_day(usage: DayUsage, prices: UnitPrices) -> CostBreakdown:
         for m in PRICED
     }
     return CostBreakdown(pricing_version=prices.version, **lines)
+
+
+@dataclass(frozen=True)
+class OverageLine:
+    """One priced meter of a plan charge: the month's use, the plan's allowance and what is charged above it."""
+
+    meter: str  # meters.Meter.key
+    used: int
+    included: int  # 0 when the plan includes none of it
+    overage: int  # units above `included`
+    amount: Decimal  # exact, then rounded half-up to the micro-dollar once
+
+
+@dataclass(frozen=True)
+class PlanCharge:
+    """What a tenant's plan charges for a month (so far): the monthly fee plus the overage of each priced meter."""
+
+    plan_tier: str
+    fee: Decimal
+    lines: tuple[OverageLine, ...]
+
+    @property
+    def overage(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal("0.000000"))
+
+    @property
+    def total(self) -> Decimal:
+        return self.fee + self.overage
+
+
+def book_segments(window: Window, pricing: PricingConfig) -> list[Window]:
+    """`window` cut where a price book takes effect inside it: one price book (per plan) applies to each piece."""
+    cuts = sorted({b.effective_from for b in pricing.books if window.start < b.effective_from < window.end})
+    edges = [window.start, *cuts, window.end]
+    return [Window(a, b) for a, b in pairwise(edges)]
+
+
+def plan_charge(
+    plan_tier: str, plan: PlanConfig, segments: Sequence[tuple[UnitPrices, Mapping[str, int]]]
+) -> PlanCharge:
+    """The plan charge of one tenant-month from its usage per price-book segment (oldest first; meter key ->
+    units). The allowance is used up in date order, so each unit above it is charged at the unit price of the
+    day it was used; a meter without an allowance in the plan includes nothing. Each line is summed exactly in
+    pico-USD and rounded half-up to the micro-dollar once, like a cost line."""
+    lines = []
+    for m in PRICED:
+        included = getattr(plan.included, m.allowance or "", None) or 0
+        left, used, over, picos = included, 0, 0, 0
+        for prices, usage in segments:
+            units = usage.get(m.key, 0)
+            free = min(left, units)
+            left -= free
+            used += units
+            over += units - free
+            picos += (units - free) * to_picos(getattr(prices, m.unit_price or ""))
+        amount = round_micro(Decimal(picos) / PICOS_PER_USD)
+        lines.append(OverageLine(meter=m.key, used=used, included=included, overage=over, amount=amount))
+    fee = round_micro(plan.monthly_fee or Decimal(0))
+    return PlanCharge(plan_tier=plan_tier, fee=fee, lines=tuple(lines))
 
 
 def format_usd(amount: Decimal | None, places: int = 2) -> str:

@@ -48,7 +48,10 @@ def export(
         month=month, since=since, until=until, default=Window.month(today.year, today.month), today=today
     )
     state = get_state(ctx)
-    rows = export_rows(state.store(), window, tenant)
+    # The JSON export carries each whole month's plan charges; CSV keeps its per-day columns (`tenants --format
+    # csv` has them per month).
+    cfg = state.config() if chosen == "json" else None
+    rows = export_rows(state.store(), window, tenant, cfg=cfg)
     from usagectl.render import write
 
     if output is None:

@@ -251,6 +251,8 @@ class PlanConfig(_Model):
     overrides: UnitOverrides = Field(default_factory=UnitOverrides)
     included: Allowances = Field(default_factory=Allowances)
     monthly_budget: Price | None = None  # USD; `usagectl alerts` warns at the [alerts] thresholds of it
+    # USD per calendar month, part of the plan charge (pricing.plan_charge) with the overage above `included`
+    monthly_fee: Price | None = None
 
 
 DEFAULT_BOOK = PriceBook(

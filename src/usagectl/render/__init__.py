@@ -35,11 +35,11 @@ def use_color(stream: TextIO) -> bool:
 
 
 def write(report: object, fmt: str, stream: TextIO) -> int | None:
-    """Render any report object (TenantReport, TenantsReport, ExportReport) as table, json or csv.
+    """Render any report object (TenantReport, TenantsReport, ReconcileReport, ExportReport) as table, json or csv.
 
     Returns the row count for an export, None otherwise."""
     from usagectl.errors import InputError
-    from usagectl.reports import ExportReport, TenantReport, TenantsReport
+    from usagectl.reports import ExportReport, ReconcileReport, TenantReport, TenantsReport
 
     if isinstance(report, ExportReport):
         if fmt == "csv":
@@ -58,6 +58,12 @@ def write(report: object, fmt: str, stream: TextIO) -> int | None:
 
         {"table": table.render_tenant_report, "json": json.write_tenant_report_json,
          "csv": csv.write_tenant_report_csv}[fmt](report, stream)  # fmt: skip
+        return None
+    if isinstance(report, ReconcileReport):
+        from usagectl.render import csv, json, table
+
+        {"table": table.render_reconcile, "json": json.write_reconcile_json,
+         "csv": csv.write_reconcile_csv}[fmt](report, stream)  # fmt: skip
         return None
     if isinstance(report, TenantsReport):
         from usagectl.render import csv, json, table

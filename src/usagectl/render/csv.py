@@ -3,8 +3,8 @@
 Money is a decimal string with 6 places (micro-USD), an unknown value (no provider cost reported, no storage
 reading) is an empty cell, and a text cell starting with = + - @ is prefixed with ' so that a
 spreadsheet never runs it as a formula. Control characters in text cells are neutralised (render.clean_text): the
-writer leaves a lone CR unquoted, which split a row in two for every CSV reader. Numbers are never escaped: a negative number cannot occur (usage
-counts and costs are >= 0).
+writer leaves a lone CR unquoted, which split a row in two for every CSV reader. Numbers are never escaped: only a
+margin or a difference can be negative, and a number is never run as a formula.
 """
 
 from __future__ import annotations
@@ -15,10 +15,18 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, TextIO
 
-from usagectl.meters import RANKED
+from usagectl.meters import PRICED, RANKED
 from usagectl.money import MICROS_PER_USD, from_micros
 from usagectl.render import clean_text
-from usagectl.reports import EXPORT_COLUMNS, MONEY_COLUMNS, DayRow, ExportReport, TenantReport, TenantsReport
+from usagectl.reports import (
+    EXPORT_COLUMNS,
+    MONEY_COLUMNS,
+    DayRow,
+    ExportReport,
+    ReconcileReport,
+    TenantReport,
+    TenantsReport,
+)
 
 _RANKED_FIELDS = tuple(m.total for m in RANKED if m.total)
 
@@ -33,6 +41,23 @@ TENANTS_COLUMNS = (
     *(m.rollup for m in RANKED),
     "estimated_cost_usd",
     "provider_cost_usd",
+    "plan_charge_usd",
+    "margin_usd",
+)
+
+RECONCILE_COLUMNS = (
+    "month",
+    "as_of",
+    "tenant",
+    "tenant_name",
+    "provider",
+    *(m.rollup for m in PRICED),
+    "estimated_cost_usd",
+    "provider_cost_usd",
+    "days",
+    "provider_cost_unknown_days",
+    "difference_usd",
+    "difference_percent",
 )
 
 
@@ -139,6 +164,8 @@ def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:
             *(getattr(t, f) for f in _RANKED_FIELDS),
             t.estimated_cost,
             t.provider_cost,
+            t.plan_charge.total if t.plan_charge else None,
+            t.margin,
         ]
         for t in report.lines
     ]
@@ -153,6 +180,31 @@ def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:
             *(getattr(tot, f) for f in _RANKED_FIELDS),
             tot.estimated_cost,
             tot.provider_cost,
+            report.plan_charge_total if any(t.plan_charge for t in report.lines) else None,
+            report.margin_total,
         ]
     )
     _write(stream, TENANTS_COLUMNS, rows)
+
+
+def write_reconcile_csv(report: ReconcileReport, stream: TextIO) -> None:
+    """One row per tenant and provider; an unknown provider cost or difference is an empty cell."""
+    month = report.month.start.strftime("%Y-%m")
+    rows = [
+        [
+            month,
+            report.as_of,
+            line.tenant,
+            line.tenant_name,
+            line.provider,
+            *(line.usage[m.key] for m in PRICED),
+            line.estimated_cost,
+            line.provider_cost,
+            line.days,
+            line.unknown_days,
+            line.difference,
+            line.difference_percent,
+        ]
+        for line in report.lines
+    ]
+    _write(stream, RECONCILE_COLUMNS, rows)

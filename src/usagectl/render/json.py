@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TextIO
 
-from usagectl.meters import COST_COLUMNS, COUNTERS, PRICED
+from usagectl.meters import BY_KEY, COST_COLUMNS, COUNTERS, PRICED
 from usagectl.periods import Window
+from usagectl.pricing import PlanCharge
 from usagectl.reports import (
     CURRENCY,
     SCHEMA_VERSION,
     DayRow,
     ExportReport,
+    ProviderCosts,
+    ReconcileReport,
     TenantReport,
     TenantsReport,
     Totals,
@@ -64,6 +67,47 @@ def _totals(t: Totals) -> dict[str, Any]:
     return out
 
 
+def plan_charge_dict(charge: PlanCharge | None) -> dict[str, Any] | None:
+    """The plan charge: the fee, each priced meter's overage (under its rollup column's name) and the total."""
+    if charge is None:
+        return None
+    out: dict[str, Any] = _plain(
+        {
+            "plan_tier": charge.plan_tier,
+            "monthly_fee_usd": charge.fee,
+            "overage": {
+                BY_KEY[line.meter].rollup: {
+                    "used": line.used,
+                    "included": line.included,
+                    "overage": line.overage,
+                    "amount_usd": line.amount,
+                }
+                for line in charge.lines
+            },
+            "overage_usd": charge.overage,
+            "plan_charge_usd": charge.total,
+        }
+    )
+    return out
+
+
+def provider_costs_dict(costs: ProviderCosts | None) -> dict[str, Any] | None:
+    """The cost-reporting providers' figures behind a margin; `complete` false means the margin is null."""
+    if costs is None:
+        return None
+    return {
+        "provider_cost_usd": str(costs.cost) if costs.days else None,
+        "sources": list(costs.sources),
+        "days": costs.days,
+        "unknown_days": costs.unknown_days,
+        "complete": costs.complete,
+    }
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def day_dict(d: DayRow) -> dict[str, Any]:
     out: dict[str, Any] = _plain(d.as_dict())
     return out
@@ -108,6 +152,10 @@ def _report_head(report: TenantReport) -> dict[str, Any]:
             }
             for a in report.allowances
         ],
+        # Over the month-to-date's days; the margin is null unless the provider costs of those days are complete.
+        "plan_charge": plan_charge_dict(report.plan_charge),
+        "provider_costs": provider_costs_dict(report.provider_costs),
+        "margin_usd": _money(report.margin),
     }
 
 
@@ -139,6 +187,9 @@ def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
             "projection_is_estimate": mtd["projection_is_estimate"],
         },
         "allowances": full["allowances"],
+        "plan_charge": full["plan_charge"],
+        "provider_costs": full["provider_costs"],
+        "margin_usd": full["margin_usd"],
     }
 
 
@@ -165,11 +216,20 @@ def tenants_dict(report: TenantsReport) -> dict[str, Any]:
                     "ai_total_tokens": t.ai_tokens,
                     "estimated_cost_usd": t.estimated_cost,
                     "provider_cost_usd": t.provider_cost,
+                    # The CSV's columns so far; then the details behind the plan charge and the margin.
+                    "plan_charge_usd": t.plan_charge.total if t.plan_charge else None,
+                    "margin_usd": t.margin,
+                    "plan_charge": plan_charge_dict(t.plan_charge),
+                    "provider_costs": provider_costs_dict(t.provider_costs),
                 }
             )
             for t in report.lines
         ],
-        "total": _totals(report.total),
+        "total": {
+            **_totals(report.total),
+            "plan_charge_usd": str(report.plan_charge_total),
+            "margin_usd": _money(report.margin_total),
+        },
     }
 
 
@@ -179,7 +239,15 @@ def write_tenants_json(report: TenantsReport, stream: TextIO) -> None:
 
 def write_export_json(export: ExportReport, stream: TextIO) -> int:
     """Stream `{"schema_version": ..., "rows": [...]}` one row at a time; returns the row count."""
-    head = {**_envelope("export", export.window, export.generated_at), "tenant": export.tenant}
+    head = {
+        **_envelope("export", export.window, export.generated_at),
+        "tenant": export.tenant,
+        # One per tenant and calendar month lying wholly inside the window (a plan charge is per month).
+        "plan_charges": [
+            {"month": month, "tenant": slug, **(plan_charge_dict(charge) or {})}
+            for month, slug, charge in export.plan_charges
+        ],
+    }
     text = json.dumps(head, indent=2, ensure_ascii=False)
     stream.write(text[:-2] + ',\n  "rows": [')
     count = 0
@@ -188,3 +256,33 @@ def write_export_json(export: ExportReport, stream: TextIO) -> int:
         count += 1
     stream.write("\n  ]\n}\n" if count else "]\n}\n")
     return count
+
+
+def reconcile_dict(report: ReconcileReport) -> dict[str, Any]:
+    window = Window(report.month.start, report.as_of + timedelta(days=1))
+    return {
+        **_envelope("reconcile", window, report.generated_at),
+        "month": report.month.start.strftime("%Y-%m"),
+        "lines": [
+            _plain(
+                {
+                    "tenant": line.tenant,
+                    "tenant_name": line.tenant_name,
+                    "provider": line.provider,
+                    "usage": {BY_KEY[k].rollup: v for k, v in line.usage.items()},
+                    "estimated_cost_usd": line.estimated_cost,
+                    # The known days' sum; with unknown_days > 0 it is not the whole month's.
+                    "provider_cost_usd": line.provider_cost,
+                    "days": line.days,
+                    "unknown_days": line.unknown_days,
+                    "difference_usd": line.difference,
+                    "difference_percent": line.difference_percent,
+                }
+            )
+            for line in report.lines
+        ],
+    }
+
+
+def write_reconcile_json(report: ReconcileReport, stream: TextIO) -> None:
+    _dump(reconcile_dict(report), stream)

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
+from usagectl.meters import BY_KEY
 from usagectl.pricing import format_usd
 from usagectl.render import clean_text, use_color
-from usagectl.reports import EMPTY_MESSAGE, TenantReport, TenantsReport
+from usagectl.reports import EMPTY_MESSAGE, ProviderCosts, ReconcileReport, TenantReport, TenantsReport
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -182,6 +183,8 @@ def _print_cards(console: Console, report: TenantReport) -> None:
     else:
         cost_lines.append(("month-end (estimate)", usd(mtd.projected_cost)))
     cards2: list[RenderableType] = [_card("Cost (USD)", cost_lines)]
+    if report.plan_charge is not None:
+        cards2.append(_charge_card(report, f"Plan charge to {mtd.as_of:%d %b}"))
     if report.allowances:
         allow = Table(box=None, padding=(0, 1), show_header=True, header_style=None)
         allow.add_column("included", no_wrap=True)
@@ -200,6 +203,51 @@ def _print_cards(console: Console, report: TenantReport) -> None:
             Panel(allow, title=f"Plan {t.plan_tier}: {month_name}", title_align="left", expand=False)
         )
     console.print(Columns(cards2, padding=(0, 1)))
+
+
+def unknown_days(costs: ProviderCosts | None) -> str:
+    """Why a margin is not shown: "unknown for 3 of 30 days"."""
+    if costs is None or costs.days == 0:
+        return "no provider cost"
+    return f"unknown for {costs.unknown_days} of {costs.days} days"
+
+
+def signed_usd(amount: Decimal) -> str:
+    """A margin or difference: "-$1.50" below zero (format_usd alone would show "$-1.50")."""
+    return "-" + usd(-amount) if amount < 0 else usd(amount)
+
+
+def margin_text(margin: Decimal | None) -> str:
+    """A margin, or "incomplete" while some provider cost of the month is unknown (never $0)."""
+    return "incomplete" if margin is None else signed_usd(margin)
+
+
+def _charge_card(report: TenantReport, title: str) -> RenderableType:
+    """The plan charge: the fee, each meter's units above its allowance and their amount, the total, the margin
+    (or how many provider-cost days are unknown). Three narrow columns: it fits beside the cost card at 60."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    charge = report.plan_charge
+    assert charge is not None
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_row("monthly fee", "", usd(charge.fee))
+    for line in charge.lines:
+        if line.overage:
+            grid.add_row(BY_KEY[line.meter].label, "+" + n(line.overage), usd(line.amount))
+    grid.add_row("plan charge", "", usd(charge.total))
+    costs = report.provider_costs
+    if costs is not None and costs.complete:
+        grid.add_row("provider-reported", "", usd(costs.cost))
+        grid.add_row("margin", "", margin_text(report.margin))
+    else:
+        grid.add_row("margin", "", "incomplete")
+        if costs is not None and costs.days:
+            grid.add_row("provider cost", "unknown", f"{costs.unknown_days} of {costs.days} days")
+    return Panel(grid, title=title, title_align="left", expand=False)
 
 
 def _print_chart(console: Console, report: TenantReport, *, color: bool) -> None:
@@ -264,6 +312,7 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
     month = report.month.start.strftime("%B %Y")
     shown = len(report.lines)
     more = f", top {shown} of {report.tenant_count}" if shown < report.tenant_count else ""
+    with_charge = any(line.plan_charge is not None for line in report.lines)
     rows = [
         [
             clean_text(line.slug) + ("" if line.active else " (inactive)"),
@@ -273,6 +322,11 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
             n(line.voice_minutes),
             n(line.ai_tokens),
             usd(line.estimated_cost),
+            *(
+                (usd(line.plan_charge.total if line.plan_charge else None), margin_text(line.margin))
+                if with_charge
+                else ()
+            ),
         ]
         for line in report.lines
     ]
@@ -285,10 +339,20 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
         n(tot.voice_minutes),
         n(tot.ai_tokens),
         usd(tot.estimated_cost),
+        *((usd(report.plan_charge_total), margin_text(report.margin_total)) if with_charge else ()),
     ]
     print_fitted(
         console,
-        ("tenant", "plan", "SMS", "emails", "voice min", "AI tokens", "est. cost"),
+        (
+            "tenant",
+            "plan",
+            "SMS",
+            "emails",
+            "voice min",
+            "AI tokens",
+            "est. cost",
+            *(("plan charge", "margin") if with_charge else ()),
+        ),
         rows,
         title=f"Tenants - {month} (UTC) - by {report.sort}{more}",
         totals=totals,
@@ -296,3 +360,40 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
     )
     if not report.lines:
         console.print("No tenants configured yet: add [[tenants]] to the config (see `usagectl init`).")
+
+
+def render_reconcile(report: ReconcileReport, stream: TextIO, *, width: int | None = None) -> None:
+    """Per tenant and provider: usage, our estimate, the provider's reported cost and the difference."""
+    console = _console(stream, width)
+    rows = []
+    for line in report.lines:
+        used = ", ".join(f"{n(v)} {BY_KEY[k].label}" for k, v in line.usage.items() if v) or "none"
+        if line.unknown_days == 0:
+            reported = usd(line.provider_cost)
+        elif line.provider_cost is None:
+            reported = f"unknown for {line.unknown_days} of {line.days} days"
+        else:
+            reported = f"{usd(line.provider_cost)} (unknown for {line.unknown_days} of {line.days} days)"
+        diff = line.difference
+        pct = line.difference_percent
+        rows.append(
+            [
+                clean_text(line.tenant),
+                line.provider,
+                used,
+                usd(line.estimated_cost),
+                reported,
+                "unknown" if diff is None else ("+" if diff > 0 else "") + signed_usd(diff),
+                "n/a" if pct is None else f"{pct:+}%",
+            ]
+        )
+    month = report.month.start.strftime("%B %Y")
+    print_fitted(
+        console,
+        ("tenant", "provider", "usage", "estimate", "provider-reported", "difference", "%"),
+        rows,
+        title=f"Reconcile - {month} (UTC) to {report.as_of:%d %b}",
+        left=3,
+    )
+    if not report.lines:
+        console.print("No provider usage stored for this month: run `usagectl collect` first.")

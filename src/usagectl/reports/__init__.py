@@ -11,6 +11,9 @@ from usagectl.reports.objects import (
     DayRow,
     ExportReport,
     MonthToDate,
+    ProviderCosts,
+    ReconcileLine,
+    ReconcileReport,
     TenantInfo,
     TenantLine,
     TenantReport,
@@ -18,14 +21,17 @@ from usagectl.reports.objects import (
     Totals,
 )
 from usagectl.reports.queries import (
+    COST_SOURCES,
     export_rows,
     month_projection,
+    reconcile_report,
     tenant_report,
     tenants_report,
     unknown_tenant,
 )
 
 __all__ = [
+    "COST_SOURCES",
     "CURRENCY",
     "EMPTY_MESSAGE",
     "EXPORT_COLUMNS",
@@ -36,6 +42,9 @@ __all__ = [
     "DayRow",
     "ExportReport",
     "MonthToDate",
+    "ProviderCosts",
+    "ReconcileLine",
+    "ReconcileReport",
     "TenantInfo",
     "TenantLine",
     "TenantReport",
@@ -43,6 +52,7 @@ __all__ = [
     "Totals",
     "export_rows",
     "month_projection",
+    "reconcile_report",
     "tenant_report",
     "tenants_report",
     "unknown_tenant",

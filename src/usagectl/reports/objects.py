@@ -11,11 +11,12 @@ from typing import Any
 
 from usagectl.meters import COST_COLUMNS, COUNTERS, EXPORT_USAGE_COLUMNS, RANKED
 from usagectl.periods import Window
+from usagectl.pricing import PlanCharge
 
 SCHEMA_VERSION = 1
 CURRENCY = "USD"
 EMPTY_MESSAGE = "Usage metrics will appear here once you begin messaging."
-SORT_KEYS = ("cost", *(m.key for m in RANKED), "name")
+SORT_KEYS = ("cost", *(m.key for m in RANKED), "plan_charge", "margin", "name")
 
 # Export / CSV columns, in order. Stable: documented in docs/export.md; a change bumps SCHEMA_VERSION.
 KEY_COLUMNS = ("date", "tenant", "tenant_name", "plan_tier", "pricing_version")
@@ -114,6 +115,29 @@ class MonthToDate:
 
 
 @dataclass(frozen=True)
+class ProviderCosts:
+    """What the cost-reporting providers (queries.COST_SOURCES) said they charged one tenant over a window:
+    the sum of the known days, and how many source-days are unknown (no row, or a row without a cost)."""
+
+    cost: Decimal
+    days: int  # days of the window x the cost-reporting sources the tenant used in it
+    unknown_days: int
+    sources: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Every day of every cost-reporting source the tenant used is known (and it used at least one)."""
+        return self.days > 0 and self.unknown_days == 0
+
+
+def margin_of(charge: PlanCharge | None, costs: ProviderCosts | None) -> Decimal | None:
+    """Plan charge minus the providers' reported cost; None (not $0) unless the provider costs are complete."""
+    if charge is None or costs is None or not costs.complete:
+        return None
+    return charge.total - costs.cost
+
+
+@dataclass(frozen=True)
 class TenantInfo:
     slug: str
     name: str
@@ -129,6 +153,13 @@ class TenantReport:
     month_to_date: MonthToDate
     allowances: tuple[Allowance, ...]
     generated_at: datetime
+    # The month-to-date's plan charge and the providers' cost over the same days (None: not computed)
+    plan_charge: PlanCharge | None = None
+    provider_costs: ProviderCosts | None = None
+
+    @property
+    def margin(self) -> Decimal | None:
+        return margin_of(self.plan_charge, self.provider_costs)
 
     @property
     def has_usage(self) -> bool:
@@ -158,6 +189,12 @@ class TenantLine:
     ai_tokens: int
     estimated_cost: Decimal
     provider_cost: Decimal | None
+    plan_charge: PlanCharge | None = None
+    provider_costs: ProviderCosts | None = None
+
+    @property
+    def margin(self) -> Decimal | None:
+        return margin_of(self.plan_charge, self.provider_costs)
 
 
 @dataclass(frozen=True)
@@ -167,6 +204,46 @@ class TenantsReport:
     lines: tuple[TenantLine, ...]  # sorted, limited
     total: Totals  # over ALL tenants, also those cut by --limit
     tenant_count: int
+    generated_at: datetime
+    plan_charge_total: Decimal = Decimal("0.000000")  # over ALL tenants
+    margin_total: Decimal | None = None  # over ALL tenants; None unless every tenant's margin is known
+
+
+@dataclass(frozen=True)
+class ReconcileLine:
+    """One tenant and provider for a month: the usage it reported, our estimate of its cost (priced per source-day
+    like a rollup), and what it said it charged."""
+
+    tenant: str
+    tenant_name: str
+    provider: str
+    usage: dict[str, int]  # meter key -> units, every priced meter
+    estimated_cost: Decimal
+    provider_cost: Decimal | None  # the sum of the known days; None when no day is known
+    days: int
+    unknown_days: int
+
+    @property
+    def difference(self) -> Decimal | None:
+        """Provider cost minus our estimate; None unless the provider cost is known for every day."""
+        if self.unknown_days or self.provider_cost is None:
+            return None
+        return self.provider_cost - self.estimated_cost
+
+    @property
+    def difference_percent(self) -> Decimal | None:
+        """The difference in percent of our estimate, one decimal; None when unknown or the estimate is 0."""
+        diff = self.difference
+        if diff is None or self.estimated_cost == 0:
+            return None
+        return (diff * 100 / self.estimated_cost).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    month: Window
+    as_of: date  # the last day compared (yesterday for the current month)
+    lines: tuple[ReconcileLine, ...]  # by tenant, then provider
     generated_at: datetime
 
 
@@ -180,6 +257,8 @@ class ExportReport:
     # date as ISO text on SQLite (a `date` on PostgreSQL), no DayRow or Decimal per row. Consume either this or
     # `rows`, once.
     raw_rows: Callable[[], Iterator[tuple[Any, ...]]] | None = field(default=None, compare=False)
+    # (month YYYY-MM, tenant slug, plan charge) for each calendar month wholly inside the window
+    plan_charges: tuple[tuple[str, str, PlanCharge], ...] = ()
 
 
 # A meter added to the catalogue needs its typed fields on DayRow (in export order) and Totals.

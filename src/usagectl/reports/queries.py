@@ -19,6 +19,16 @@ from usagectl.errors import InputError, did_you_mean
 from usagectl.meters import COUNTERS, PRICED, RANKED, WITH_ALLOWANCE
 from usagectl.money import MICRO, from_micros
 from usagectl.periods import Window, utc_today
+from usagectl.pricing import (
+    DayUsage,
+    PlanCharge,
+    UnitPrices,
+    book_segments,
+    cost_of_day,
+    plan_charge,
+    prices_for,
+)
+from usagectl.records import ModelTokens
 from usagectl.reports.objects import (
     EXPORT_COLUMNS,
     KEY_COLUMNS,
@@ -28,6 +38,9 @@ from usagectl.reports.objects import (
     DayRow,
     ExportReport,
     MonthToDate,
+    ProviderCosts,
+    ReconcileLine,
+    ReconcileReport,
     TenantInfo,
     TenantLine,
     TenantReport,
@@ -35,10 +48,21 @@ from usagectl.reports.objects import (
     Totals,
 )
 from usagectl.store.engine import Store
-from usagectl.store.tables import tenants, usage_rollups_daily
+from usagectl.store.tables import (
+    collection_runs,
+    tenants,
+    usage_metrics,
+    usage_metrics_ai_models,
+    usage_rollups_daily,
+)
 from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids
 
 r = usage_rollups_daily.c
+um = usage_metrics.c
+
+#: the providers that report what they charged (docs/cost-model.md, "What the provider cost covers"); SendGrid
+#: reports no cost, so a margin deducts only these
+COST_SOURCES = ("twilio", "openai")
 
 
 def _now() -> datetime:
@@ -165,6 +189,8 @@ def tenant_report(
         days = tuple(_day_row(row) for row in conn.execute(_TENANT_DAYS, _tenant_params(t.id, window)))
         totals = _totals(conn.execute(_TENANT_TOTALS, _tenant_params(t.id, window)).one())
         mtd = _totals(conn.execute(_TENANT_TOTALS, _tenant_params(t.id, mtd_window)).one())
+        charge = _plan_charges(conn, cfg, mtd_window, {t.id: t.plan_tier}, tenant_id=t.id)[t.id]
+        costs = _provider_costs(conn, mtd_window, tenant_id=t.id).get(t.id, _NO_COSTS)
     included = cfg.plan(t.plan_tier).included
     allowances = tuple(
         Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
@@ -179,16 +205,123 @@ def tenant_report(
         month_to_date=month_projection(month, as_of, mtd.estimated_cost),
         allowances=allowances,
         generated_at=_now(),
+        plan_charge=charge,
+        provider_costs=costs,
     )
+
+
+_NO_COSTS = ProviderCosts(cost=Decimal("0.000000"), days=0, unknown_days=0)
+
+
+def _plan_usage(window: Window, tenant_id: int | None) -> Any:
+    q = select(r.tenant_id, *(_sum(r[m.rollup]).label(m.key) for m in PRICED)).where(_in(window))
+    if tenant_id is not None:
+        q = q.where(r.tenant_id == tenant_id)
+    return q.group_by(r.tenant_id)
+
+
+def _plan_charges(
+    conn: Connection, cfg: Config, window: Window, tiers: dict[int, str], *, tenant_id: int | None = None
+) -> dict[int, PlanCharge]:
+    """Each tenant's (id -> plan tier) plan charge over `window`: the usage of each price-book segment of the
+    window, priced by pricing.plan_charge with the tenant's plan now (as the allowances are)."""
+    segments = book_segments(window, cfg.pricing)
+    usage = [
+        {
+            row.tenant_id: {m.key: int(row._mapping[m.key]) for m in PRICED}
+            for row in conn.execute(_plan_usage(seg, tenant_id))
+        }
+        for seg in segments
+    ]
+    prices: dict[tuple[str, int], UnitPrices] = {}
+    out: dict[int, PlanCharge] = {}
+    for tid, tier in tiers.items():
+        parts = []
+        for i, seg in enumerate(segments):
+            if (tier, i) not in prices:
+                prices[tier, i] = prices_for(cfg, tier, seg.start)
+            parts.append((prices[tier, i], usage[i].get(tid, {})))
+        out[tid] = plan_charge(tier, cfg.plan(tier), parts)
+    return out
+
+
+def _failed_only(
+    conn: Connection, window: Window, sources: tuple[str, ...], tenant_id: int | None
+) -> set[tuple[int, str]]:
+    """(tenant id, source) pairs with a failed collection in `window`: a provider whose every day failed has no
+    `usage_metrics` row, yet the tenant uses it, so its days are unknown, not absent."""
+    c = collection_runs.c
+    q = (
+        select(c.tenant_id, c.source)
+        .distinct()
+        .where(c.status == "failed", c.date >= window.start, c.date < window.end, c.source.in_(sources))
+    )
+    if tenant_id is not None:
+        q = q.where(c.tenant_id == tenant_id)
+    return {(row.tenant_id, row.source) for row in conn.execute(q) if row.tenant_id is not None}
+
+
+def _provider_costs(
+    conn: Connection, window: Window, *, tenant_id: int | None = None
+) -> dict[int, ProviderCosts]:
+    """Per tenant, what the cost-reporting providers it used in `window` said they charged, from the raw
+    `usage_metrics` rows (one per tenant, day and source): a day without a row or without a cost is unknown. A
+    provider counts as used when it has a row or a failed collection in the window."""
+    q = (
+        select(
+            um.tenant_id,
+            um.source,
+            func.count(um.provider_cost_usd).label("known"),
+            cast(func.sum(um.provider_cost_usd.cast(BigInteger)), BigInteger).label("cost"),
+        )
+        .where(um.date >= window.start, um.date < window.end, um.source.in_(COST_SOURCES))
+        .group_by(um.tenant_id, um.source)
+    )
+    if tenant_id is not None:
+        q = q.where(um.tenant_id == tenant_id)
+    # tenant id -> source -> (known days, cost in micro-USD)
+    found: dict[int, dict[str, tuple[int, int]]] = {}
+    for row in conn.execute(q):
+        found.setdefault(row.tenant_id, {})[row.source] = (int(row.known), int(row.cost or 0))
+    for tid, source in _failed_only(conn, window, COST_SOURCES, tenant_id):
+        found.setdefault(tid, {}).setdefault(source, (0, 0))
+    out: dict[int, ProviderCosts] = {}
+    for tid, per_source in found.items():
+        out[tid] = ProviderCosts(
+            cost=sum((from_micros(cost) for _, cost in per_source.values()), Decimal("0.000000")),
+            days=window.days * len(per_source),
+            unknown_days=sum(window.days - known for known, _ in per_source.values()),
+            sources=tuple(sorted(per_source)),
+        )
+    return out
+
+
+def through_yesterday(month: Window, today: date) -> Window:
+    """The days of `month` that are over (through yesterday, UTC): what a month-to-date figure covers."""
+    last = min(month.last, today - timedelta(days=1))
+    return month if last < month.start else Window(month.start, last + timedelta(days=1))
 
 
 def _by_usage(field: str) -> Callable[[TenantLine], tuple[int, str]]:
     return lambda line: (-getattr(line, field), line.slug)
 
 
+def _by_money(
+    get: Callable[[TenantLine], Decimal | None],
+) -> Callable[[TenantLine], tuple[bool, Decimal, str]]:
+    # Highest first; an unknown figure (an incomplete margin) after every known one.
+    def key(line: TenantLine) -> tuple[bool, Decimal, str]:
+        value = get(line)
+        return (value is None, -(value or Decimal(0)), line.slug)
+
+    return key
+
+
 _SORTS: dict[str, Any] = {
     "cost": lambda line: (-line.estimated_cost, line.slug),
     **{m.key: _by_usage(m.total) for m in RANKED if m.total},
+    "plan_charge": _by_money(lambda line: line.plan_charge.total if line.plan_charge else None),
+    "margin": _by_money(lambda line: line.margin),
     "name": lambda line: (line.name.lower(), line.slug),
 }
 assert tuple(_SORTS) == SORT_KEYS
@@ -198,9 +331,19 @@ assert {field for _, field in _RANKED} <= set(TenantLine.__dataclass_fields__)
 
 
 def tenants_report(
-    store: Store, month: Window, *, sort: str = "cost", limit: int | None = None
+    store: Store,
+    month: Window,
+    *,
+    sort: str = "cost",
+    limit: int | None = None,
+    cfg: Config | None = None,
+    today: date | None = None,
 ) -> TenantsReport:
-    """Every tenant for a month (zeros when it has no usage), sorted highest first, with a total over all."""
+    """Every tenant for a month (zeros when it has no usage), sorted highest first, with a total over all. With
+    `cfg`, each line has its plan charge and, where the providers' costs are complete, its margin (over the days
+    of the month that are over)."""
+    if sort in ("plan_charge", "margin") and cfg is None:
+        raise InputError(f"--sort {sort} needs the config's plans")
     if sort not in _SORTS:
         raise InputError(f"--sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
     if limit is not None and limit < 1:
@@ -221,6 +364,7 @@ def tenants_report(
         rows = conn.execute(
             # Only the columns a line shows: converting every tenant's created_at/updated_at is wasted work.
             select(
+                tenants.c.id,
                 tenants.c.slug,
                 tenants.c.name,
                 tenants.c.plan_tier,
@@ -231,6 +375,13 @@ def tenants_report(
             ).select_from(tenants.outerjoin(per_tenant, m.tenant_id == tenants.c.id))
         ).all()
         total = _totals(conn.execute(_totals_query(month)).one())
+        charges: dict[int, PlanCharge] = {}
+        costs: dict[int, ProviderCosts] = {}
+        if cfg is not None:
+            # Both sides of the margin over the same days: the days of the month that are over.
+            done = through_yesterday(month, today or utc_today())
+            charges = _plan_charges(conn, cfg, done, {row.id: row.plan_tier for row in rows})
+            costs = _provider_costs(conn, done)
     lines = [
         TenantLine(
             slug=row.slug,
@@ -240,12 +391,15 @@ def tenants_report(
             **{field: int(row._mapping[field] or 0) for _, field in _RANKED},
             estimated_cost=from_micros(int(row.cost or 0)),
             provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
+            plan_charge=charges.get(row.id),
+            provider_costs=costs.get(row.id, _NO_COSTS) if cfg is not None else None,
         )
         for row in rows
         # A tenant removed from the config is listed only for months it has usage in.
         if row.active or row.cost is not None
     ]
     lines.sort(key=_SORTS[sort])
+    margins = [line.margin for line in lines]
     return TenantsReport(
         month=month,
         sort=sort,
@@ -253,18 +407,54 @@ def tenants_report(
         total=total,
         tenant_count=len(lines),
         generated_at=_now(),
+        plan_charge_total=sum(
+            (line.plan_charge.total for line in lines if line.plan_charge), Decimal("0.000000")
+        ),
+        margin_total=(
+            sum((m for m in margins if m is not None), Decimal("0.000000"))
+            if cfg is not None and lines and None not in margins
+            else None
+        ),
     )
 
 
+def whole_months(window: Window) -> list[Window]:
+    """The calendar months lying wholly inside `window`, oldest first."""
+    out = []
+    d = window.start
+    while d < window.end:
+        month = Window.month(d.year, d.month)
+        if month.start >= window.start and month.end <= window.end:
+            out.append(month)
+        d = month.end
+    return out
+
+
 def export_rows(
-    store: Store, window: Window, tenant: str | None = None, *, batch: int = 1000
+    store: Store, window: Window, tenant: str | None = None, *, batch: int = 1000, cfg: Config | None = None
 ) -> ExportReport:
     """Tenant x day rows of `window` (optionally one tenant), streamed with a server-side cursor in batches:
-    memory stays constant however many rows there are. Ordered by date, then tenant id (the index order)."""
+    memory stays constant however many rows there are. Ordered by date, then tenant id (the index order). With
+    `cfg`, the plan charge of each tenant and calendar month wholly inside the window."""
     tenant_id: int | None = None
-    if tenant is not None:
-        with store.engine.connect() as conn:
+    charges: list[tuple[str, str, PlanCharge]] = []
+    with store.engine.connect() as conn:
+        if tenant is not None:
             tenant_id = _tenant(conn, tenant).id
+        if cfg is not None:
+            q = select(tenants.c.id, tenants.c.slug, tenants.c.plan_tier, tenants.c.active).order_by(
+                tenants.c.slug
+            )
+            if tenant_id is not None:
+                q = q.where(tenants.c.id == tenant_id)
+            people = conn.execute(q).all()
+            for month in whole_months(window):
+                used = {row.tenant_id for row in conn.execute(_plan_usage(month, tenant_id))}
+                # As in `tenants`: a tenant removed from the config only for months it has usage in.
+                tiers = {p.id: p.plan_tier for p in people if p.active or p.id in used}
+                got = _plan_charges(conn, cfg, month, tiers, tenant_id=tenant_id)
+                key = month.start.strftime("%Y-%m")
+                charges.extend((key, p.slug, got[p.id]) for p in people if p.id in got)
 
     def query(columns: Any) -> Any:
         q = select(*columns).select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
@@ -286,4 +476,139 @@ def export_rows(
         # (docs/performance.md, Design decisions).
         yield from stream(query(_RAW_DAY_COLUMNS))
 
-    return ExportReport(window=window, tenant=tenant, generated_at=_now(), rows=rows(), raw_rows=raw_rows)
+    return ExportReport(
+        window=window,
+        tenant=tenant,
+        generated_at=_now(),
+        rows=rows(),
+        raw_rows=raw_rows,
+        plan_charges=tuple(charges),
+    )
+
+
+def _day_usage(row: Any, models: tuple[ModelTokens, ...]) -> DayUsage:
+    """A `usage_metrics` row's priced usage: a meter kept in parts (AI in/out) by its parts, the others summed."""
+    got = row._mapping
+    values: dict[str, int] = {}
+    for m in PRICED:
+        if m.parts:
+            values.update((part, int(got[part])) for part in m.parts)
+        else:
+            values[m.total or ""] = sum(int(got[c]) for c in m.raw)
+    return DayUsage(**values, ai_by_model=models)
+
+
+assert all(p in DayUsage.__dataclass_fields__ for m in PRICED for p in (m.parts or (m.total,)))
+
+
+def reconcile_report(
+    store: Store,
+    cfg: Config,
+    month: Window,
+    sources: Iterable[str],
+    *,
+    tenant: str | None = None,
+    today: date | None = None,
+) -> ReconcileReport:
+    """Per tenant and provider (`sources`), over the days of `month` that are over: the usage the provider
+    reported, our estimate of its cost (each source-day priced like a rollup, with the book of the day and the
+    plan the day was rolled up with, else the tenant's plan now) and the cost it reported, with the days it
+    reported none."""
+    wanted = tuple(sources)
+    done = through_yesterday(month, today or utc_today())
+    a = usage_metrics_ai_models.c
+    with store.engine.connect() as conn:
+        tenant_id = _tenant(conn, tenant).id if tenant is not None else None
+        where = [um.date >= done.start, um.date < done.end, um.source.in_(wanted)]
+        if tenant_id is not None:
+            where.append(um.tenant_id == tenant_id)
+        rows = conn.execute(
+            select(
+                um.tenant_id,
+                um.date,
+                um.source,
+                *(um[c] for m in PRICED for c in m.raw),
+                um.provider_cost_usd,
+                func.coalesce(r.plan_tier, tenants.c.plan_tier).label("plan_tier"),
+            )
+            .select_from(
+                usage_metrics.join(tenants, tenants.c.id == um.tenant_id).outerjoin(
+                    usage_rollups_daily, and_(r.tenant_id == um.tenant_id, r.date == um.date)
+                )
+            )
+            .where(*where)
+        ).all()
+        model_rows = conn.execute(
+            select(
+                a.tenant_id,
+                a.date,
+                a.source,
+                a.model,
+                a.ai_tokens_in,
+                a.ai_tokens_out,
+                a.ai_tokens_cached_in,
+                a.ai_tokens_cache_write_in,
+            )
+            .where(a.date >= done.start, a.date < done.end, a.source.in_(wanted))
+            .where(*([a.tenant_id == tenant_id] if tenant_id is not None else []))
+        ).all()
+        people = conn.execute(select(tenants.c.id, tenants.c.slug, tenants.c.name, tenants.c.active)).all()
+        failed = _failed_only(conn, done, wanted, tenant_id)
+    models: dict[tuple[int, date, str], list[ModelTokens]] = {}
+    for x in model_rows:
+        models.setdefault((x.tenant_id, x.date, x.source), []).append(
+            ModelTokens(
+                x.model,
+                int(x.ai_tokens_in),
+                int(x.ai_tokens_out),
+                int(x.ai_tokens_cached_in),
+                int(x.ai_tokens_cache_write_in),
+            )
+        )
+    acc: dict[tuple[int, str], dict[str, Any]] = {}
+    for row in rows:
+        usage = _day_usage(row, tuple(models.get((row.tenant_id, row.date, row.source), ())))
+        cost = cost_of_day(usage, prices_for(cfg, row.plan_tier, row.date)).total
+        got = acc.setdefault(
+            (row.tenant_id, row.source),
+            {
+                "usage": dict.fromkeys((m.key for m in PRICED), 0),
+                "est": Decimal("0.000000"),
+                "cost": None,
+                "known": 0,
+            },
+        )
+        for m in PRICED:
+            got["usage"][m.key] += getattr(usage, m.total or "")
+        got["est"] += cost
+        if row.provider_cost_usd is not None:
+            got["known"] += 1
+            got["cost"] = (got["cost"] or Decimal("0.000000")) + row.provider_cost_usd
+    lines = []
+    for tid, slug, name, active in sorted(people, key=lambda p: p.slug):
+        if tenant_id is not None and tid != tenant_id:
+            continue
+        used = [s for s in wanted if (tid, s) in acc or (tid, s) in failed]
+        if not used and not active:
+            continue
+        for source in used:
+            # A provider whose every day failed: no usage known, its cost unknown on every day.
+            got = acc.get((tid, source)) or {
+                "usage": dict.fromkeys((m.key for m in PRICED), 0),
+                "est": Decimal("0.000000"),
+                "cost": None,
+                "known": 0,
+            }
+            lines.append(
+                ReconcileLine(
+                    tenant=slug,
+                    tenant_name=name,
+                    provider=source,
+                    usage=got["usage"],
+                    estimated_cost=got["est"],
+                    provider_cost=got["cost"],
+                    days=done.days,
+                    unknown_days=done.days - got["known"],
+                )
+            )
+    return ReconcileReport(month=month, as_of=done.last, lines=tuple(lines), generated_at=_now())

@@ -157,7 +157,7 @@ def usage_tenants(
     every tenant, not just this page."""
     from usagectl.render.json import tenants_dict
 
-    rep = tenants_report(ctx.store, _month(month), sort=sort)
+    rep = tenants_report(ctx.store, _month(month), sort=sort, cfg=ctx.config)
     body = tenants_dict(replace(rep, lines=rep.lines[offset : offset + limit]))
     body["limit"] = limit
     body["offset"] = offset

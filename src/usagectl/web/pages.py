@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from usagectl.errors import InputError
 from usagectl.meters import RANKED
 from usagectl.periods import Window, parse_month
-from usagectl.render.table import CHART_DAYS, n, usd
+from usagectl.render.table import CHART_DAYS, margin_text, n, usd
 from usagectl.reports import EMPTY_MESSAGE, SORT_KEYS, TenantLine, TenantReport, TenantsReport, Totals
 from usagectl.web.svgchart import Series, line_chart_svg
 
@@ -123,6 +123,7 @@ def _env() -> Any:
     )
     env.filters["n"] = n
     env.filters["usd"] = usd
+    env.filters["margin"] = margin_text
     return env
 
 
@@ -236,6 +237,12 @@ def render_billing_usage(report: TenantReport, ctx: PageContext, *, csv_url: str
     cost_lines.append(
         ("Month total" if mtd.complete else "Month-end projection (estimate)", usd(mtd.projected_cost))
     )
+    charge = report.plan_charge
+    if charge is not None:
+        cost_lines.append((f"Plan charge, {month_name} to {mtd.as_of:%d %b}", usd(charge.total)))
+        if ctx.role == "root":
+            # The platform's margin is for its operators, not for the tenant's admins.
+            cost_lines.append(("Margin (plan charge - provider-reported)", margin_text(report.margin)))
     return _render(
         "billing_usage.html.j2",
         ctx,
@@ -267,6 +274,8 @@ SYSTEM_COLUMNS = (
     (None, "Plan", False),
     *((m.key, m.label, True) for m in RANKED),
     ("cost", "Est. cost", True),
+    ("plan_charge", "Plan charge", True),
+    ("margin", "Margin", True),
 )
 
 
@@ -279,6 +288,15 @@ def _sum_lines(lines: Sequence[TenantLine]) -> Totals:
     return Totals(
         **usage,
         estimated_cost=sum((t.estimated_cost for t in lines), Decimal("0.000000")),
+    )
+
+
+def _sum_margins(lines: Sequence[TenantLine]) -> Decimal | None:
+    margins = [t.margin for t in lines]
+    return (
+        sum((m for m in margins if m is not None), Decimal("0.000000"))
+        if lines and None not in margins
+        else None
     )
 
 
@@ -315,6 +333,8 @@ def render_system_usage(report: TenantsReport, query: SystemUsageQuery, ctx: Pag
         first=query.offset + 1 if shown else 0,
         last=query.offset + len(shown),
         subtotal=_sum_lines(matched) if needle else None,
+        subtotal_charge=sum((t.plan_charge.total for t in matched if t.plan_charge), Decimal("0.000000")),
+        subtotal_margin=_sum_margins(matched),
         prev_url=prev_url,
         next_url=next_url,
         action=ctx.url(SYSTEM_PATH),
