@@ -116,7 +116,9 @@ def usage_daily(
 
     slug = _scoped_tenant(who, tenant)
     last = _date(to, "to") if to is not None else utc_today() - timedelta(days=1)
-    first = _date(from_, "from") if from_ is not None else last - timedelta(days=DEFAULT_DAYS - 1)
+    # The default window stops at the calendar's first day rather than overflowing it (`to=0001-01-01`).
+    default_first = last - timedelta(days=min(DEFAULT_DAYS - 1, (last - date.min).days))
+    first = _date(from_, "from") if from_ is not None else default_first
     if first > last:
         raise ApiError(400, f"from {first} is after to {last}", "from")
     if (last - first).days + 1 > MAX_DAYS:
