@@ -352,7 +352,10 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     assert cli("tenants", "--month", "2026-10", "--format", "csv").out.splitlines()[0] == TENANTS_CSV_HEADER
 
     rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
-    assert list(rep) == [*ENVELOPE, "tenant", "has_usage", "totals", "month_to_date", "allowances", "days"]
+    assert list(rep) == [
+        *ENVELOPE, "tenant", "has_usage", "totals", "month_to_date", "allowances", "adjustments", "days",
+    ]  # fmt: skip
+    assert list(rep["adjustments"]) == ["posted", "estimated_cost_usd", "estimated_cost_with_adjustments_usd"]
     assert rep["schema_version"] == 1 and rep["currency"] == "USD"
     assert rep["window"] == {"start": "2026-10-01", "end": "2026-10-31", "days": 31}
     assert list(rep["tenant"]) == ["slug", "name", "plan_tier"]
@@ -369,7 +372,7 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     assert list(ten["total"]) == TOTALS
 
     exp = json.loads(cli("export", "--format", "json", "--month", "2026-10").out)
-    assert list(exp) == [*ENVELOPE, "tenant", "rows"]
+    assert list(exp) == [*ENVELOPE, "tenant", "rows", "adjustments"]
     assert ",".join(exp["rows"][0]) == EXPORT_CSV_HEADER
     # Money is a decimal string, counts are integers, unknown is null.
     row = exp["rows"][0]

@@ -1,16 +1,21 @@
 """Reports: the objects (objects.py, pure data) and the queries that build them (queries.py)."""
 
 from usagectl.reports.objects import (
+    ADJUSTMENT_COLUMNS,
+    ADJUSTMENT_FIGURES,
     CURRENCY,
     EMPTY_MESSAGE,
     EXPORT_COLUMNS,
     MONEY_COLUMNS,
     SCHEMA_VERSION,
     SORT_KEYS,
+    Adjustment,
     Allowance,
     DayRow,
     ExportReport,
     MonthToDate,
+    RepriceLine,
+    RepriceReport,
     TenantInfo,
     TenantLine,
     TenantReport,
@@ -18,6 +23,7 @@ from usagectl.reports.objects import (
     Totals,
 )
 from usagectl.reports.queries import (
+    adjustments_posted,
     export_rows,
     month_projection,
     tenant_report,
@@ -26,21 +32,27 @@ from usagectl.reports.queries import (
 )
 
 __all__ = [
+    "ADJUSTMENT_COLUMNS",
+    "ADJUSTMENT_FIGURES",
     "CURRENCY",
     "EMPTY_MESSAGE",
     "EXPORT_COLUMNS",
     "MONEY_COLUMNS",
     "SCHEMA_VERSION",
     "SORT_KEYS",
+    "Adjustment",
     "Allowance",
     "DayRow",
     "ExportReport",
     "MonthToDate",
+    "RepriceLine",
+    "RepriceReport",
     "TenantInfo",
     "TenantLine",
     "TenantReport",
     "TenantsReport",
     "Totals",
+    "adjustments_posted",
     "export_rows",
     "month_projection",
     "tenant_report",

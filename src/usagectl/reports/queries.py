@@ -8,7 +8,7 @@ month by the (date, tenant_id) index.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -20,10 +20,12 @@ from usagectl.meters import COUNTERS, PRICED, RANKED, WITH_ALLOWANCE
 from usagectl.money import MICRO, from_micros
 from usagectl.periods import Window, utc_today
 from usagectl.reports.objects import (
+    ADJUSTMENT_FIGURES,
     EXPORT_COLUMNS,
     KEY_COLUMNS,
     MONEY_COLUMNS,
     SORT_KEYS,
+    Adjustment,
     Allowance,
     DayRow,
     ExportReport,
@@ -35,7 +37,7 @@ from usagectl.reports.objects import (
     Totals,
 )
 from usagectl.store.engine import Store
-from usagectl.store.tables import tenants, usage_rollups_daily
+from usagectl.store.tables import tenants, usage_adjustments, usage_rollups_daily
 from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids
 
 r = usage_rollups_daily.c
@@ -91,6 +93,45 @@ def _in(window: Window) -> Any:
 def _sum(col: Any) -> Any:
     # PostgreSQL's SUM(bigint) is NUMERIC; keep integers integers.
     return cast(func.coalesce(func.sum(col), 0), BigInteger)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def adjustments_posted(
+    conn: Connection, window: Window, tenant_id: int | None = None
+) -> tuple[Adjustment, ...]:
+    """The adjustments posted in `window` (UTC days of `posted_at`), whatever day they adjust, oldest first."""
+    a = usage_adjustments.c
+    q = (
+        select(
+            a.posted_at,
+            a.date,
+            tenants.c.slug,
+            tenants.c.name,
+            a.reason,
+            a.pricing_version,
+            *(a[c] for c in ADJUSTMENT_FIGURES),
+        )
+        .select_from(usage_adjustments.join(tenants, tenants.c.id == a.tenant_id))
+        .where(a.posted_at >= _midnight(window.start), a.posted_at < _midnight(window.end))
+        .order_by(a.posted_at, a.id)
+    )
+    if tenant_id is not None:
+        q = q.where(a.tenant_id == tenant_id)
+    return tuple(
+        Adjustment(
+            posted_at=row[0],
+            date=row[1],
+            tenant=row[2],
+            tenant_name=row[3],
+            reason=row[4],
+            pricing_version=row[5],
+            figures=tuple(row[6:]),
+        )
+        for row in conn.execute(q)
+    )
 
 
 # Each label is the Totals field it fills.
@@ -165,6 +206,7 @@ def tenant_report(
         days = tuple(_day_row(row) for row in conn.execute(_TENANT_DAYS, _tenant_params(t.id, window)))
         totals = _totals(conn.execute(_TENANT_TOTALS, _tenant_params(t.id, window)).one())
         mtd = _totals(conn.execute(_TENANT_TOTALS, _tenant_params(t.id, mtd_window)).one())
+        adjustments = adjustments_posted(conn, window, t.id)
     included = cfg.plan(t.plan_tier).included
     allowances = tuple(
         Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
@@ -179,6 +221,7 @@ def tenant_report(
         month_to_date=month_projection(month, as_of, mtd.estimated_cost),
         allowances=allowances,
         generated_at=_now(),
+        adjustments=adjustments,
     )
 
 
@@ -262,9 +305,10 @@ def export_rows(
     """Tenant x day rows of `window` (optionally one tenant), streamed with a server-side cursor in batches:
     memory stays constant however many rows there are. Ordered by date, then tenant id (the index order)."""
     tenant_id: int | None = None
-    if tenant is not None:
-        with store.engine.connect() as conn:
+    with store.engine.connect() as conn:
+        if tenant is not None:
             tenant_id = _tenant(conn, tenant).id
+        adjustments = adjustments_posted(conn, window, tenant_id)
 
     def query(columns: Any) -> Any:
         q = select(*columns).select_from(usage_rollups_daily.join(tenants, tenants.c.id == r.tenant_id))
@@ -286,4 +330,11 @@ def export_rows(
         # (docs/performance.md, Design decisions).
         yield from stream(query(_RAW_DAY_COLUMNS))
 
-    return ExportReport(window=window, tenant=tenant, generated_at=_now(), rows=rows(), raw_rows=raw_rows)
+    return ExportReport(
+        window=window,
+        tenant=tenant,
+        generated_at=_now(),
+        rows=rows(),
+        raw_rows=raw_rows,
+        adjustments=adjustments,
+    )
