@@ -26,7 +26,7 @@ from usagectl.reprice import reprice
 from usagectl.rollup import run_rollup, seal, sealed_through
 from usagectl.store.engine import Store, open_store
 from usagectl.store.metrics import upsert_metric
-from usagectl.store.tables import metadata, usage_adjustments, usage_rollups_daily
+from usagectl.store.tables import metadata, usage_adjustments, usage_rollups_daily, utcnow
 from usagectl.store.tenants import get_tenant, sync_tenants
 
 OCT = Window.month(2026, 10)
@@ -225,6 +225,19 @@ def test_late_data_for_a_sealed_day_without_a_rollup_is_an_adjustment(env: Env) 
     assert rows == 3  # no rollup row was written for the sealed day
 
 
+def test_adjustment_is_posted_at_the_real_time_when_a_backfill_stamps_its_rows_earlier(env: Env) -> None:
+    _closed_october(env)
+    # Nov 1 collected but not rolled up: an explicit October run stamps its rows before that write, so that Nov 1
+    # stays pending; the adjustment it posts must still carry the time it was posted (its month shows it).
+    env.collect("acme", date(2026, 11, 1), 1)
+    env.collect("acme", date(2026, 10, 20), 51, emails=1000)
+    started = utcnow()
+    assert run_rollup(env.store, env.cfg, OCT, today=date(2026, 11, 5)).adjusted == 1
+    (adj,) = env.adjustments()
+    assert adj["posted_at"] >= started
+    assert date(2026, 11, 1) in run_rollup(env.store, env.cfg, today=date(2026, 11, 5)).days
+
+
 def test_rollup_seals_by_age_after_rolling_up(env: Env, write_config: Callable[..., Path]) -> None:
     env.collect("acme", date(2026, 9, 1), 5)
     env.collect("acme", date(2026, 10, 20), 5)
@@ -295,14 +308,17 @@ def test_reprice_updates_unsealed_days_and_adjusts_sealed_ones(
 ) -> None:
     _closed_october(env)
     env.collect("acme", date(2026, 11, 1), 20)
+    env.collect("globex", date(2026, 11, 1), 3)
     run_rollup(env.store, env.cfg, Window(date(2026, 11, 1), NOV_2), today=NOV_2)
     sealed_row = env.rollup_row("acme", date(2026, 10, 10))
+    globex_nov = env.rollup_row("globex", date(2026, 11, 1))
 
     # A new book from Nov 1 leaves October alone (effective-dated) and reprices November.
     with_v2 = config(write_config, extra=NEW_BOOK)
     window = Window(OCT.start, NOV_2)
     report = reprice(env.store, with_v2, window, tenant="acme", today=date(2026, 11, 3))
-    assert report.adjusted == 0 and report.changed == 1
+    assert report.adjusted == 0 and report.changed == 1 and report.tenant_days == 1
+    assert env.rollup_row("globex", date(2026, 11, 1)) == globex_nov  # --tenant acme
     nov = env.rollup_row("acme", date(2026, 11, 1))
     assert nov["pricing_version"] == "v2" and nov["sms_cost_usd"] == 20 * Decimal("0.5")
     assert env.adjustments() == []

@@ -437,19 +437,22 @@ def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> Non
         raise err
 
 
-def check_written(conn: Connection, cfg: Config, windows: Sequence[Window]) -> int:
+def check_written(
+    conn: Connection, cfg: Config, windows: Sequence[Window], tenant_id: int | None = None
+) -> int:
     """The same check on the rollup rows of `windows`, inside the rollup's transaction, after its upsert: raising
     rolls the transaction back, so nothing is written, and reading the rollup rows (one per tenant-day) is a
     fraction of aggregating the raw rows again. SQLite does not fail on the overflow (it switches to floating
     point), so the counts, which are exact, are checked; PostgreSQL raises before this (see run_rollup).
 
-    Returns the number of rollup rows in `windows`: after the upsert, one per tenant-day with raw metrics."""
+    Returns the number of rollup rows in `windows` (of `tenant_id`, when the run was one tenant's): after the
+    upsert, one per tenant-day with raw metrics."""
     r = usage_rollups_daily.c
     *top, rows = conn.execute(
         select(
             *(func.max(r[c]) for c in _LINE_ROLLUPS),
             func.count(),
-        ).where(_in_days(r.date, windows))
+        ).where(_in_days(r.date, windows), true() if tenant_id is None else r.tenant_id == tenant_id)
     ).one()
     err = _range_error(cfg, top)
     if err is not None:
@@ -590,6 +593,9 @@ def run_rollup(
     today = today or utc_today()
     with job_lock(store, wait=lock_wait):
         now = utcnow()
+        # `now` may be moved back below (the stamp that keeps days pending); an adjustment is posted at the real
+        # time, which decides the month that shows it.
+        posted_at = now
         windows: list[Window] = []
         adjusted = 0
         try:
@@ -616,7 +622,7 @@ def run_rollup(
                 # Raising rolls the upsert back. Every tenant-day with raw metrics in `windows` has its rollup row
                 # now, so their count is the rollup rows' (a DISTINCT over the raw rows is far slower, on PostgreSQL
                 # above all: docs/performance.md, Design decisions).
-                tenant_days = check_written(conn, cfg, windows)
+                tenant_days = check_written(conn, cfg, windows, tenant_id)
                 # Rows written by this run carry its timestamp (rowcount of INSERT ... SELECT is not portable).
                 changed = conn.execute(
                     select(func.count())
@@ -628,7 +634,7 @@ def run_rollup(
                     cfg,
                     _ranges(closed),
                     tenant_rows,
-                    now,
+                    posted_at,
                     store.dialect,
                     reason=reason,
                     tenant_id=tenant_id,
