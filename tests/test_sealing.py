@@ -377,3 +377,53 @@ def test_seal_cli_seals_and_says_so(env: Env, cli: Callable[..., Any]) -> None:
     assert "sealed every day through 2026-11-01" in out.err and "1 sealed day collected" in out.err
     out = cli("seal", "--until", "2026-10-15")
     assert out.code == 0 and "already sealed through 2026-11-01" in out.err
+
+
+def test_api_summary_shows_the_adjustment_in_the_month_it_was_posted(env: Env) -> None:
+    from fastapi.testclient import TestClient
+
+    from usagectl.store.tokens import create_token
+    from usagectl.web.app import ServeSettings, create_app
+
+    _closed_october(env)
+    env.collect("acme", date(2026, 10, 10), 90)
+    run_rollup(env.store, env.cfg, today=date(2026, 11, 5))
+    token, _ = create_token(env.store, tenant="acme")
+    month = _this_month()
+    with TestClient(create_app(ServeSettings(env.cfg, store=env.store, access_log=False))) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def summary(m: str) -> Any:
+            r = client.get("/api/admin/usage/summary", params={"month": m}, headers=headers)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        october = summary("2026-10")
+        posted = summary(month.start.strftime("%Y-%m"))
+    assert october["cost"]["estimated_cost_usd"] == "2.000000"  # 150 SMS + 1000 emails, as sealed
+    assert october["adjustments"]["posted"] == []
+    (adj,) = posted["adjustments"]["posted"]
+    assert adj["date"] == "2026-10-10" and adj["sms_total"] == -10 and adj["sms_cost_usd"] == "-0.100000"
+    assert posted["adjustments"]["estimated_cost_usd"] == "-0.100000"
+
+
+def test_concurrent_rollups_post_one_adjustment(env: Env) -> None:
+    import threading
+
+    _closed_october(env)
+    env.collect("acme", date(2026, 10, 20), 60, emails=1000)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_rollup(env.store, env.cfg, OCT, today=date(2026, 11, 5), lock_wait=60)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [a["sms_total"] for a in env.adjustments()] == [10]

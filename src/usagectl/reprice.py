@@ -18,7 +18,7 @@ from usagectl.errors import InputError, did_you_mean
 from usagectl.money import from_micros
 from usagectl.periods import Window, utc_today
 from usagectl.reports.objects import RepriceLine, RepriceReport
-from usagectl.rollup import _in_days, rollup_select, run_rollup
+from usagectl.rollup import in_days, rollup_select, run_rollup
 from usagectl.store.engine import Store
 from usagectl.store.tables import tenants, usage_adjustments, usage_rollups_daily, utcnow
 from usagectl.store.tenants import get_tenant, tenant_ids
@@ -32,14 +32,14 @@ def _preview(
     windows = [window]
     r, adj = usage_rollups_daily.c, usage_adjustments.c
     old: dict[tuple[int, date], int] = defaultdict(int)
-    q = select(r.tenant_id, r.date, cast(r.estimated_cost_usd, BigInteger)).where(_in_days(r.date, windows))
+    q = select(r.tenant_id, r.date, cast(r.estimated_cost_usd, BigInteger)).where(in_days(r.date, windows))
     if tenant_id is not None:
         q = q.where(r.tenant_id == tenant_id)
     for tid, day, micros in conn.execute(q):
         old[(tid, day)] += int(micros)
     q = (
         select(adj.tenant_id, adj.date, cast(func.sum(cast(adj.estimated_cost_usd, BigInteger)), BigInteger))
-        .where(_in_days(adj.date, windows))
+        .where(in_days(adj.date, windows))
         .group_by(adj.tenant_id, adj.date)
     )
     if tenant_id is not None:

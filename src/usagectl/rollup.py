@@ -101,7 +101,7 @@ def _ranges(days: Iterable[date]) -> list[Window]:
     return out
 
 
-def _in_days(col: Any, windows: Sequence[Window]) -> ColumnElement[bool]:
+def in_days(col: Any, windows: Sequence[Window]) -> ColumnElement[bool]:
     if not windows:
         return false()
     return or_(*(and_(col >= w.start, col < w.end) for w in windows))
@@ -235,7 +235,7 @@ def _aggregate(windows: Sequence[Window], tenant_id: int | None = None) -> Selec
             # SUM over only NULLs is NULL: no source reported a cost.
             cast(func.sum(m.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
         )
-        .where(_in_days(m.date, windows), true() if tenant_id is None else m.tenant_id == tenant_id)
+        .where(in_days(m.date, windows), true() if tenant_id is None else m.tenant_id == tenant_id)
         .group_by(m.tenant_id, m.date)
     )
 
@@ -291,7 +291,7 @@ def rollup_select(
             # Naming the tenants lets the UNIQUE(tenant_id, date, ...) index serve the date ranges (no scan). A
             # subquery, not a list of every id: thousands of bound parameters are slow on PostgreSQL
             # (docs/performance.md, Design decisions).
-            .where(mm.tenant_id.in_(select(tenants.c.id)), _in_days(mm.date, windows))
+            .where(mm.tenant_id.in_(select(tenants.c.id)), in_days(mm.date, windows))
             .group_by(mm.tenant_id, mm.date)
             .subquery("priced")
         )
@@ -424,7 +424,7 @@ def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> Non
     m = usage_metrics.c
     names = [c for cols in _LINE_COLUMNS for c in cols]
     totals: dict[tuple[int, date], list[int]] = {}
-    rows = conn.execute(select(m.tenant_id, m.date, *(m[c] for c in names)).where(_in_days(m.date, windows)))
+    rows = conn.execute(select(m.tenant_id, m.date, *(m[c] for c in names)).where(in_days(m.date, windows)))
     for tenant_id, day, *values in rows:
         acc = totals.setdefault((tenant_id, day), [0] * len(_LINE_COLUMNS))
         it = iter(values)
@@ -452,7 +452,7 @@ def check_written(
         select(
             *(func.max(r[c]) for c in _LINE_ROLLUPS),
             func.count(),
-        ).where(_in_days(r.date, windows), true() if tenant_id is None else r.tenant_id == tenant_id)
+        ).where(in_days(r.date, windows), true() if tenant_id is None else r.tenant_id == tenant_id)
     ).one()
     err = _range_error(cfg, top)
     if err is not None:
@@ -529,7 +529,7 @@ def post_adjustments(
     if not computed:
         return 0
     r, adj = usage_rollups_daily.c, usage_adjustments.c
-    scope = [_in_days(r.date, windows)]
+    scope = [in_days(r.date, windows)]
     if tenant_id is not None:
         scope.append(r.tenant_id == tenant_id)
     shown: dict[tuple[int, date], list[int]] = {}
@@ -537,7 +537,7 @@ def post_adjustments(
         select(r.tenant_id, r.date, *(cast(r[c], BigInteger) for c in ADJUSTED_COLUMNS)).where(*scope)
     ):
         shown[(tid, day)] = [_int(v) for v in values]
-    adj_scope = [_in_days(adj.date, windows)]
+    adj_scope = [in_days(adj.date, windows)]
     if tenant_id is not None:
         adj_scope.append(adj.tenant_id == tenant_id)
     for tid, day, *values in conn.execute(
