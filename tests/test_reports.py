@@ -354,7 +354,7 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
     assert list(rep) == [
         *ENVELOPE, "tenant", "has_usage", "totals", "month_to_date", "allowances", "plan_charge", "provider_costs",
-        "margin_usd", "days",
+        "margin_usd", "adjustments", "days",
     ]  # fmt: skip
     assert list(rep["plan_charge"]) == [
         "plan_tier",
@@ -366,6 +366,7 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     assert list(rep["plan_charge"]["overage"]) == [
         "sms_total", "mms_total", "voice_total_minutes", "email_total", "ai_total_tokens",
     ]  # fmt: skip
+    assert list(rep["adjustments"]) == ["posted", "estimated_cost_usd", "estimated_cost_with_adjustments_usd"]
     assert rep["schema_version"] == 1 and rep["currency"] == "USD"
     assert rep["window"] == {"start": "2026-10-01", "end": "2026-10-31", "days": 31}
     assert list(rep["tenant"]) == ["slug", "name", "plan_tier"]
@@ -383,7 +384,7 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     assert list(ten["total"]) == [*TOTALS, "plan_charge_usd", "margin_usd"]
 
     exp = json.loads(cli("export", "--format", "json", "--month", "2026-10").out)
-    assert list(exp) == [*ENVELOPE, "tenant", "plan_charges", "rows"]
+    assert list(exp) == [*ENVELOPE, "tenant", "plan_charges", "rows", "adjustments"]
     assert [(c["month"], c["tenant"]) for c in exp["plan_charges"]] == [
         ("2026-10", "acme"), ("2026-10", "globex"), ("2026-10", "quiet"),
     ]  # fmt: skip

@@ -268,7 +268,7 @@ def test_healthz_docs_and_openapi(api: Api) -> None:
     assert h.status_code == 200 and h.json() == {
         "status": "ok",
         "database": "ok",
-        "schema": "0005_alerts",
+        "schema": "0006_sealed_days",
     }
     spec = api.client.get("/openapi.json").json()
     assert {DAILY, SUMMARY, TENANTS, "/healthz"} <= set(spec["paths"])

@@ -39,21 +39,24 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.exc import DataError, OperationalError
 
 from usagectl.config import PLAN_TIERS, Config
-from usagectl.errors import UsagectlError
+from usagectl.errors import InputError, UsagectlError
 from usagectl.meters import COST_COLUMNS, COUNTERS, GAUGES, METERS, PRICED, ROLLUP_USAGE_COLUMNS
-from usagectl.money import PICOS_PER_MICRO, to_picos
+from usagectl.money import PICOS_PER_MICRO, from_micros, to_picos
 from usagectl.periods import Window, utc_today
 from usagectl.pricing import unit_prices
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
 from usagectl.store.tables import (
     UTCDateTime,
+    seals,
     tenants,
+    usage_adjustments,
     usage_metrics,
     usage_metrics_ai_models,
     usage_rollups_daily,
@@ -81,8 +84,10 @@ class RollupResult:
     """What one rollup run did."""
 
     days: tuple[date, ...]  # the UTC days recomputed
-    tenant_days: int  # tenant-days with raw metrics in those days (= rollup rows in those days)
+    tenant_days: int  # tenant-days with raw metrics in the unsealed ones (= rollup rows in those days)
     changed: int  # rollup rows inserted or updated (0 when a re-run found nothing new)
+    adjusted: int = 0  # adjustments posted for sealed tenant-days whose figures moved
+    sealed_through: date | None = None  # the last sealed day after the run (None: nothing sealed)
 
 
 def _ranges(days: Iterable[date]) -> list[Window]:
@@ -96,7 +101,7 @@ def _ranges(days: Iterable[date]) -> list[Window]:
     return out
 
 
-def _in_days(col: Any, windows: Sequence[Window]) -> ColumnElement[bool]:
+def in_days(col: Any, windows: Sequence[Window]) -> ColumnElement[bool]:
     if not windows:
         return false()
     return or_(*(and_(col >= w.start, col < w.end) for w in windows))
@@ -211,7 +216,7 @@ def _total(*cols: str) -> ColumnElement[int]:
     return cast(func.sum(expr), BigInteger)
 
 
-def _aggregate(windows: Sequence[Window]) -> Select[Any]:
+def _aggregate(windows: Sequence[Window], tenant_id: int | None = None) -> Select[Any]:
     """Raw metrics summed per tenant and day over all sources, one column per meter (a meter kept in parts: one
     per part), named as the rollup column; a gauge's largest reading of the day."""
     m = usage_metrics.c
@@ -230,23 +235,25 @@ def _aggregate(windows: Sequence[Window]) -> Select[Any]:
             # SUM over only NULLs is NULL: no source reported a cost.
             cast(func.sum(m.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
         )
-        .where(_in_days(m.date, windows))
+        .where(in_days(m.date, windows), true() if tenant_id is None else m.tenant_id == tenant_id)
         .group_by(m.tenant_id, m.date)
     )
 
 
-def rollup_statement(
+def rollup_select(
     cfg: Config,
     windows: Sequence[Window],
     tenant_rows: Iterable[tuple[int, str]],
     now: datetime,
     dialect: str,
-) -> Any:
-    """The upsert for `windows`; `tenant_rows` are every tenant's (id, plan_tier)."""
+    tenant_id: int | None = None,
+) -> tuple[dict[str, ColumnElement[Any]], Select[Any]]:
+    """The rollup rows of `windows` (optionally one tenant's) as the raw metrics and the current price books give
+    them, without writing: the column expressions by rollup column name, and the SELECT of them."""
     tenant_rows = list(tenant_rows)
     tiers = set(PLAN_TIERS) | {tier for _, tier in tenant_rows}
 
-    agg = _aggregate(windows).subquery("agg")
+    agg = _aggregate(windows, tenant_id).subquery("agg")
     prices = _price_table(cfg, tiers, dialect).subquery("prices")
     a, p, t = agg.c, prices.c, tenants.c
 
@@ -284,7 +291,7 @@ def rollup_statement(
             # Naming the tenants lets the UNIQUE(tenant_id, date, ...) index serve the date ranges (no scan). A
             # subquery, not a list of every id: thousands of bound parameters are slow on PostgreSQL
             # (docs/performance.md, Design decisions).
-            .where(mm.tenant_id.in_(select(tenants.c.id)), _in_days(mm.date, windows))
+            .where(mm.tenant_id.in_(select(tenants.c.id)), in_days(mm.date, windows))
             .group_by(mm.tenant_id, mm.date)
             .subquery("priced")
         )
@@ -334,6 +341,19 @@ def rollup_statement(
         .select_from(from_clause)
         .where(a.tenant_id.is_not(None))
     )
+    return cols, body
+
+
+def rollup_statement(
+    cfg: Config,
+    windows: Sequence[Window],
+    tenant_rows: Iterable[tuple[int, str]],
+    now: datetime,
+    dialect: str,
+    tenant_id: int | None = None,
+) -> Any:
+    """The upsert for `windows`; `tenant_rows` are every tenant's (id, plan_tier)."""
+    cols, body = rollup_select(cfg, windows, tenant_rows, now, dialect, tenant_id)
 
     from sqlalchemy.dialects import postgresql, sqlite
 
@@ -404,7 +424,7 @@ def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> Non
     m = usage_metrics.c
     names = [c for cols in _LINE_COLUMNS for c in cols]
     totals: dict[tuple[int, date], list[int]] = {}
-    rows = conn.execute(select(m.tenant_id, m.date, *(m[c] for c in names)).where(_in_days(m.date, windows)))
+    rows = conn.execute(select(m.tenant_id, m.date, *(m[c] for c in names)).where(in_days(m.date, windows)))
     for tenant_id, day, *values in rows:
         acc = totals.setdefault((tenant_id, day), [0] * len(_LINE_COLUMNS))
         it = iter(values)
@@ -417,19 +437,22 @@ def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> Non
         raise err
 
 
-def check_written(conn: Connection, cfg: Config, windows: Sequence[Window]) -> int:
+def check_written(
+    conn: Connection, cfg: Config, windows: Sequence[Window], tenant_id: int | None = None
+) -> int:
     """The same check on the rollup rows of `windows`, inside the rollup's transaction, after its upsert: raising
     rolls the transaction back, so nothing is written, and reading the rollup rows (one per tenant-day) is a
     fraction of aggregating the raw rows again. SQLite does not fail on the overflow (it switches to floating
     point), so the counts, which are exact, are checked; PostgreSQL raises before this (see run_rollup).
 
-    Returns the number of rollup rows in `windows`: after the upsert, one per tenant-day with raw metrics."""
+    Returns the number of rollup rows in `windows` (of `tenant_id`, when the run was one tenant's): after the
+    upsert, one per tenant-day with raw metrics."""
     r = usage_rollups_daily.c
     *top, rows = conn.execute(
         select(
             *(func.max(r[c]) for c in _LINE_ROLLUPS),
             func.count(),
-        ).where(_in_days(r.date, windows))
+        ).where(in_days(r.date, windows), true() if tenant_id is None else r.tenant_id == tenant_id)
     ).one()
     err = _range_error(cfg, top)
     if err is not None:
@@ -440,6 +463,115 @@ def check_written(conn: Connection, cfg: Config, windows: Sequence[Window]) -> i
     return int(rows)
 
 
+# The figures an adjustment carries: every rollup usage column and cost column, and the estimated total.
+ADJUSTED_COLUMNS = (*ROLLUP_USAGE_COLUMNS, *COST_COLUMNS, "estimated_cost_usd")
+_MONEY_ADJUSTED = frozenset((*COST_COLUMNS, "estimated_cost_usd"))
+
+
+def sealed_through(conn: Connection) -> date | None:
+    """The last sealed day (every day on or before it is sealed), None when nothing is sealed."""
+    last: date | None = conn.execute(select(func.max(seals.c.sealed_through))).scalar()
+    return last
+
+
+def _seal(conn: Connection, through: date, how: str) -> bool:
+    """Move the seal line to `through` if that is later than where it is; True if it moved."""
+    current = sealed_through(conn)
+    if current is not None and current >= through:
+        return False
+    conn.execute(seals.insert().values(sealed_through=through, how=how, sealed_at=utcnow()))
+    return True
+
+
+@dataclass(frozen=True)
+class SealResult:
+    sealed_through: date
+    moved: bool  # False: those days were sealed already
+    pending: int  # sealed days with raw metrics not rolled up yet (they will become adjustments)
+
+
+def seal(store: Store, until: date, *, today: date | None = None, lock_wait: float = 10.0) -> SealResult:
+    """Seal every day up to and including `until` by hand. A day still going on (today, UTC) or in the future
+    cannot be sealed: its figures are not final even for the platform."""
+    today = today or utc_today()
+    if until >= today:
+        raise InputError(f"--until: {until} is not over yet (UTC today is {today}); seal a past day")
+    with job_lock(store, wait=lock_wait), store.engine.begin() as conn:
+        moved = _seal(conn, until, "manual")
+        pending = sum(1 for d in pending_days(conn) if d <= until)
+        last = sealed_through(conn)
+    assert last is not None
+    return SealResult(sealed_through=last, moved=moved, pending=pending)
+
+
+def _int(value: Any) -> int:
+    return 0 if value is None else int(value)
+
+
+def post_adjustments(
+    conn: Connection,
+    cfg: Config,
+    windows: Sequence[Window],
+    tenant_rows: Sequence[tuple[int, str]],
+    now: datetime,
+    dialect: str,
+    *,
+    reason: str,
+    tenant_id: int | None = None,
+) -> int:
+    """For the sealed days of `windows`: an adjustment per tenant-day whose figures, as the raw metrics and price
+    books give them now, differ from its sealed rollup plus the adjustments already posted for it. So a rerun
+    posts nothing twice, and the sealed rollup rows are never written. Returns the number posted."""
+    if not windows:
+        return 0
+    _, body = rollup_select(cfg, windows, tenant_rows, now, dialect, tenant_id)
+    computed = conn.execute(body).mappings().all()
+    if not computed:
+        return 0
+    r, adj = usage_rollups_daily.c, usage_adjustments.c
+    scope = [in_days(r.date, windows)]
+    if tenant_id is not None:
+        scope.append(r.tenant_id == tenant_id)
+    shown: dict[tuple[int, date], list[int]] = {}
+    for tid, day, *values in conn.execute(
+        select(r.tenant_id, r.date, *(cast(r[c], BigInteger) for c in ADJUSTED_COLUMNS)).where(*scope)
+    ):
+        shown[(tid, day)] = [_int(v) for v in values]
+    adj_scope = [in_days(adj.date, windows)]
+    if tenant_id is not None:
+        adj_scope.append(adj.tenant_id == tenant_id)
+    for tid, day, *values in conn.execute(
+        select(
+            adj.tenant_id,
+            adj.date,
+            *(cast(func.sum(cast(adj[c], BigInteger)), BigInteger) for c in ADJUSTED_COLUMNS),
+        )
+        .where(*adj_scope)
+        .group_by(adj.tenant_id, adj.date)
+    ):
+        base = shown.setdefault((tid, day), [0] * len(ADJUSTED_COLUMNS))
+        shown[(tid, day)] = [b + _int(v) for b, v in zip(base, values, strict=True)]
+    rows = []
+    for row in computed:
+        before = shown.get((row["tenant_id"], row["date"]), [0] * len(ADJUSTED_COLUMNS))
+        deltas = {c: _int(row[c]) - b for c, b in zip(ADJUSTED_COLUMNS, before, strict=True)}
+        if not any(deltas.values()):
+            continue
+        rows.append(
+            {
+                "tenant_id": row["tenant_id"],
+                "date": row["date"],
+                "reason": reason,
+                "posted_at": now,
+                "pricing_version": row["pricing_version"],
+                **{c: from_micros(v) if c in _MONEY_ADJUSTED else v for c, v in deltas.items()},
+            }
+        )
+    if rows:
+        conn.execute(usage_adjustments.insert(), rows)
+    return len(rows)
+
+
 def run_rollup(
     store: Store,
     cfg: Config,
@@ -447,41 +579,70 @@ def run_rollup(
     *,
     today: date | None = None,
     lock_wait: float = 10.0,
+    tenant_id: int | None = None,
+    reason: str = "late-data",
+    seal_by_age: bool = True,
 ) -> RollupResult:
     """Recompute the rollups of `window`, or by default of yesterday (UTC) and every day with raw metrics
     written since the last rollup. Days re-collected since the last rollup are always included, so an explicit
-    backfill never hides them from the next default run. Holds the jobs lock (shared with collect)."""
+    backfill never hides them from the next default run. Holds the jobs lock (shared with collect).
+
+    A sealed day's rollup row is never rewritten: where its figures moved, an adjustment (`reason`) is posted
+    instead. After the run, days `[rollup] seal_after_days` old are sealed (`seal_by_age`). `tenant_id` limits the
+    run to one tenant (`usagectl reprice --tenant`)."""
+    today = today or utc_today()
     with job_lock(store, wait=lock_wait):
         now = utcnow()
+        # `now` may be moved back below (the stamp that keeps days pending); an adjustment is posted at the real
+        # time, which decides the month that shows it.
+        posted_at = now
         windows: list[Window] = []
+        adjusted = 0
         try:
             with store.engine.begin() as conn:
                 days = pending_days(conn)
                 if window is None:
-                    days.add((today or utc_today()) - timedelta(days=1))
+                    days.add(today - timedelta(days=1))
                 else:
                     # The range given and nothing else. Days collected since the last rollup that lie outside
-                    # it must stay pending for the next default run: this run's rows are stamped just before
-                    # the oldest such write, so "written since the newest rollup" still finds them.
-                    outside = days.difference(window)
+                    # it (or, for one tenant, all of them: other tenants' writes there are not rolled up) must
+                    # stay pending for the next default run: this run's rows are stamped just before the oldest
+                    # such write, so "written since the newest rollup" still finds them.
+                    outside = set(days) if tenant_id is not None else days.difference(window)
                     days = set(window)
                     if outside:
                         now = min(now, _before_oldest_write(conn, outside))
-                windows = _ranges(days)
+                last_sealed = sealed_through(conn)
+                closed = {d for d in days if last_sealed is not None and d <= last_sealed}
+                windows = _ranges(days - closed)
                 tenant_rows = [
                     (tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))
                 ]
-                conn.execute(rollup_statement(cfg, windows, tenant_rows, now, store.dialect))
+                conn.execute(rollup_statement(cfg, windows, tenant_rows, now, store.dialect, tenant_id))
                 # Raising rolls the upsert back. Every tenant-day with raw metrics in `windows` has its rollup row
                 # now, so their count is the rollup rows' (a DISTINCT over the raw rows is far slower, on PostgreSQL
                 # above all: docs/performance.md, Design decisions).
-                tenant_days = check_written(conn, cfg, windows)
+                tenant_days = check_written(conn, cfg, windows, tenant_id)
                 # Rows written by this run carry its timestamp (rowcount of INSERT ... SELECT is not portable).
                 changed = conn.execute(
                     select(func.count())
                     .select_from(usage_rollups_daily)
                     .where(usage_rollups_daily.c.created_at == now)
                 ).scalar_one()
+                adjusted = post_adjustments(
+                    conn,
+                    cfg,
+                    _ranges(closed),
+                    tenant_rows,
+                    posted_at,
+                    store.dialect,
+                    reason=reason,
+                    tenant_id=tenant_id,
+                )
+                # Sealing by age comes last, so that what this run just rolled up is what gets sealed.
+                if seal_by_age and cfg.rollup.seal_after_days:
+                    _seal(conn, today - timedelta(days=cfg.rollup.seal_after_days), "age")
+                last_sealed = sealed_through(conn)
         except (DataError, OperationalError) as exc:
             # PostgreSQL stops the upsert at a bigint overflow ("bigint out of range"), SQLite at a SUM past 64 bits
             # ("integer overflow"); either rolled it back: name the line from the raw metrics.
@@ -492,4 +653,10 @@ def run_rollup(
             raise UsagectlError(
                 "rollup: a cost exceeded the 64-bit integer range (see docs/cost-model.md, limits)"
             ) from exc
-        return RollupResult(days=tuple(sorted(days)), tenant_days=tenant_days, changed=changed)
+        return RollupResult(
+            days=tuple(sorted(days)),
+            tenant_days=tenant_days,
+            changed=changed,
+            adjusted=adjusted,
+            sealed_through=last_sealed,
+        )

@@ -208,6 +208,11 @@ class CollectConfig(_Model):
     workers: int = Field(default=8, ge=1, le=256)
 
 
+class RollupConfig(_Model):
+    # A day is sealed by `usagectl rollup` once it is this many days old (0: only `usagectl seal` seals).
+    seal_after_days: int = Field(default=35, ge=0, le=3660)
+
+
 class ModelPrice(_Model):
     input: Price
     output: Price
@@ -563,6 +568,7 @@ class Config(_Model):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     collect: CollectConfig = Field(default_factory=CollectConfig)
+    rollup: RollupConfig = Field(default_factory=RollupConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     plans: dict[PlanTier, PlanConfig] = Field(default_factory=dict)
     providers: ProvidersConfig = Field(default_factory=ProvidersConfig)

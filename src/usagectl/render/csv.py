@@ -4,7 +4,7 @@ Money is a decimal string with 6 places (micro-USD), an unknown value (no provid
 reading) is an empty cell, and a text cell starting with = + - @ is prefixed with ' so that a
 spreadsheet never runs it as a formula. Control characters in text cells are neutralised (render.clean_text): the
 writer leaves a lone CR unquoted, which split a row in two for every CSV reader. Numbers are never escaped: only a
-margin or a difference can be negative, and a number is never run as a formula.
+margin, a difference or an adjustment's delta can be negative, and a number is never run as a formula.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from usagectl.meters import PRICED, RANKED
 from usagectl.money import MICROS_PER_USD, from_micros
 from usagectl.render import clean_text
 from usagectl.reports import (
+    ADJUSTMENT_COLUMNS,
     EXPORT_COLUMNS,
     MONEY_COLUMNS,
     DayRow,
@@ -144,6 +145,15 @@ def write_export_csv(export: ExportReport, stream: TextIO) -> int:
 
     _write(stream, EXPORT_COLUMNS, counted())
     return count
+
+
+def write_adjustments_csv(export: ExportReport, stream: TextIO) -> int:
+    """The adjustments posted in the export's window, one row each (docs/export.md); returns how many."""
+    rows = [list(a.as_dict().values()) for a in export.adjustments]
+    for row in rows:
+        row[0] = row[0].isoformat().replace("+00:00", "Z")  # posted_at, as in JSON
+    _write(stream, ADJUSTMENT_COLUMNS, rows)
+    return len(rows)
 
 
 def write_tenant_report_csv(report: TenantReport, stream: TextIO) -> None:

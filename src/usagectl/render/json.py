@@ -16,6 +16,7 @@ from usagectl.pricing import PlanCharge
 from usagectl.reports import (
     CURRENCY,
     SCHEMA_VERSION,
+    Adjustment,
     DayRow,
     ExportReport,
     ProviderCosts,
@@ -113,6 +114,20 @@ def day_dict(d: DayRow) -> dict[str, Any]:
     return out
 
 
+def adjustment_dict(a: Adjustment) -> dict[str, Any]:
+    out: dict[str, Any] = _plain(a.as_dict())
+    return out
+
+
+def _adjustments(report: TenantReport) -> dict[str, Any]:
+    """The adjustments posted in the window (for sealed days of earlier months) beside the window's own total."""
+    return {
+        "posted": [adjustment_dict(a) for a in report.adjustments],
+        "estimated_cost_usd": str(report.adjustments_cost),
+        "estimated_cost_with_adjustments_usd": str(report.totals.estimated_cost + report.adjustments_cost),
+    }
+
+
 def _dump(obj: Any, stream: TextIO) -> None:
     json.dump(obj, stream, indent=2, ensure_ascii=False)
     stream.write("\n")
@@ -156,6 +171,7 @@ def _report_head(report: TenantReport) -> dict[str, Any]:
         "plan_charge": plan_charge_dict(report.plan_charge),
         "provider_costs": provider_costs_dict(report.provider_costs),
         "margin_usd": _money(report.margin),
+        "adjustments": _adjustments(report),
     }
 
 
@@ -190,6 +206,7 @@ def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
         "plan_charge": full["plan_charge"],
         "provider_costs": full["provider_costs"],
         "margin_usd": full["margin_usd"],
+        "adjustments": full["adjustments"],
     }
 
 
@@ -254,7 +271,9 @@ def write_export_json(export: ExportReport, stream: TextIO) -> int:
     for d in export.rows:
         stream.write(("\n    " if count == 0 else ",\n    ") + json.dumps(day_dict(d), ensure_ascii=False))
         count += 1
-    stream.write("\n  ]\n}\n" if count else "]\n}\n")
+    stream.write("\n  ]," if count else "],")
+    posted = json.dumps([adjustment_dict(a) for a in export.adjustments], indent=2, ensure_ascii=False)
+    stream.write('\n  "adjustments": ' + posted.replace("\n", "\n  ") + "\n}\n")
     return count
 
 
@@ -286,3 +305,16 @@ def reconcile_dict(report: ReconcileReport) -> dict[str, Any]:
 
 def write_reconcile_json(report: ReconcileReport, stream: TextIO) -> None:
     _dump(reconcile_dict(report), stream)
+
+
+def write_adjustments_json(export: ExportReport, stream: TextIO) -> int:
+    """`{"kind": "adjustments", ..., "adjustments": [...]}`: the adjustments posted in the window."""
+    _dump(
+        {
+            **_envelope("adjustments", export.window, export.generated_at),
+            "tenant": export.tenant,
+            "adjustments": [adjustment_dict(a) for a in export.adjustments],
+        },
+        stream,
+    )
+    return len(export.adjustments)

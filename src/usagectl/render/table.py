@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, TextIO
 from usagectl.meters import BY_KEY
 from usagectl.pricing import format_usd
 from usagectl.render import clean_text, use_color
-from usagectl.reports import EMPTY_MESSAGE, ProviderCosts, ReconcileReport, TenantReport, TenantsReport
+from usagectl.reports import (
+    EMPTY_MESSAGE,
+    ProviderCosts,
+    ReconcileReport,
+    RepriceReport,
+    TenantReport,
+    TenantsReport,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -177,6 +184,11 @@ def _print_cards(console: Console, report: TenantReport) -> None:
     cost_lines = [("estimated, window", usd(tot.estimated_cost))]
     if tot.provider_cost is not None:
         cost_lines.append(("provider-reported", usd(tot.provider_cost)))
+    if report.adjustments:
+        # Posted in this window for sealed days of earlier ones: their own months' totals stay as they were.
+        count = len(report.adjustments)
+        cost_lines.append((f"adjustments ({count})", usd(report.adjustments_cost)))
+        cost_lines.append(("window + adjustments", usd(tot.estimated_cost + report.adjustments_cost)))
     cost_lines.append((f"{month_name} to {mtd.as_of:%d %b}", usd(mtd.cost)))
     if mtd.complete:
         cost_lines.append(("month total", usd(mtd.projected_cost)))
@@ -397,3 +409,37 @@ def render_reconcile(report: ReconcileReport, stream: TextIO, *, width: int | No
     )
     if not report.lines:
         console.print("No provider usage stored for this month: run `usagectl collect` first.")
+
+
+def render_reprice(report: RepriceReport, stream: TextIO, *, width: int | None = None) -> None:
+    """Per tenant: the estimated cost of the window as shown now, as repriced, and the difference."""
+    console = _console(stream, width)
+    rows = [
+        [clean_text(line.slug), _exact(line.old_cost), _exact(line.new_cost), _signed(line.difference)]
+        for line in report.lines
+    ]
+    totals = [
+        "total",
+        _exact(report.old_total),
+        _exact(report.new_total),
+        _signed(report.new_total - report.old_total),
+    ]
+    what = "dry run, nothing written" if report.dry_run else "written"
+    print_fitted(
+        console,
+        ("tenant", "old cost", "new cost", "difference"),
+        rows,
+        title=f"Reprice - {report.window.label()} UTC ({what})",
+        totals=totals,
+    )
+    if not report.lines:
+        console.print("No rollups or raw metrics in this window.")
+
+
+def _signed(amount: Decimal) -> str:
+    return ("+" if amount > 0 else "") + _exact(amount)
+
+
+def _exact(amount: Decimal) -> str:
+    # Finance compares these to the micro-dollar: no rounding to cents.
+    return format_usd(amount, 6)

@@ -1,12 +1,15 @@
 """Reports: the objects (objects.py, pure data) and the queries that build them (queries.py)."""
 
 from usagectl.reports.objects import (
+    ADJUSTMENT_COLUMNS,
+    ADJUSTMENT_FIGURES,
     CURRENCY,
     EMPTY_MESSAGE,
     EXPORT_COLUMNS,
     MONEY_COLUMNS,
     SCHEMA_VERSION,
     SORT_KEYS,
+    Adjustment,
     Allowance,
     DayRow,
     ExportReport,
@@ -14,6 +17,8 @@ from usagectl.reports.objects import (
     ProviderCosts,
     ReconcileLine,
     ReconcileReport,
+    RepriceLine,
+    RepriceReport,
     TenantInfo,
     TenantLine,
     TenantReport,
@@ -22,6 +27,7 @@ from usagectl.reports.objects import (
 )
 from usagectl.reports.queries import (
     COST_SOURCES,
+    adjustments_posted,
     export_rows,
     month_projection,
     reconcile_report,
@@ -31,6 +37,8 @@ from usagectl.reports.queries import (
 )
 
 __all__ = [
+    "ADJUSTMENT_COLUMNS",
+    "ADJUSTMENT_FIGURES",
     "COST_SOURCES",
     "CURRENCY",
     "EMPTY_MESSAGE",
@@ -38,6 +46,7 @@ __all__ = [
     "MONEY_COLUMNS",
     "SCHEMA_VERSION",
     "SORT_KEYS",
+    "Adjustment",
     "Allowance",
     "DayRow",
     "ExportReport",
@@ -45,11 +54,14 @@ __all__ = [
     "ProviderCosts",
     "ReconcileLine",
     "ReconcileReport",
+    "RepriceLine",
+    "RepriceReport",
     "TenantInfo",
     "TenantLine",
     "TenantReport",
     "TenantsReport",
     "Totals",
+    "adjustments_posted",
     "export_rows",
     "month_projection",
     "reconcile_report",

@@ -3,7 +3,7 @@ HTML by usagectl.render and usagectl.web. Money is `Decimal` USD throughout."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -28,6 +28,17 @@ EXPORT_COLUMNS = (
     "provider_cost_usd",
 )
 MONEY_COLUMNS = frozenset(c for c in EXPORT_COLUMNS if c.endswith("_usd"))
+# An adjustment's figures (deltas against the sealed day), in export order; documented in docs/export.md.
+ADJUSTMENT_FIGURES = (*EXPORT_USAGE_COLUMNS, *COST_COLUMNS, "estimated_cost_usd")
+ADJUSTMENT_COLUMNS = (
+    "posted_at",
+    "date",
+    "tenant",
+    "tenant_name",
+    "reason",
+    "pricing_version",
+    *ADJUSTMENT_FIGURES,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,33 @@ class DayRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {c: getattr(self, c) for c in EXPORT_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """What a sealed tenant-day moved by after it was sealed, posted at `posted_at` (docs/cost-model.md, Sealed
+    days): shown in the window `posted_at` falls in, never in the sealed day's own month."""
+
+    posted_at: datetime
+    date: date  # the sealed day adjusted
+    tenant: str
+    tenant_name: str
+    reason: str  # late-data | reprice
+    pricing_version: str
+    figures: tuple[Any, ...]  # ADJUSTMENT_FIGURES: usage deltas (int), then cost deltas (Decimal USD)
+
+    @property
+    def estimated_cost(self) -> Decimal:
+        cost: Decimal = self.figures[-1]
+        return cost
+
+    def as_dict(self) -> dict[str, Any]:
+        head = (self.posted_at, self.date, self.tenant, self.tenant_name, self.reason, self.pricing_version)
+        return dict(zip(ADJUSTMENT_COLUMNS, (*head, *self.figures), strict=True))
+
+
+def adjustments_cost(adjustments: Iterable[Adjustment]) -> Decimal:
+    return sum((a.estimated_cost for a in adjustments), Decimal("0.000000"))
 
 
 @dataclass(frozen=True)
@@ -161,9 +199,16 @@ class TenantReport:
     def margin(self) -> Decimal | None:
         return margin_of(self.plan_charge, self.provider_costs)
 
+    # Posted in the window (for sealed days of earlier windows): not in `totals`, which are the window's days.
+    adjustments: tuple[Adjustment, ...] = ()
+
     @property
     def has_usage(self) -> bool:
-        return self.totals.has_usage or self.month_to_date.cost > 0
+        return self.totals.has_usage or self.month_to_date.cost > 0 or bool(self.adjustments)
+
+    @property
+    def adjustments_cost(self) -> Decimal:
+        return adjustments_cost(self.adjustments)
 
     def daily_series(self) -> list[tuple[date, DayRow | None]]:
         """Every day of the window, None where no rollup exists (for the chart)."""
@@ -253,12 +298,48 @@ class ExportReport:
     tenant: str | None
     generated_at: datetime
     rows: Iterator[DayRow] = field(compare=False)  # streamed: consume once, inside the store's lifetime
+    # Posted in the window (for sealed days, whatever their month), oldest first.
+    adjustments: tuple[Adjustment, ...] = ()
     # The same rows as plain tuples in EXPORT_COLUMNS order, for bulk writers: money as integer micro-USD, the
     # date as ISO text on SQLite (a `date` on PostgreSQL), no DayRow or Decimal per row. Consume either this or
     # `rows`, once.
     raw_rows: Callable[[], Iterator[tuple[Any, ...]]] | None = field(default=None, compare=False)
     # (month YYYY-MM, tenant slug, plan charge) for each calendar month wholly inside the window
     plan_charges: tuple[tuple[str, str, PlanCharge], ...] = ()
+
+
+@dataclass(frozen=True)
+class RepriceLine:
+    """One tenant over a reprice window: the estimated cost as shown now (rollups plus the adjustments posted for
+    those days) and as the current price books and plans give it."""
+
+    slug: str
+    name: str
+    old_cost: Decimal
+    new_cost: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.new_cost - self.old_cost
+
+
+@dataclass(frozen=True)
+class RepriceReport:
+    window: Window
+    dry_run: bool
+    lines: tuple[RepriceLine, ...]  # tenants with a rollup or raw metrics in the window, by slug
+    # What the run wrote (all 0 for a dry run): unsealed tenant-days rolled up, rows changed, adjustments posted.
+    tenant_days: int = 0
+    changed: int = 0
+    adjusted: int = 0
+
+    @property
+    def old_total(self) -> Decimal:
+        return sum((line.old_cost for line in self.lines), Decimal("0.000000"))
+
+    @property
+    def new_total(self) -> Decimal:
+        return sum((line.new_cost for line in self.lines), Decimal("0.000000"))
 
 
 # A meter added to the catalogue needs its typed fields on DayRow (in export order) and Totals.

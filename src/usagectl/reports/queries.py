@@ -8,7 +8,7 @@ month by the (date, tenant_id) index.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -30,10 +30,12 @@ from usagectl.pricing import (
 )
 from usagectl.records import ModelTokens
 from usagectl.reports.objects import (
+    ADJUSTMENT_FIGURES,
     EXPORT_COLUMNS,
     KEY_COLUMNS,
     MONEY_COLUMNS,
     SORT_KEYS,
+    Adjustment,
     Allowance,
     DayRow,
     ExportReport,
@@ -51,6 +53,7 @@ from usagectl.store.engine import Store
 from usagectl.store.tables import (
     collection_runs,
     tenants,
+    usage_adjustments,
     usage_metrics,
     usage_metrics_ai_models,
     usage_rollups_daily,
@@ -115,6 +118,45 @@ def _in(window: Window) -> Any:
 def _sum(col: Any) -> Any:
     # PostgreSQL's SUM(bigint) is NUMERIC; keep integers integers.
     return cast(func.coalesce(func.sum(col), 0), BigInteger)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def adjustments_posted(
+    conn: Connection, window: Window, tenant_id: int | None = None
+) -> tuple[Adjustment, ...]:
+    """The adjustments posted in `window` (UTC days of `posted_at`), whatever day they adjust, oldest first."""
+    a = usage_adjustments.c
+    q = (
+        select(
+            a.posted_at,
+            a.date,
+            tenants.c.slug,
+            tenants.c.name,
+            a.reason,
+            a.pricing_version,
+            *(a[c] for c in ADJUSTMENT_FIGURES),
+        )
+        .select_from(usage_adjustments.join(tenants, tenants.c.id == a.tenant_id))
+        .where(a.posted_at >= _midnight(window.start), a.posted_at < _midnight(window.end))
+        .order_by(a.posted_at, a.id)
+    )
+    if tenant_id is not None:
+        q = q.where(a.tenant_id == tenant_id)
+    return tuple(
+        Adjustment(
+            posted_at=row[0],
+            date=row[1],
+            tenant=row[2],
+            tenant_name=row[3],
+            reason=row[4],
+            pricing_version=row[5],
+            figures=tuple(row[6:]),
+        )
+        for row in conn.execute(q)
+    )
 
 
 # Each label is the Totals field it fills.
@@ -191,6 +233,7 @@ def tenant_report(
         mtd = _totals(conn.execute(_TENANT_TOTALS, _tenant_params(t.id, mtd_window)).one())
         charge = _plan_charges(conn, cfg, mtd_window, {t.id: t.plan_tier}, tenant_id=t.id)[t.id]
         costs = _provider_costs(conn, mtd_window, tenant_id=t.id).get(t.id, _NO_COSTS)
+        adjustments = adjustments_posted(conn, window, t.id)
     included = cfg.plan(t.plan_tier).included
     allowances = tuple(
         Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
@@ -207,6 +250,7 @@ def tenant_report(
         generated_at=_now(),
         plan_charge=charge,
         provider_costs=costs,
+        adjustments=adjustments,
     )
 
 
@@ -441,6 +485,7 @@ def export_rows(
     with store.engine.connect() as conn:
         if tenant is not None:
             tenant_id = _tenant(conn, tenant).id
+        adjustments = adjustments_posted(conn, window, tenant_id)
         if cfg is not None:
             q = select(tenants.c.id, tenants.c.slug, tenants.c.plan_tier, tenants.c.active).order_by(
                 tenants.c.slug
@@ -483,6 +528,7 @@ def export_rows(
         rows=rows(),
         raw_rows=raw_rows,
         plan_charges=tuple(charges),
+        adjustments=adjustments,
     )
 
 

@@ -30,10 +30,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import true
 from sqlalchemy.types import TypeDecorator
 
-from usagectl.meters import COST_COLUMNS, METERS, RAW_COUNT_COLUMNS, RAW_GAUGE_COLUMNS
+from usagectl.meters import COST_COLUMNS, METERS, RAW_COUNT_COLUMNS, RAW_GAUGE_COLUMNS, ROLLUP_USAGE_COLUMNS
 from usagectl.money import from_micros, to_micros
 
-SCHEMA_HEAD = "0005_alerts"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+SCHEMA_HEAD = "0006_sealed_days"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 
 metadata = MetaData(
     naming_convention={
@@ -269,4 +269,37 @@ alert_deliveries = Table(
     Column("error", Text, nullable=True),
     Column("success", Boolean, nullable=False),
     Index(None, "attempted_at"),
+)
+
+# Sealing (docs/cost-model.md, Sealed days): a day is sealed once it is on or before the largest `sealed_through`.
+# Append-only, one row per seal (by hand or by age at rollup): a later seal only ever moves the line forward, and
+# two writers never update the same row (both run under the jobs lock anyway).
+seals = Table(
+    "seals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sealed_through", Date, nullable=False),
+    Column("how", String(16), nullable=False),  # manual | age
+    Column("sealed_at", UTCDateTime, nullable=False),
+    Index(None, "sealed_through"),
+)
+
+# What a sealed tenant-day's figures moved by after it was sealed (a late collect, a reprice): the sealed rollup
+# row stays as finance saw it, and the difference is shown in the month the adjustment is posted in. One column per
+# rollup usage column and cost column, as deltas (negative when the day went down); a gauge's delta is against 0
+# when the sealed day had no reading.
+usage_adjustments = Table(
+    "usage_adjustments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("date", Date, nullable=False),  # the sealed day adjusted
+    Column("reason", String(32), nullable=False),  # late-data | reprice
+    Column("posted_at", UTCDateTime, nullable=False),
+    *(Column(c, BigInteger, nullable=False, server_default="0") for c in ROLLUP_USAGE_COLUMNS),
+    *(Column(c, Money, nullable=False, server_default="0") for c in COST_COLUMNS),
+    Column("estimated_cost_usd", Money, nullable=False, server_default="0"),
+    Column("pricing_version", String(64), nullable=False),
+    Index(None, "tenant_id", "date"),
+    Index(None, "posted_at"),
 )
