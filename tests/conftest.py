@@ -142,9 +142,17 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
-    """A headless Chromium Selenium WebDriver at 1280x800 (tests/browser.py: set_viewport to change it)."""
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A headless Chromium Selenium WebDriver at 1280x800 (tests/browser.py: set_viewport to change it).
+
+    One browser at a time across the xdist workers (a lock file in their shared temp folder): two Chromiums beside
+    two server processes on a 2-core machine made one crash under load."""
+    import fcntl
+
     from browser import chromium
 
-    with chromium() as driver:
-        yield driver
+    lock = tmp_path_factory.getbasetemp().parent / "usagectl-browser.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with chromium() as driver:
+            yield driver
