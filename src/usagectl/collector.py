@@ -272,13 +272,15 @@ def collect(
     lock_wait: float = 10.0,
     progress: Progress | None = None,
     on_start: Callable[[int], None] | None = None,
+    today: date | None = None,
 ) -> CollectResult:
     """Collect every (tenant, provider) pair over the window, plus the days before it still stored as
-    provisional. `tenants` defaults to every configured tenant."""
+    provisional (up to PROVISIONAL_MAX_AGE_DAYS before `today`, UTC by default). `tenants` defaults to every
+    configured tenant."""
     selected = list(cfg.tenants if tenants is None else tenants)
     with store.engine.connect() as conn:
         ids = tenant_ids(conn)
-    behind = provisional_days(store, window)
+    behind = provisional_days(store, window, today)
     days = list(window)
     pairs = [(p, t) for t in selected for p in providers if p.applies_to(t)]
     run_id = str(uuid.uuid4())
