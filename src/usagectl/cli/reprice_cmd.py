@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command(
         "reprice",
         help=(
-            "Recompute the costs of --since .. --until with the current price books and plans (each day keeps "
+            "Recompute the costs of the days from --since to --until with the current price books and plans (each day keeps "
             "the book in effect on that day). Prints per tenant the old cost, the new cost and the difference. "
             "Unsealed days are rewritten; a sealed day keeps its rollup and gets an adjustment (reason "
             "'reprice'). --dry-run writes nothing."
