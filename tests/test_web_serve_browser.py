@@ -70,12 +70,21 @@ def sign_in(driver: Any, base: str, token: str) -> None:
 
 def click_and_wait(driver: Any, element: Any) -> None:
     """Click, then wait for the next page to replace this one (a click does not wait for navigation)."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def gone(_: Any) -> bool:
+        # Stale, or (mid-navigation) Chromium's "Node with given id does not belong to the document": either
+        # way the old page is gone. expected_conditions.staleness_of knows only the first.
+        try:
+            element.is_enabled()
+        except WebDriverException:
+            return True
+        return False
 
     element.click()
     wait = WebDriverWait(driver, 30)
-    wait.until(expected_conditions.staleness_of(element))
+    wait.until(gone)
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 

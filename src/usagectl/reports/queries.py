@@ -124,27 +124,49 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
+# The statements of the month's extra figures, built once with bind parameters (as _TENANT_TOTALS below):
+# constructing them per request cost more than running them. Each has an all-tenants and a one-tenant (`tid`) form.
+_A = usage_adjustments.c
+_ADJUSTMENTS = (
+    select(
+        _A.posted_at,
+        _A.date,
+        tenants.c.slug,
+        tenants.c.name,
+        _A.reason,
+        _A.pricing_version,
+        *(_A[c] for c in ADJUSTMENT_FIGURES),
+    )
+    .select_from(usage_adjustments.join(tenants, tenants.c.id == _A.tenant_id))
+    .where(
+        _A.posted_at >= bindparam("p_start", type_=_A.posted_at.type),
+        _A.posted_at < bindparam("p_end", type_=_A.posted_at.type),
+    )
+    .order_by(_A.posted_at, _A.id)
+)
+_ADJUSTMENTS_ONE = _ADJUSTMENTS.where(_A.tenant_id == bindparam("tid"))
+
+
+def _scoped(
+    all_tenants: Any, one_tenant: Any, tenant_id: int | None, **params: Any
+) -> tuple[Any, dict[str, Any]]:
+    """The statement and its parameters for every tenant (`tenant_id` None) or one."""
+    if tenant_id is None:
+        return all_tenants, params
+    return one_tenant, {**params, "tid": tenant_id}
+
+
 def adjustments_posted(
     conn: Connection, window: Window, tenant_id: int | None = None
 ) -> tuple[Adjustment, ...]:
     """The adjustments posted in `window` (UTC days of `posted_at`), whatever day they adjust, oldest first."""
-    a = usage_adjustments.c
-    q = (
-        select(
-            a.posted_at,
-            a.date,
-            tenants.c.slug,
-            tenants.c.name,
-            a.reason,
-            a.pricing_version,
-            *(a[c] for c in ADJUSTMENT_FIGURES),
-        )
-        .select_from(usage_adjustments.join(tenants, tenants.c.id == a.tenant_id))
-        .where(a.posted_at >= _midnight(window.start), a.posted_at < _midnight(window.end))
-        .order_by(a.posted_at, a.id)
+    q, params = _scoped(
+        _ADJUSTMENTS,
+        _ADJUSTMENTS_ONE,
+        tenant_id,
+        p_start=_midnight(window.start),
+        p_end=_midnight(window.end),
     )
-    if tenant_id is not None:
-        q = q.where(a.tenant_id == tenant_id)
     return tuple(
         Adjustment(
             posted_at=row[0],
@@ -155,7 +177,7 @@ def adjustments_posted(
             pricing_version=row[5],
             figures=tuple(row[6:]),
         )
-        for row in conn.execute(q)
+        for row in conn.execute(q, params)
     )
 
 
@@ -257,11 +279,18 @@ def tenant_report(
 _NO_COSTS = ProviderCosts(cost=Decimal("0.000000"), days=0, unknown_days=0)
 
 
-def _plan_usage(window: Window, tenant_id: int | None) -> Any:
-    q = select(r.tenant_id, *(_sum(r[m.rollup]).label(m.key) for m in PRICED)).where(_in(window))
-    if tenant_id is not None:
-        q = q.where(r.tenant_id == tenant_id)
-    return q.group_by(r.tenant_id)
+_PLAN_USAGE = (
+    select(r.tenant_id, *(_sum(r[m.rollup]).label(m.key) for m in PRICED))
+    .where(r.date >= _W_START, r.date < _W_END)
+    .group_by(r.tenant_id)
+)
+_PLAN_USAGE_ONE = _PLAN_USAGE.where(r.tenant_id == bindparam("tid"))
+
+
+def _plan_usage(conn: Connection, window: Window, tenant_id: int | None) -> Any:
+    """Each tenant's (or one tenant's) sums of the priced meters over `window`."""
+    q, params = _scoped(_PLAN_USAGE, _PLAN_USAGE_ONE, tenant_id, w_start=window.start, w_end=window.end)
+    return conn.execute(q, params)
 
 
 def _plan_charges(
@@ -273,7 +302,7 @@ def _plan_charges(
     usage = [
         {
             row.tenant_id: {m.key: int(row._mapping[m.key]) for m in PRICED}
-            for row in conn.execute(_plan_usage(seg, tenant_id))
+            for row in _plan_usage(conn, seg, tenant_id)
         }
         for seg in segments
     ]
@@ -289,20 +318,46 @@ def _plan_charges(
     return out
 
 
+_C = collection_runs.c
+_FAILED = (
+    select(_C.tenant_id, _C.source)
+    .distinct()
+    .where(
+        _C.status == "failed",
+        _C.date >= bindparam("w_start", type_=_C.date.type),
+        _C.date < bindparam("w_end", type_=_C.date.type),
+        _C.source.in_(bindparam("sources", expanding=True)),
+    )
+)
+_FAILED_ONE = _FAILED.where(_C.tenant_id == bindparam("tid"))
+
+
 def _failed_only(
     conn: Connection, window: Window, sources: tuple[str, ...], tenant_id: int | None
 ) -> set[tuple[int, str]]:
     """(tenant id, source) pairs with a failed collection in `window`: a provider whose every day failed has no
     `usage_metrics` row, yet the tenant uses it, so its days are unknown, not absent."""
-    c = collection_runs.c
-    q = (
-        select(c.tenant_id, c.source)
-        .distinct()
-        .where(c.status == "failed", c.date >= window.start, c.date < window.end, c.source.in_(sources))
+    q, params = _scoped(
+        _FAILED, _FAILED_ONE, tenant_id, w_start=window.start, w_end=window.end, sources=list(sources)
     )
-    if tenant_id is not None:
-        q = q.where(c.tenant_id == tenant_id)
-    return {(row.tenant_id, row.source) for row in conn.execute(q) if row.tenant_id is not None}
+    return {(row.tenant_id, row.source) for row in conn.execute(q, params) if row.tenant_id is not None}
+
+
+_COSTS = (
+    select(
+        um.tenant_id,
+        um.source,
+        func.count(um.provider_cost_usd).label("known"),
+        cast(func.sum(um.provider_cost_usd.cast(BigInteger)), BigInteger).label("cost"),
+    )
+    .where(
+        um.date >= bindparam("w_start", type_=um.date.type),
+        um.date < bindparam("w_end", type_=um.date.type),
+        um.source.in_(COST_SOURCES),
+    )
+    .group_by(um.tenant_id, um.source)
+)
+_COSTS_ONE = _COSTS.where(um.tenant_id == bindparam("tid"))
 
 
 def _provider_costs(
@@ -311,21 +366,10 @@ def _provider_costs(
     """Per tenant, what the cost-reporting providers it used in `window` said they charged, from the raw
     `usage_metrics` rows (one per tenant, day and source): a day without a row or without a cost is unknown. A
     provider counts as used when it has a row or a failed collection in the window."""
-    q = (
-        select(
-            um.tenant_id,
-            um.source,
-            func.count(um.provider_cost_usd).label("known"),
-            cast(func.sum(um.provider_cost_usd.cast(BigInteger)), BigInteger).label("cost"),
-        )
-        .where(um.date >= window.start, um.date < window.end, um.source.in_(COST_SOURCES))
-        .group_by(um.tenant_id, um.source)
-    )
-    if tenant_id is not None:
-        q = q.where(um.tenant_id == tenant_id)
+    q, params = _scoped(_COSTS, _COSTS_ONE, tenant_id, w_start=window.start, w_end=window.end)
     # tenant id -> source -> (known days, cost in micro-USD)
     found: dict[int, dict[str, tuple[int, int]]] = {}
-    for row in conn.execute(q):
+    for row in conn.execute(q, params):
         found.setdefault(row.tenant_id, {})[row.source] = (int(row.known), int(row.cost or 0))
     for tid, source in _failed_only(conn, window, COST_SOURCES, tenant_id):
         found.setdefault(tid, {}).setdefault(source, (0, 0))
@@ -494,7 +538,7 @@ def export_rows(
                 q = q.where(tenants.c.id == tenant_id)
             people = conn.execute(q).all()
             for month in whole_months(window):
-                used = {row.tenant_id for row in conn.execute(_plan_usage(month, tenant_id))}
+                used = {row.tenant_id for row in _plan_usage(conn, month, tenant_id)}
                 # As in `tenants`: a tenant removed from the config only for months it has usage in.
                 tiers = {p.id: p.plan_tier for p in people if p.active or p.id in used}
                 got = _plan_charges(conn, cfg, month, tiers, tenant_id=tenant_id)
