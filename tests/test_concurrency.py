@@ -16,37 +16,17 @@ import httpx
 import pytest
 
 from usagectl.collector import CollectResult, collect
-from usagectl.config import Config, SecretRef, TenantConfig, TenantOpenAI, TenantSendGrid, TenantTwilio
+from usagectl.config import Config, TenantConfig, TenantTwilio
 from usagectl.http import ConcurrencyLimit, Http, Policy
 from usagectl.periods import Window
 from usagectl.providers.registry import HTTP_SOURCES, open_providers
 from usagectl.records import ProviderError
-from usagectl.sandbox import Sandbox, twilio_sid
+from usagectl.sandbox import Sandbox, tenants_of_every_mode, twilio_sid
 from usagectl.store.engine import Store
 from usagectl.store.tenants import sync_tenants
 
 D1 = date(2026, 11, 20)
 T0 = datetime(2026, 11, 21, 0, 5, 7, tzinfo=UTC)
-
-
-def tenants_of_every_mode(n: int) -> list[TenantConfig]:
-    """n tenants cycling through every attribution: Twilio subaccount / own account / phone numbers, SendGrid
-    subuser / category, OpenAI projects."""
-    out = []
-    for i in range(n):
-        slug = f"t{i:04d}"
-        mode = i % 3
-        if mode == 0:
-            tw = TenantTwilio(subaccount_sid=twilio_sid("AC", slug))
-        elif mode == 1:
-            tw = TenantTwilio(account_sid=twilio_sid("AC", "own" + slug), auth_token=SecretRef(env="UNUSED"))
-        else:
-            tw = TenantTwilio(phone_numbers=[f"+1500{i:07d}"])
-        sg = TenantSendGrid(subuser=slug) if i % 2 else TenantSendGrid(category=f"tenant-{slug}")
-        out.append(
-            TenantConfig(slug=slug, twilio=tw, sendgrid=sg, openai=TenantOpenAI(project_ids=[f"proj_{slug}"]))
-        )
-    return out
 
 
 def run(

@@ -51,6 +51,7 @@ __all__ = [
     "Sandbox",
     "World",
     "demo_tenants",
+    "tenants_of_every_mode",
     "twilio_sid",
 ]
 
@@ -223,3 +224,32 @@ def demo_tenants() -> list[TenantConfig]:
             sendgrid=TenantSendGrid(category="tenant-initech"),
         ),
     ]
+
+
+def tenants_of_every_mode(n: int, *, sendgrid_categories: bool = True) -> list[TenantConfig]:
+    """n tenants cycling through every attribution: Twilio subaccount / own account / phone numbers, SendGrid
+    subuser (every other tenant by category instead, unless `sendgrid_categories` is False), OpenAI projects;
+    plans cycle starter / pro / elite. For tests and benchmarks at scale."""
+    placeholder = SecretRef(env="UNUSED")  # replaced by Sandbox.config
+    out = []
+    for i in range(n):
+        slug = f"t{i:05d}"
+        mode = i % 3
+        if mode == 0:
+            tw = TenantTwilio(subaccount_sid=twilio_sid("AC", slug))
+        elif mode == 1:
+            tw = TenantTwilio(account_sid=twilio_sid("AC", "own" + slug), auth_token=placeholder)
+        else:
+            tw = TenantTwilio(phone_numbers=[f"+1500{i:07d}"])
+        by_category = sendgrid_categories and i % 2 == 0
+        sg = TenantSendGrid(category=f"tenant-{slug}") if by_category else TenantSendGrid(subuser=slug)
+        out.append(
+            TenantConfig(
+                slug=slug,
+                plan=("starter", "pro", "elite")[mode],
+                twilio=tw,
+                sendgrid=sg,
+                openai=TenantOpenAI(project_ids=[f"proj_{slug}"]),
+            )
+        )
+    return out
