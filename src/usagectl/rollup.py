@@ -55,6 +55,7 @@ from usagectl.store.locks import job_lock
 from usagectl.store.tables import (
     UTCDateTime,
     seals,
+    tenant_plans,
     tenants,
     usage_adjustments,
     usage_metrics,
@@ -261,8 +262,20 @@ def rollup_select(
     ai_priced_in: ColumnElement[Any] = _big(0)
     ai_priced_out: ColumnElement[Any] = _big(0)
     ai_model_picos: ColumnElement[Any] = _big(0)
-    from_clause: Any = agg.join(tenants, t.id == a.tenant_id).join(
-        prices, and_(p.tier == t.plan_tier, a.date >= p.p_from, a.date < p.p_to)
+    # The plan in effect on the day (tenant_plans); a tenant without a period there has its plan of now.
+    tp = tenant_plans.c
+    tier = func.coalesce(tp.plan_tier, t.plan_tier)
+    from_clause: Any = (
+        agg.join(tenants, t.id == a.tenant_id)
+        .outerjoin(
+            tenant_plans,
+            and_(
+                tp.tenant_id == a.tenant_id,
+                tp.valid_from <= a.date,
+                or_(tp.valid_to.is_(None), tp.valid_to > a.date),
+            ),
+        )
+        .join(prices, and_(p.tier == tier, a.date >= p.p_from, a.date < p.p_to))
     )
     if model_prices is not None:
         mp = model_prices.subquery("model_prices")
@@ -332,7 +345,7 @@ def rollup_select(
         "estimated_cost_usd": estimated_cost,
         "provider_cost_usd": a.provider_cost,
         "pricing_version": p.version,
-        "plan_tier": t.plan_tier,
+        "plan_tier": tier,
         "created_at": literal(now, UTCDateTime),
     }
     # SQLite needs a WHERE in INSERT ... SELECT ... ON CONFLICT to parse the upsert unambiguously.

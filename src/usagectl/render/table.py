@@ -246,6 +246,12 @@ def _charge_card(report: TenantReport, title: str) -> RenderableType:
     grid.add_column(no_wrap=True)
     grid.add_column(justify="right", no_wrap=True)
     grid.add_column(justify="right", no_wrap=True)
+    # A plan change in the month: each plan's days and its fee prorated by them (docs/cost-model.md).
+    for part in charge.parts:
+        w = part.days
+        grid.add_row(
+            clean_text(f"{part.plan_tier} {w.start.day}-{w.last.day} {w.last:%b}"), "", usd(part.charge.fee)
+        )
     grid.add_row("monthly fee", "", usd(charge.fee))
     for line in charge.lines:
         if line.overage:

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from usagectl.errors import InputError
 from usagectl.meters import RANKED
 from usagectl.periods import Window, parse_month
+from usagectl.pricing import plan_summary
 from usagectl.render.table import CHART_DAYS, margin_text, n, usd
 from usagectl.reports import EMPTY_MESSAGE, SORT_KEYS, TenantLine, TenantReport, TenantsReport, Totals
 from usagectl.web.svgchart import Series, line_chart_svg
@@ -240,6 +241,9 @@ def render_billing_usage(report: TenantReport, ctx: PageContext, *, csv_url: str
     charge = report.plan_charge
     if charge is not None:
         cost_lines.append((f"Plan charge, {month_name} to {mtd.as_of:%d %b}", usd(charge.total)))
+        summary = plan_summary(charge)
+        if summary is not None:
+            cost_lines.append(("Plans this month (fee prorated by days)", summary))
         if ctx.role == "root":
             # The platform's margin is for its operators, not for the tenant's admins.
             cost_lines.append(("Margin (plan charge - provider-reported)", margin_text(report.margin)))
