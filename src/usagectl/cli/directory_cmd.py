@@ -64,3 +64,49 @@ def plan(
         )
     else:
         info(f"{slug}: already on {tier} on {day}: nothing to do", quiet=state.quiet)
+
+
+@directory_app.command(
+    "sync",
+    epilog=(
+        "Example: usagectl directory sync --dry-run\n\n"
+        "Exit codes: 0 synced, 1 the source could not be read (nothing written), 2 config error, 3 some rows were "
+        "bad (reported and skipped; the good rows were synced)."
+    ),
+)
+def sync(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would change; write nothing.")
+    ] = False,
+) -> None:
+    """Sync tenants, their plans and provider mappings from the platform ([directory] in the config): prints each
+    tenant added, each field changed (old -> new) and each tenant gone; bad rows are reported and skipped."""
+    from usagectl.directory import sync_directory
+    from usagectl.errors import PartialFailure
+    from usagectl.render import clean_text
+
+    state = get_state(ctx)
+    outcome = sync_directory(state.store(), state.config(), dry_run=dry_run)
+    d = outcome.diff
+    lines = [f"added    {slug}" for slug in d.added]
+    lines += [f"changed  {c.slug}  {c.field}: {c.old} -> {c.new}" for c in d.changed]
+    lines += [f"gone     {slug}" for slug in d.gone]
+    if lines and not (state.quiet and not dry_run):
+        typer.echo("\n".join(clean_text(line) for line in lines))
+    for bad in outcome.bad:
+        typer.echo(clean_text(f"usagectl: bad row: {bad}"), err=True)
+    tenants = len(d.changed_slugs)
+    counts = (
+        f"{len(d.added)} added, {len(d.changed)} change{'s' if len(d.changed) != 1 else ''} to {tenants} "
+        f"tenant{'s' if tenants != 1 else ''}, {len(d.gone)} gone"
+    )
+    if dry_run:
+        info(f"would write: {counts} (dry run: nothing written)", quiet=state.quiet)
+    else:
+        info(
+            f"synced {outcome.rows} rows: {counts}; {d.rows_written} database rows written", quiet=state.quiet
+        )
+    if outcome.bad:
+        n = len(outcome.bad)
+        raise PartialFailure(f"{n} bad row{'s' if n != 1 else ''} skipped (their tenants kept as they were)")

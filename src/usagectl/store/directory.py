@@ -214,8 +214,9 @@ def _batched(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> 
 
 
 def diff_specs(
-    conn: Connection, specs: Iterable[TenantSpec], origin: str
+    conn: Connection, specs: Iterable[TenantSpec], origin: str, keep: frozenset[str] | set[str] = frozenset()
 ) -> tuple[SyncDiff, dict[str, _Existing], dict[tuple[str, str], int], set[tuple[str, str]]]:
+    """What applying `specs` would change; `keep` are slugs left as they are (their source row was bad)."""
     found, holder, ever = _existing(conn)
     added: list[str] = []
     changes: list[FieldChange] = []
@@ -247,7 +248,11 @@ def diff_specs(
             new = s.values(kind)
             if old != new:
                 changes.append(FieldChange(slug, kind, ",".join(old) or "-", ",".join(new) or "-"))
-    gone = sorted(slug for slug, e in found.items() if e.origin == origin and e.active and slug not in wanted)
+    gone = sorted(
+        slug
+        for slug, e in found.items()
+        if e.origin == origin and e.active and slug not in wanted and slug not in keep
+    )
     return SyncDiff(tuple(added), tuple(changes), tuple(gone)), found, holder, ever
 
 
@@ -259,11 +264,12 @@ def apply_specs(
     *,
     dry_run: bool = False,
     now: datetime | None = None,
+    keep: frozenset[str] | set[str] = frozenset(),
 ) -> SyncDiff:
     """Make the tenants of `origin` what `specs` say, from `today` (UTC). Writes only what changed: an unchanged
     source writes no row. The specs must be valid already (a number held by two of them is refused upstream)."""
     now = now or utcnow()
-    diff, found, holder, ever = diff_specs(conn, specs, origin)
+    diff, found, holder, ever = diff_specs(conn, specs, origin, keep)
     if dry_run or not diff.any:
         return diff
     wanted = {s.slug: s for s in specs}
