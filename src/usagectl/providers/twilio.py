@@ -27,6 +27,7 @@ from usagectl.http import Http, PageGuard, Policy, loads, scrub
 from usagectl.periods import Window
 from usagectl.providers.base import as_decimal, as_int
 from usagectl.records import CheckResult, DayResult, MetricRow, ProviderError
+from usagectl.store.directory import Attribution
 
 SOURCE = "twilio"
 PAGE_SIZE = 1000  # Twilio's maximum: fewest requests
@@ -105,6 +106,9 @@ class Twilio:
         self.tenant_tokens = tenant_tokens  # slug -> the tenant's own auth token
         # slug -> why the tenant's own token could not be read: fails that tenant's tasks only.
         self.token_errors = token_errors or {}
+        # Who held which number on which day (store.directory, set by the collector): a number reassigned to
+        # another tenant is that tenant's from the day it moved. None: every configured number, every day.
+        self.attribution: Attribution | None = None
         self._sdk_http = _SdkHttpClient.build(http)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -137,7 +141,17 @@ class Twilio:
             assert tw.account_sid is not None
             if tenant.slug in self.token_errors:
                 raise ProviderError(f"{SOURCE}: {self.token_errors[tenant.slug]}")
-            token = self.tenant_tokens[tenant.slug]
+            token = self.tenant_tokens.get(tenant.slug)
+            if token is None:  # a directory tenant's own account: its token is named by the directory
+                assert tw.auth_token is not None
+                try:
+                    token = tw.auth_token.resolve(
+                        f"tenant {tenant.slug}: twilio_auth_token"
+                    ).get_secret_value()
+                except ConfigError as exc:
+                    raise ProviderError(f"{SOURCE}: {exc}") from None
+                self.tenant_tokens[tenant.slug] = token
+                self.http.secrets = (*self.http.secrets, token)
             return self._client(tw.account_sid, token, tw.account_sid).api.v2010.accounts(tw.account_sid)
         if self.platform is None:
             raise ProviderError(f"{SOURCE}: [providers.twilio] account_sid and auth_token are not configured")
@@ -178,8 +192,20 @@ class Twilio:
         assert tw is not None
         account = self._account(tenant)
         if tw.mode == "numbers":
-            return {d: self._numbers_day(account, tw.phone_numbers, d) for d in window}
+            return {d: self._numbers_day(account, self.numbers_on(tenant, d), d) for d in window}
         return self._usage_records(account, window, include_subaccounts=tw.mode == "own")
+
+    def numbers_on(self, tenant: TenantConfig, day: date) -> list[str]:
+        """The tenant's numbers on `day`: those the directory says it held that day (Attribution.owner), or,
+        without a directory history of its numbers, the configured list."""
+        tw = tenant.twilio
+        assert tw is not None
+        a = self.attribution
+        if a is None or not a.knows(tenant.slug, "phone_number"):
+            return list(tw.phone_numbers)
+        return [
+            n for n in tw.phone_numbers if (h := a.owner("phone_number", n, day)) and h.slug == tenant.slug
+        ]
 
     def _usage_records(
         self, account: Any, window: Window, *, include_subaccounts: bool

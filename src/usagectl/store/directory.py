@@ -475,3 +475,62 @@ class Attribution:
 
     def knows(self, slug: str, kind: str) -> bool:
         return (slug, kind) in self._by_tenant
+
+
+def directory_tenants(conn: Connection, start: date, end: date) -> list[TenantConfig]:
+    """The directory's tenants (origin "directory") to collect over [start, end), as TenantConfig: those active,
+    and those gone that held a mapping on some day of it (a backfill). Phone numbers are every number held on
+    some day of the window; collect asks `Attribution` which of them the tenant held on each day. A tenant that
+    moved between Twilio modes inside the window is collected in one: numbers, else its subaccount, else its
+    own account."""
+    from usagectl.config import SecretRef, TenantOpenAI, TenantSendGrid, TenantTwilio
+
+    t, m = tenants.c, tenant_mappings.c
+    rows = conn.execute(
+        select(
+            t.id, t.slug, t.name, t.plan_tier, t.active, t.monthly_budget_usd, t.twilio_auth_token_env
+        ).where(t.origin == "directory")
+    ).all()
+    held: dict[int, list[tuple[str, str, date]]] = {}
+    for tid, kind, value, a in conn.execute(
+        select(m.tenant_id, m.kind, m.value, m.valid_from)
+        .where(m.valid_from < end, or_(m.valid_to.is_(None), m.valid_to > start))
+        .order_by(m.valid_from)
+    ):
+        held.setdefault(int(tid), []).append((kind, value, a))
+    out: list[TenantConfig] = []
+    for tid, slug, name, plan, active, budget, token_env in rows:
+        mine = held.get(int(tid), [])
+        if not active and not mine:
+            continue
+
+        def values(kind: str, mine: list[tuple[str, str, date]] = mine) -> list[str]:
+            return list(dict.fromkeys(v for k, v, _ in mine if k == kind))
+
+        numbers, subs, owns = values("phone_number"), values("twilio_subaccount"), values("twilio_account")
+        twilio = None
+        if numbers:
+            twilio = TenantTwilio(phone_numbers=sorted(numbers))
+        elif subs:
+            twilio = TenantTwilio(subaccount_sid=subs[-1])
+        elif owns and token_env:
+            twilio = TenantTwilio(account_sid=owns[-1], auth_token=SecretRef(env=token_env))
+        subusers, categories = values("sendgrid_subuser"), values("sendgrid_category")
+        sendgrid = None
+        if subusers:
+            sendgrid = TenantSendGrid(subuser=subusers[-1])
+        elif categories:
+            sendgrid = TenantSendGrid(category=categories[-1])
+        projects = values("openai_project")
+        out.append(
+            TenantConfig(
+                slug=slug,
+                name=name,
+                plan=plan,
+                twilio=twilio,
+                sendgrid=sendgrid,
+                openai=TenantOpenAI(project_ids=sorted(projects)) if projects else None,
+                monthly_budget=budget,
+            )
+        )
+    return out
