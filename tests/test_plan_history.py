@@ -192,3 +192,22 @@ def test_report_json_shows_the_plan_parts(
         ("pro", "2026-11-15", "2026-11-30", "53.333333"),
     ]
     assert doc["plan_charge"]["summary"] == "Starter 1-14 Nov, Pro from 15 Nov"
+
+
+def test_billing_usage_page_and_table_show_the_plan_parts(
+    store: Store, write_config: Callable[[str], Path]
+) -> None:
+    import io
+
+    from usagectl.render.table import render_tenant_report
+    from usagectl.web.pages import PageContext, render_billing_usage
+
+    cfg, _ = _setup(store, write_config)
+    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
+    rep = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
+    page = render_billing_usage(rep, PageContext(role="tenant", tenant="acme", csrf_token="t"))
+    assert "Starter 1-14 Nov, Pro from 15 Nov" in page
+    out = io.StringIO()
+    render_tenant_report(rep, out, width=100)
+    text = out.getvalue()
+    assert "starter 1-14 Nov" in text and "$14.00" in text and "pro from 15 Nov" in text and "$53.33" in text

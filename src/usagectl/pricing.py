@@ -272,15 +272,17 @@ def plan_summary(charge: PlanCharge) -> str | None:
     """The plans of a month with a change, for people: "Starter 1-14 Nov, Pro from 15 Nov"; None without one."""
     if not charge.parts:
         return None
-    out = []
-    for i, part in enumerate(charge.parts):
-        name = part.plan_tier.capitalize()
-        w = part.days
-        if i == len(charge.parts) - 1 and w.days + w.start.day - 1 == part.month_days:
-            out.append(f"{name} from {w.start.day} {w.start:%b}")
-        else:
-            out.append(f"{name} {w.start.day}-{w.last.day} {w.last:%b}")
-    return ", ".join(out)
+    return ", ".join((label := part_label(part))[:1].upper() + label[1:] for part in charge.parts)
+
+
+def part_label(part: PlanPart) -> str:
+    """One plan's days of the month: "starter 1-14 Nov", "pro from 15 Nov" (to the month's end), "pro 3 Nov"."""
+    w = part.days
+    if w.start.day > 1 and w.last.day == part.month_days:
+        return f"{part.plan_tier} from {w.start.day} {w.start:%b}"
+    if w.days == 1:
+        return f"{part.plan_tier} {w.start.day} {w.start:%b}"
+    return f"{part.plan_tier} {w.start.day}-{w.last.day} {w.last:%b}"
 
 
 def format_usd(amount: Decimal | None, places: int = 2) -> str:

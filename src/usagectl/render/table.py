@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
 from usagectl.meters import BY_KEY
-from usagectl.pricing import format_usd
+from usagectl.pricing import format_usd, part_label
 from usagectl.render import clean_text, use_color
 from usagectl.reports import (
     EMPTY_MESSAGE,
@@ -248,10 +248,7 @@ def _charge_card(report: TenantReport, title: str) -> RenderableType:
     grid.add_column(justify="right", no_wrap=True)
     # A plan change in the month: each plan's days and its fee prorated by them (docs/cost-model.md).
     for part in charge.parts:
-        w = part.days
-        grid.add_row(
-            clean_text(f"{part.plan_tier} {w.start.day}-{w.last.day} {w.last:%b}"), "", usd(part.charge.fee)
-        )
+        grid.add_row(clean_text(part_label(part)), "", usd(part.charge.fee))
     grid.add_row("monthly fee", "", usd(charge.fee))
     for line in charge.lines:
         if line.overage:
