@@ -341,3 +341,20 @@ def test_directory_tenants_are_read_back_by_a_fresh_store(db_url: str, tmp_path:
         assert sync_tenants(s, [], today=DAY2).deactivated == ()
     finally:
         s.close()
+
+
+def test_a_directory_tenants_budget_fires_its_alert(store: Store, tmp_path: Path) -> None:
+    from usagectl.alerts import run_alerts
+
+    path = tmp_path / "t.json"
+    _write_file(path, [{"slug": "acme", "plan": "starter", "monthly_budget": "1"}], "json")
+    cfg = _cfg(tmp_path, f'[directory]\nkind = "file"\npath = "{path}"')
+    sync_directory(store, cfg, today=DAY1)
+    with store.engine.begin() as conn:
+        acme = conn.execute(select(tenants.c.id).where(tenants.c.slug == "acme")).scalar_one()
+        upsert_metric(
+            conn, acme, DAY1, "twilio", MetricRow(sms_outbound_count=100)
+        )  # $1.40 at the book's price
+    run_rollup(store, cfg, Window.day(DAY1), today=DAY2, seal_by_age=False)
+    out = run_alerts(store, cfg, month=Window.month(2026, 11), dry_run=True, today=DAY2)
+    assert {(a.tenant, a.meter) for a in out.fired} == {("acme", "budget")}
