@@ -358,3 +358,41 @@ def test_a_directory_tenants_budget_fires_its_alert(store: Store, tmp_path: Path
     run_rollup(store, cfg, Window.day(DAY1), today=DAY2, seal_by_age=False)
     out = run_alerts(store, cfg, month=Window.month(2026, 11), dry_run=True, today=DAY2)
     assert {(a.tenant, a.meter) for a in out.fired} == {("acme", "budget")}
+
+
+@pytest.mark.postgres
+def test_sql_source_on_postgresql_with_an_array_column_and_a_password_from_the_environment(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from conftest import PgSchema, pg_base_url
+
+    platform = PgSchema(pg_base_url(), f"platform_{uuid.uuid4().hex[:10]}")
+    platform.create()
+    try:
+        eng = create_engine(platform.url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with eng.begin() as conn:
+            conn.execute(text("CREATE TABLE accounts (slug text, tier text, numbers text[], project text)"))
+            conn.execute(
+                text(
+                    "INSERT INTO accounts VALUES ('acme', 'pro', ARRAY['+15005550006','+15005550007'], 'proj_1')"
+                )
+            )
+        eng.dispose()
+        monkeypatch.setenv("PLATFORM_DB_PASSWORD", "not-checked-by-trust-auth")
+        cfg = _cfg(
+            tmp_path,
+            f'[directory]\nkind = "sql"\nurl = "{platform.url}"\npassword_env = "PLATFORM_DB_PASSWORD"\n'
+            'query = "SELECT slug, tier AS plan, numbers AS phone_numbers, project AS openai_project_ids '
+            'FROM accounts"\n',
+        )
+        out = sync_directory(store, cfg, today=DAY1)
+        assert out.bad == () and out.diff.added == ("acme",)
+        assert {(k, v) for _, k, v, _, _ in _mappings(store)} == {
+            ("phone_number", "+15005550006"),
+            ("phone_number", "+15005550007"),
+            ("openai_project", "proj_1"),
+        }
+    finally:
+        platform.drop()
