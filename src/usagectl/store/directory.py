@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from usagectl.config import TenantConfig
+from usagectl.errors import ConfigError
 from usagectl.store.tables import UTCDateTime, tenant_mappings, tenant_plans, tenants, utcnow
 
 EARLIEST = date(1, 1, 1)  # the start of a tenant's first plan period and of a value's first mapping
@@ -114,33 +115,36 @@ class _Existing:
 
 
 def _existing(
-    conn: Connection,
+    conn: Connection, origin: str | None = None
 ) -> tuple[dict[str, _Existing], dict[tuple[str, str], int], set[tuple[str, str]]]:
-    """Every tenant by slug; who holds each open mapping; every (kind, value) ever mapped."""
+    """Every tenant by slug (or only those of `origin`); who holds each open mapping; every (kind, value) ever
+    mapped (by those tenants)."""
     c = tenants.c
     found: dict[str, _Existing] = {}
     by_id: dict[int, _Existing] = {}
-    for slug, pk, name, plan, source_plan, active, origin, budget, token_env in conn.execute(
-        select(
-            c.slug,
-            c.id,
-            c.name,
-            c.plan_tier,
-            c.source_plan,
-            c.active,
-            c.origin,
-            c.monthly_budget_usd,
-            c.twilio_auth_token_env,
-        )
-    ):
-        e = _Existing(int(pk), name, plan, source_plan, bool(active), origin, budget, token_env)
+    q = select(
+        c.slug,
+        c.id,
+        c.name,
+        c.plan_tier,
+        c.source_plan,
+        c.active,
+        c.origin,
+        c.monthly_budget_usd,
+        c.twilio_auth_token_env,
+    )
+    if origin is not None:
+        q = q.where(c.origin == origin)
+    for slug, pk, name, plan, source_plan, active, origin_, budget, token_env in conn.execute(q).all():
+        e = _Existing(int(pk), name, plan, source_plan, bool(active), origin_, budget, token_env)
         found[slug] = by_id[e.id] = e
     m = tenant_mappings.c
     holder: dict[tuple[str, str], int] = {}
     ever: set[tuple[str, str]] = set()
-    for mid, tid, kind, value, valid_to in conn.execute(
-        select(m.id, m.tenant_id, m.kind, m.value, m.valid_to)
-    ):
+    mq = select(m.id, m.tenant_id, m.kind, m.value, m.valid_to)
+    if origin is not None:
+        mq = mq.join(tenants, c.id == m.tenant_id).where(c.origin == origin)
+    for mid, tid, kind, value, valid_to in conn.execute(mq).all():
         ever.add((kind, value))
         if valid_to is None and tid in by_id:
             by_id[tid].open_maps[(kind, value)] = int(mid)
@@ -222,10 +226,17 @@ def _batched(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> 
 
 
 def diff_specs(
-    conn: Connection, specs: Iterable[TenantSpec], origin: str, keep: frozenset[str] | set[str] = frozenset()
+    conn: Connection,
+    specs: Iterable[TenantSpec],
+    origin: str,
+    keep: frozenset[str] | set[str] = frozenset(),
+    *,
+    scoped: bool = False,
 ) -> tuple[SyncDiff, dict[str, _Existing], dict[tuple[str, str], int], set[tuple[str, str]]]:
-    """What applying `specs` would change; `keep` are slugs left as they are (their source row was bad)."""
-    found, holder, ever = _existing(conn)
+    """What applying `specs` would change; `keep` are slugs left as they are (their source row was bad).
+    `scoped`: read only the tenants of `origin` (enough to tell whether anything changes; every command syncs
+    [[tenants]] this way, so a large directory costs it nothing)."""
+    found, holder, ever = _existing(conn, origin if scoped else None)
     added: list[str] = []
     changes: list[FieldChange] = []
     wanted = {s.slug: s for s in specs}
@@ -275,13 +286,25 @@ def apply_specs(
     dry_run: bool = False,
     now: datetime | None = None,
     keep: frozenset[str] | set[str] = frozenset(),
+    refuse_origin: str | None = None,
 ) -> SyncDiff:
     """Make the tenants of `origin` what `specs` say, from `today` (UTC). Writes only what changed: an unchanged
     source writes no row. The specs must be valid already (a number held by two of them is refused upstream)."""
     now = now or utcnow()
-    diff, found, holder, ever = diff_specs(conn, specs, origin, keep)
+    diff, found, holder, ever = diff_specs(conn, specs, origin, keep, scoped=True)
+    if refuse_origin is not None and diff.added:
+        # A slug new to this origin may be a tenant of the other one: one source per tenant.
+        clash = conn.execute(
+            select(tenants.c.slug).where(tenants.c.origin == refuse_origin, tenants.c.slug.in_(diff.added))
+        ).first()
+        if clash is not None:
+            raise ConfigError(
+                f"tenant {clash.slug!r} is both in [[tenants]] and in the tenant directory; define it in one place"
+            )
     if dry_run or not diff.any:
         return diff
+    # Something changes: every tenant's mappings, since a value may move from a tenant of the other origin.
+    diff, found, holder, ever = diff_specs(conn, specs, origin, keep)
     wanted = {s.slug: s for s in specs}
     written = 0
     touched = set(diff.changed_slugs)

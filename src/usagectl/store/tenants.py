@@ -10,7 +10,6 @@ from datetime import date
 from sqlalchemy import Connection, select
 
 from usagectl.config import TenantConfig
-from usagectl.errors import ConfigError
 from usagectl.periods import utc_today
 from usagectl.store.engine import Store
 from usagectl.store.tables import tenants
@@ -50,17 +49,7 @@ def sync_tenants(
     for attempt in (1, 2):
         try:
             with store.engine.begin() as conn:
-                clash = conn.execute(
-                    select(tenants.c.slug).where(
-                        tenants.c.origin == "directory", tenants.c.slug.in_([s.slug for s in specs])
-                    )
-                ).first()
-                if clash is not None:
-                    raise ConfigError(
-                        f"tenant {clash.slug!r} is both in [[tenants]] and in the tenant directory; "
-                        "define it in one place"
-                    )
-                diff = apply_specs(conn, specs, "config", today)
+                diff = apply_specs(conn, specs, "config", today, refuse_origin="directory")
             break
         except IntegrityError:
             # Another process starting on the same database added the same tenant between our read and write.
