@@ -22,27 +22,20 @@ import time
 from dataclasses import dataclass
 
 from usagectl.config import ServeConfig
-from usagectl.errors import ConfigError
 
 SESSION_COOKIE = "usagectl_session"
 CSRF_COOKIE = "usagectl_csrf"
 CSRF_FIELD = "csrf_token"
 # Set by `usagectl serve` when no secret is configured, so its worker processes share one random secret.
 ENV_PROCESS_SECRET = "USAGECTL_SERVE_SESSION_SECRET"
-MIN_SECRET_BYTES = 16
 
 
 def session_secret(cfg: ServeConfig) -> bytes:
-    """The configured secret ([serve] session_secret_env / _file), else the one `usagectl serve` made for its
-    workers, else a random one for this process only."""
-    if cfg.session_secret is not None:
-        value = cfg.session_secret.resolve("serve.session_secret").get_secret_value().encode()
-        if len(value) < MIN_SECRET_BYTES:
-            where = cfg.session_secret.describe()
-            raise ConfigError(
-                f"serve.session_secret: {where} holds {len(value)} bytes; use at least {MIN_SECRET_BYTES}"
-            )
-        return value
+    """The configured secret ([serve] session_secret_env / _file, at least MIN_SESSION_SECRET_BYTES), else the one
+    `usagectl serve` made for its workers, else a random one for this process only."""
+    configured = cfg.session_secret_bytes()
+    if configured is not None:
+        return configured
     inherited = os.environ.get(ENV_PROCESS_SECRET)
     if inherited:
         return inherited.encode()
