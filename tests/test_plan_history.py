@@ -119,6 +119,8 @@ def test_rollup_prices_each_day_with_its_plan_and_the_month_is_prorated(
     assert (starter.charge.fee, pro.charge.fee) == (hand["fee_starter"], hand["fee_pro"])
     sms = {line.meter: line for line in charge.lines}["sms"]
     assert sms.included == hand["included"] and sms.amount == hand["sms_starter"] + hand["sms_pro"]
+    # The report's allowance is the one the charge used: 467 + 2,667, not Pro's 5,000.
+    assert {a.metric: a.included for a in rep.allowances} == {"sms": 467 + 2667}
     # The daily figures still add up to the month: sum of days == the month's estimated cost.
     assert rep.totals.estimated_cost == sum((c for _, c in rows.values()), Decimal(0))
 

@@ -258,11 +258,18 @@ def tenant_report(
         charge = _plan_charges(conn, cfg, mtd_window, {t.id: t.plan_tier}, tenant_id=t.id)[t.id]
         costs = _provider_costs(conn, mtd_window, tenant_id=t.id).get(t.id, _NO_COSTS)
         adjustments = adjustments_posted(conn, window, t.id)
-    included = cfg.plan(t.plan_tier).included
+    included: dict[str, int | None] = cfg.plan(t.plan_tier).included.model_dump()
+    if charge.parts:
+        # A month with a plan change: the allowances its plan charge used, each plan's prorated by its days.
+        plans = [cfg.plan(p.plan_tier).included.model_dump() for p in charge.parts]
+        by_meter = {line.meter: line.included for line in charge.lines}
+        for m in WITH_ALLOWANCE:
+            if m.allowance and any(p.get(m.allowance) is not None for p in plans):
+                included[m.allowance] = by_meter[m.key]
     allowances = tuple(
-        Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
+        Allowance(metric=key, label=label, included=int(n), used=getattr(mtd, attr))
         for key, label, attr in ALLOWANCE_METRICS
-        if getattr(included, key) is not None
+        if (n := included.get(key)) is not None
     )
     return TenantReport(
         tenant=TenantInfo(t.slug, t.name, t.plan_tier),
