@@ -5,7 +5,7 @@ log, over real HTTP, on both backends."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -119,3 +119,99 @@ def test_sendgrid_asks_ten_names_a_request(sb: Sandbox, store: Store) -> None:
     got = stored(store, "sendgrid", "emails_sent")
     assert got[("s13", D1)] == 13 and got[("c07", D1)] == 107 and got[("s13", D1 + timedelta(days=1))] == 0
     assert len(got) == (25 + 12) * 3
+
+
+# ---- Twilio phone numbers: the account's day listed once, or each number filtered --------------------------
+
+
+def _twilio_cfg(sb: Sandbox, tenants_: list[TenantConfig], listing: str) -> Config:
+    cfg = sb.config(tenants_, max_retries=0)
+    assert cfg.providers.twilio is not None
+    twilio = cfg.providers.twilio.model_copy(update={"numbers_listing": listing})
+    return cfg.model_copy(update={"providers": cfg.providers.model_copy(update={"twilio": twilio})})
+
+
+def _numbers_night(sb: Sandbox, store: Store, tenants_: list[TenantConfig], listing: str) -> tuple[Any, int]:
+    cfg = _twilio_cfg(sb, tenants_, listing)
+    sync_tenants(store, cfg.tenants)
+    before = len(sb.twilio.seen)
+    with open_providers(cfg, store, only=("twilio",)) as providers:
+        result = collect(store, cfg, providers, WINDOW, workers=4, dry_run=True, today=WINDOW.end)
+    assert result.exit_code == 0, result.failed
+    rows = [(w.tenant, w.day, w.row) for w in result.written]
+    return rows, len(sb.twilio.seen) - before
+
+
+def test_twilio_account_listing_and_per_number_filters_give_identical_rows(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    from usagectl.config import TenantTwilio
+
+    a1, a2, b1 = "+15005550100", "+15005550101", "+15005550200"  # scripted: tenants a and b
+    noise = "+15005559999"  # on the platform account, nobody's
+    with Sandbox(seed=5) as sb:
+        sb.world.in_flight_day = WINDOW.last  # a message sending and a call ringing: provisional either way
+        master = sb.twilio_accounts.master_sid
+        w = sb.world
+        midnight = datetime(D1.year, D1.month, D1.day, tzinfo=UTC)
+        w.add_message(master, from_=a1, to=b1, direction="outbound-api", date_sent=midnight, price="-0.0079")
+        w.add_message(master, from_=a1, to=b1, direction="inbound", date_sent=midnight, price="-0.0079")
+        last = midnight + timedelta(hours=23, minutes=59, seconds=59)
+        w.add_message(master, from_=b1, to="+14155550100", direction="outbound-api", date_sent=last,
+                      num_segments=3, price="-0.0237")  # fmt: skip
+        w.add_message(master, from_=noise, to=a2, direction="outbound-api", date_sent=last, price="-0.0079")
+        w.add_message(master, from_="+14155550100", to=a2, direction="inbound", date_sent=last, num_media=1,
+                      price="-0.01")  # fmt: skip
+        w.add_message(master, from_=noise, to="+14155550101", direction="outbound-api", date_sent=midnight)
+        w.add_message(master, from_=a1, to="+14155550100", direction="outbound-api", date_sent=last,
+                      status="failed")  # fmt: skip
+        w.add_call(master, from_=b1, to=a1, direction="outbound-dial", start_time=midnight, duration=61,
+                   price="-0.028")  # fmt: skip
+        w.add_call(master, from_=b1, to=a1, direction="inbound", start_time=midnight, duration=61,
+                   price="-0.017")  # fmt: skip
+        w.add_call(
+            master, from_=noise, to=b1, direction="inbound", start_time=last, duration=5, price="-0.0085"
+        )
+        synthetic = [
+            TenantConfig(
+                slug=f"n{i}", twilio=TenantTwilio(phone_numbers=[f"+1500555{i:04d}", f"+1500556{i:04d}"])
+            )
+            for i in range(6)
+        ]
+        ts = [
+            TenantConfig(slug="a", twilio=TenantTwilio(phone_numbers=[a1, a2])),
+            TenantConfig(slug="b", twilio=TenantTwilio(phone_numbers=[b1])),
+            *synthetic,
+        ]
+        by_number, asked_by_number = _numbers_night(sb, store, ts, "number")
+        by_account, asked_by_account = _numbers_night(sb, store, ts, "account")
+        automatic, asked_auto = _numbers_night(sb, store, ts, "auto")
+    assert by_account == by_number == automatic
+    got = {(slug, day): row for slug, day, row in by_account}
+    a, b = got[("a", D1)], got[("b", D1)]
+    assert (a.sms_outbound_count, a.sms_inbound_count, a.mms_inbound_count, a.voice_minutes) == (1, 0, 1, 2)
+    assert (b.sms_outbound_count, b.sms_inbound_count, b.voice_minutes) == (3, 1, 2 + 1)
+    assert not got[("n0", WINDOW.last)].final
+    # Per number: From= and To= on messages and calls, 4 requests a number a day (15 numbers, 3 days).
+    assert asked_by_number == 4 * 15 * 3
+    # The account's day in one page of messages and one of calls: 2 requests a day, whatever the numbers.
+    assert asked_by_account == asked_auto == 2 * 3
+
+
+def test_twilio_auto_listing_falls_back_to_the_numbers_when_the_account_is_busier(store: Store) -> None:
+    """One number on an account whose day takes many pages: the per-number filters cost less, and "auto" stops
+    listing the account after as many pages as they would cost."""
+    from usagectl.config import TenantTwilio
+
+    ts = [TenantConfig(slug="solo", twilio=TenantTwilio(phone_numbers=["+15005550300"]))]
+    with Sandbox(seed=9, page_size_cap=3) as sb:
+        for i in range(40):  # the platform's own traffic on another number: 14 pages of 3 a day
+            sb.world.add_message(
+                sb.twilio_accounts.master_sid, from_="+15005550999", to="+14155550100",
+                direction="outbound-api", date_sent=datetime.combine(D1, time(12), UTC) + timedelta(seconds=i),
+            )  # fmt: skip
+        by_number, asked_by_number = _numbers_night(sb, store, ts, "number")
+        automatic, asked_auto = _numbers_night(sb, store, ts, "auto")
+    assert automatic == by_number
+    # Per day and list, at most 2 pages of the account before giving up (the per-number cost of one number).
+    assert asked_auto <= asked_by_number + 2 * 2 * 3

@@ -136,6 +136,7 @@ class World:
     _messages: list[Message] = field(default_factory=list, repr=False)
     _calls: list[Call] = field(default_factory=list, repr=False)
     _scripted_numbers: set[str] = field(default_factory=set, repr=False)
+    _account_numbers: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _email: dict[tuple[str, str, date], dict[str, int]] = field(default_factory=dict, repr=False)
     _scripted_email: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _ai: dict[tuple[str, date], list[ModelUsage]] = field(
@@ -236,6 +237,16 @@ class World:
             self._calls.append(call)
             self._scripted_numbers.update((from_, to))
             return call
+
+    def add_account_numbers(self, account_sid: str, numbers: list[str]) -> None:
+        """Numbers the account owns: a listing of the account without a From/To filter carries their synthetic
+        traffic too."""
+        with self._lock:
+            self._account_numbers.setdefault(account_sid, set()).update(numbers)
+
+    def account_numbers(self, account_sid: str) -> list[str]:
+        with self._lock:
+            return sorted(self._account_numbers.get(account_sid, ()))
 
     def script_numbers(self, *numbers: str) -> None:
         with self._lock:

@@ -606,7 +606,8 @@ class TwilioServer(ProviderServer):
         when = self._date_filter(query, "DateSent", lambda m: self._fail(400, m))
         frm, to = self._numbers_filter(query)
         pool: list[Message] = list(self.world.messages(account_sid))
-        for number in {n for n in (frm, to) if n}:
+        numbers = {n for n in (frm, to) if n} or set(self.world.account_numbers(account_sid))
+        for number in numbers:
             for day in self._days_in(query, "DateSent"):
                 pool.extend(self.world.synthetic_messages(account_sid, number, day))
         chosen = [
@@ -651,7 +652,8 @@ class TwilioServer(ProviderServer):
         when = self._date_filter(query, "StartTime", lambda m: self._fail(400, m))
         frm, to = self._numbers_filter(query)
         pool: list[Call] = list(self.world.calls(account_sid))
-        for number in {n for n in (frm, to) if n}:
+        numbers = {n for n in (frm, to) if n} or set(self.world.account_numbers(account_sid))
+        for number in numbers:
             for day in self._days_in(query, "StartTime"):
                 pool.extend(self.world.synthetic_calls(account_sid, number, day))
         chosen = [
