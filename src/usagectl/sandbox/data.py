@@ -137,6 +137,13 @@ class World:
     _calls: list[Call] = field(default_factory=list, repr=False)
     _scripted_numbers: set[str] = field(default_factory=set, repr=False)
     _account_numbers: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    _version: int = field(default=0, repr=False)
+
+    @property
+    def version(self) -> tuple[int, date | None]:
+        """Changes whenever what the Twilio listings hold may have (a scripted message, call or number)."""
+        return self._version, self.in_flight_day
+
     _email: dict[tuple[str, str, date], dict[str, int]] = field(default_factory=dict, repr=False)
     _scripted_email: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _ai: dict[tuple[str, date], list[ModelUsage]] = field(
@@ -170,6 +177,7 @@ class World:
         """The currency an account is billed in (`price_unit` on its records, messages and calls); USD if unset."""
         with self._lock:
             self._price_units[account_sid] = unit
+            self._version += 1
 
     def price_unit(self, account_sid: str) -> str:
         with self._lock:
@@ -207,6 +215,7 @@ class World:
                 status,
             )
             self._messages.append(msg)
+            self._version += 1
             self._scripted_numbers.update((from_, to))
             return msg
 
@@ -235,6 +244,7 @@ class World:
                 status,
             )
             self._calls.append(call)
+            self._version += 1
             self._scripted_numbers.update((from_, to))
             return call
 
@@ -243,6 +253,7 @@ class World:
         traffic too."""
         with self._lock:
             self._account_numbers.setdefault(account_sid, set()).update(numbers)
+            self._version += 1
 
     def account_numbers(self, account_sid: str) -> list[str]:
         with self._lock:
@@ -251,6 +262,7 @@ class World:
     def script_numbers(self, *numbers: str) -> None:
         with self._lock:
             self._scripted_numbers.update(numbers)
+            self._version += 1
 
     def set_email_stats(
         self, kind: str, name: str, day: date, *, requests: int, delivered: int | None = None
