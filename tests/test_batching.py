@@ -215,3 +215,18 @@ def test_twilio_auto_listing_falls_back_to_the_numbers_when_the_account_is_busie
     assert automatic == by_number
     # Per day and list, at most 2 pages of the account before giving up (the per-number cost of one number).
     assert asked_auto <= asked_by_number + 2 * 2 * 3
+
+
+def test_twilio_a_failed_account_listing_is_not_split(sb: Sandbox, store: Store) -> None:
+    """The account's day does not depend on which tenants asked: a 500 fails every phone-number tenant's days at
+    once instead of being asked again for each half of the batch."""
+    from usagectl.config import TenantTwilio
+
+    ts = [
+        TenantConfig(slug=f"n{i}", twilio=TenantTwilio(phone_numbers=[f"+1500555{i:04d}"])) for i in range(8)
+    ]
+    sb.twilio.fault("500", match="Messages.json", times=None)
+    result = run(sb, store, ts)
+    assert result.exit_code == 1 and len(result.failed) == 8
+    assert all("HTTP 500" in o.errors[0] for o in result.failed)
+    assert len(sb.twilio.requests("Messages.json")) == 1  # max_retries 0: one request, no split

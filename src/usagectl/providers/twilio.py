@@ -213,7 +213,14 @@ class Twilio:
         self, tenants: Sequence[TenantConfig], window: Window
     ) -> dict[str, dict[date, DayResult]]:
         if all(t.twilio is not None and t.twilio.mode == "numbers" for t in tenants):
-            return self._numbers(tenants, window)
+            try:
+                return self._numbers(tenants, window)
+            except ProviderError as exc:
+                if self.numbers_listing == "number":
+                    raise  # a number's own listing failed: the collector splits the batch to find whose
+                # The account's listing does not depend on which tenants asked: a smaller batch would fail the
+                # same way, so the failure is every tenant's (for each day), not a reason to split.
+                return {t.slug: dict.fromkeys(window, exc) for t in tenants}
         return {t.slug: self.collect_days(t, window) for t in tenants}
 
     def _usage_records(
