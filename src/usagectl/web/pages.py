@@ -13,7 +13,7 @@ import functools
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +22,9 @@ from urllib.parse import urlencode
 from usagectl.errors import InputError
 from usagectl.meters import RANKED
 from usagectl.periods import Window, parse_month
-from usagectl.render.table import CHART_DAYS, margin_text, n, usd
+from usagectl.render import layout
+from usagectl.render.fmt import margin_text, n, usd
+from usagectl.render.table import CHART_DAYS
 from usagectl.reports import EMPTY_MESSAGE, SORT_KEYS, TenantLine, TenantReport, TenantsReport, Totals
 from usagectl.web.svgchart import Series, line_chart_svg
 
@@ -204,67 +206,108 @@ def billing_charts(report: TenantReport) -> list[dict[str, Any]]:
     ]
 
 
-def render_billing_usage(report: TenantReport, ctx: PageContext, *, csv_url: str | None = None) -> str:
-    """The Billing & Usage page of one tenant. `report` is `reports.tenant_report(...)` over the window to show
-    (the app's default: the last 30 complete UTC days). `csv_url` is the link to the daily rows as CSV
-    (billing_usage_csv); default `{base}/admin/billing-usage.csv` (with ?tenant= for a root admin)."""
+def audience(ctx: PageContext) -> layout.Audience:
+    return "root" if ctx.role == "root" else "tenant"
+
+
+MONTH_HINT = "month must look like 2026-10"
+
+
+def page_month(text: str | None, today: date) -> Window | None:
+    """The Billing & Usage page's `?month=` (None: the current month); InputError in page words otherwise."""
+    if not text:
+        return None
+    import re
+
+    m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
+    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1:
+        raise InputError(MONTH_HINT)
+    return Window.month(int(m.group(1)), int(m.group(2)))
+
+
+def month_window(month: Window, today: date) -> Window:
+    """The days of `month` the page reports on: all of a past month; of the current one, up to yesterday (the
+    last complete UTC day), or the 1st alone on the 1st."""
+    if month.end <= today:
+        return month
+    last = max(month.start + timedelta(days=1), today)
+    return Window(month.start, min(month.end, last))
+
+
+def _month_links(ctx: PageContext, month: Window, today: date, slug: str) -> dict[str, Any]:
+    prev_start = (month.start - timedelta(days=1)).replace(day=1)
+    this_month = today.replace(day=1)
+    tenant = slug if ctx.role == "root" else None
+    return {
+        "prev": ctx.billing_url(tenant, month=prev_start.strftime("%Y-%m")),
+        "prev_label": prev_start.strftime("%B %Y"),
+        "next": ctx.billing_url(tenant, month=month.end.strftime("%Y-%m"))
+        if month.end <= this_month
+        else None,
+        "next_label": month.end.strftime("%B %Y"),
+        "current": month.start == this_month,
+        "current_url": ctx.billing_url(tenant),
+    }
+
+
+def render_billing_usage(
+    report: TenantReport,
+    ctx: PageContext,
+    *,
+    csv_url: str | None = None,
+    chart_report: TenantReport | None = None,
+    today: date | None = None,
+) -> str:
+    """The Billing & Usage page of one tenant for one month. `report` is `reports.tenant_report(...)` over the
+    month's window (`month_window`), `chart_report` over the last CHART_DAYS days for the charts (default:
+    `report`). The plan charge leads, then usage, the charts and the daily table; every card, cost line and
+    column comes from render.layout for the viewer's audience. `csv_url` is the link to the daily rows as CSV
+    (billing_usage_csv); default `{base}/admin/billing-usage.csv` (with ?tenant= and ?month=)."""
     ctx = replace(ctx, tenant=report.tenant.slug)
+    who = audience(ctx)
+    mtd = report.month_to_date
+    today = today or report.generated_at.date()
+    month_value = mtd.month.start.strftime("%Y-%m")
     if csv_url is None:
         slug = report.tenant.slug if ctx.role == "root" else None
-        csv_url = ctx.url(BILLING_PATH + ".csv", {"tenant": slug})
+        csv_url = ctx.url(BILLING_PATH + ".csv", {"tenant": slug, "month": month_value})
+    common = {
+        "report": report,
+        "month_name": layout.month_name(report),
+        "month_value": month_value,
+        "links": _month_links(ctx, mtd.month, today, report.tenant.slug),
+        "action": ctx.url(BILLING_PATH),
+        "charge_lines": layout.charge_lines(report, who),
+    }
     if not report.has_usage:
-        return _render("billing_usage.html.j2", ctx, report=report, empty=EMPTY_MESSAGE)
-    tot = report.totals
-    cards = [
-        (
-            "SMS",
-            [
-                ("sent + received", n(tot.sms)),
-                ("MMS", n(tot.mms)),
-                ("cost", usd(tot.sms_cost + tot.mms_cost)),
-            ],
-        ),
-        ("Email", [("sent", n(tot.emails)), ("cost", usd(tot.email_cost))]),
-        ("Voice", [("minutes", n(tot.voice_minutes)), ("cost", usd(tot.voice_cost))]),
-        ("AI", [("tokens", n(tot.ai_tokens)), ("cost", usd(tot.ai_cost))]),
-    ]
-    mtd = report.month_to_date
-    month_name = mtd.month.start.strftime("%B %Y")
-    cost_lines = [("Estimated, this window", usd(tot.estimated_cost))]
-    if tot.provider_cost is not None:
-        cost_lines.append(("Provider-reported, this window", usd(tot.provider_cost)))
-    cost_lines.append((f"{month_name} to {mtd.as_of:%d %b}", usd(mtd.cost)))
-    cost_lines.append(
-        ("Month total" if mtd.complete else "Month-end projection (estimate)", usd(mtd.projected_cost))
-    )
-    charge = report.plan_charge
-    if charge is not None:
-        cost_lines.append((f"Plan charge, {month_name} to {mtd.as_of:%d %b}", usd(charge.total)))
-        if ctx.role == "root":
-            # The platform's margin is for its operators, not for the tenant's admins.
-            cost_lines.append(("Margin (plan charge - provider-reported)", margin_text(report.margin)))
+        return _render("billing_usage.html.j2", ctx, empty=EMPTY_MESSAGE, **common)
+    charts_of = chart_report or report
+    columns = layout.daily_columns(report, who)
     return _render(
         "billing_usage.html.j2",
         ctx,
-        report=report,
         empty=None,
-        cards=cards,
-        cost_lines=cost_lines,
-        month_name=month_name,
-        charts=billing_charts(report),
-        chart_days=min(CHART_DAYS, report.window.days),
-        show_provider=any(d.provider_cost_usd is not None for d in report.days),
-        versions=", ".join(sorted({d.pricing_version for d in report.days})),
+        cards=layout.usage_cards(report),
+        cost_lines=layout.cost_lines(report, who),
+        projection_note=layout.projection_note(report),
+        charts=billing_charts(charts_of),
+        chart_days=min(CHART_DAYS, charts_of.window.days),
+        columns=columns,
+        rows=[[(c, c.text(d)) for c in columns] for d in report.days],
+        totals=list(zip(columns, layout.daily_totals(report, columns), strict=True)),
+        versions=", ".join(sorted({d.pricing_version for d in report.days})) or "none",
         csv_url=csv_url,
+        **common,
     )
 
 
-def billing_usage_csv(report: TenantReport) -> str:
-    """The page's daily rows as CSV: exactly `usagectl report --format csv` (formula cells neutralised)."""
+def billing_usage_csv(report: TenantReport, who: layout.Audience = "tenant") -> str:
+    """The page's daily rows as CSV: `usagectl report --format csv` (formula cells neutralised), without the
+    provider-reported cost for a tenant admin."""
     from usagectl.render.csv import write_tenant_report_csv
 
     buf = io.StringIO()
-    write_tenant_report_csv(report, buf)
+    write_tenant_report_csv(report, buf, audience=who)
     return buf.getvalue()
 
 

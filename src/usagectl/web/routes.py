@@ -210,17 +210,26 @@ def _billing(request: Request, ctx: AppContext, *, csv: bool) -> Response:
         slug = who.tenant
     today = utc_today()
     try:
-        report = tenant_report(ctx.store, ctx.config, slug, Window.last_days(PAGE_DAYS, today), today=today)
+        asked_month = pages.page_month(request.query_params.get("month"), today)
+    except InputError as exc:
+        return _error(request, ctx, viewer, 400, "Bad request", str(exc))
+    month = asked_month or Window.month(today.year, today.month)
+    window = pages.month_window(month, today)
+    pctx = _page_context(request, ctx, viewer, slug)
+    try:
+        report = tenant_report(ctx.store, ctx.config, slug, window, today=today)
     except InputError:
         return _error(request, ctx, viewer, 404, "Unknown tenant", f"tenant: no tenant {slug!r}")
     if csv:
         headers = page_headers(ctx)
-        headers["Content-Disposition"] = f'attachment; filename="{slug}-usage.csv"'
-        response: Response = Response(
-            pages.billing_usage_csv(report), media_type="text/csv; charset=utf-8", headers=headers
-        )
+        name = f"{slug}-usage-{month.start:%Y-%m}.csv"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        body = pages.billing_usage_csv(report, pages.audience(pctx))
+        response: Response = Response(body, media_type="text/csv; charset=utf-8", headers=headers)
         return _finish(request, ctx, viewer, response)
-    page = pages.render_billing_usage(report, _page_context(request, ctx, viewer, slug))
+    # The charts stay on the last PAGE_DAYS days whatever the month shown.
+    chart_report = tenant_report(ctx.store, ctx.config, slug, Window.last_days(PAGE_DAYS, today), today=today)
+    page = pages.render_billing_usage(report, pctx, chart_report=chart_report, today=today)
     return _finish(request, ctx, viewer, _html(ctx, page))
 
 
