@@ -414,7 +414,7 @@ def test_system_usage_query_parameters() -> None:
         ({"limit": "0"}, "limit: must be from 1 to 500, got 0"),
         ({"limit": "x"}, "limit: 'x' is not a whole number"),
         ({"offset": "-1"}, "offset: must be at least 0"),
-        ({"month": "2026-13"}, "'2026-13' is not a month"),
+        ({"month": "2026-13"}, "month must look like 2026-10"),
     ):
         with pytest.raises(InputError, match=re.escape(message)):
             SystemUsageQuery.from_params(params, default_month=default)

@@ -21,11 +21,19 @@ from urllib.parse import urlencode
 
 from usagectl.errors import InputError
 from usagectl.meters import RANKED
-from usagectl.periods import Window, parse_month
+from usagectl.periods import Window
 from usagectl.render import layout
 from usagectl.render.fmt import margin_text, n, usd
 from usagectl.render.table import CHART_DAYS
-from usagectl.reports import EMPTY_MESSAGE, SORT_KEYS, TenantLine, TenantReport, TenantsReport, Totals
+from usagectl.reports import (
+    EMPTY_MESSAGE,
+    MIN_PROJECTION_DAYS,
+    SORT_KEYS,
+    TenantLine,
+    TenantReport,
+    TenantsReport,
+    Totals,
+)
 from usagectl.web.svgchart import Series, line_chart_svg
 
 Role = Literal["tenant", "root"]
@@ -79,7 +87,7 @@ class SystemUsageQuery:
     @classmethod
     def from_params(cls, params: Mapping[str, str], *, default_month: Window) -> SystemUsageQuery:
         """Parse query parameters; a bad one raises InputError naming it (the app answers 400)."""
-        month = parse_month(params["month"]) if params.get("month") else default_month
+        month = page_month(params.get("month"), default_month.start) or default_month
         sort = params.get("sort") or "cost"
         if sort not in SORT_KEYS:
             raise InputError(f"sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
@@ -311,17 +319,6 @@ def billing_usage_csv(report: TenantReport, who: layout.Audience = "tenant") -> 
     return buf.getvalue()
 
 
-SYSTEM_COLUMNS = (
-    # (sort key or None, header, numeric)
-    ("name", "Tenant", False),
-    (None, "Plan", False),
-    *((m.key, m.label, True) for m in RANKED),
-    ("cost", "Est. cost", True),
-    ("plan_charge", "Plan charge", True),
-    ("margin", "Margin", True),
-)
-
-
 def _matches(line: TenantLine, needle: str) -> bool:
     return needle in line.slug.lower() or needle in line.name.lower()
 
@@ -343,26 +340,80 @@ def _sum_margins(lines: Sequence[TenantLine]) -> Decimal | None:
     )
 
 
-def render_system_usage(report: TenantsReport, query: SystemUsageQuery, ctx: PageContext) -> str:
+def system_default_month(today: date) -> Window:
+    """System Usage opens on the current month from the 7th; before, on the last complete month (a month of a
+    few days ranks nobody usefully)."""
+    if today.day < MIN_PROJECTION_DAYS:
+        last = today.replace(day=1) - timedelta(days=1)
+        return Window.month(last.year, last.month)
+    return Window.month(today.year, today.month)
+
+
+def previous_costs(report: TenantsReport) -> dict[str, Decimal]:
+    """slug -> estimated cost, from the ranking of the month before (for the month-over-month column)."""
+    return {t.slug: t.estimated_cost for t in report.lines}
+
+
+def _ranking_totals(
+    columns: Sequence[layout.Column], label: str, tot: Totals, charge: Decimal | None, margin: Decimal | None
+) -> list[tuple[layout.Column, str]]:
+    values = {
+        "tenant": label,
+        **{m.rollup: n(getattr(tot, m.total or "")) for m in RANKED},
+        "estimated_cost_usd": usd(tot.estimated_cost),
+        "plan_charge_usd": usd(charge),
+        "margin_usd": margin_text(margin),
+    }
+    return [(c, values.get(c.key, "")) for c in columns]
+
+
+def render_system_usage(
+    report: TenantsReport,
+    query: SystemUsageQuery,
+    ctx: PageContext,
+    *,
+    previous: TenantsReport | None = None,
+    today: date | None = None,
+) -> str:
     """The root admin's System Usage page. `report` is `reports.tenants_report(store, query.month,
     sort=query.sort)` without a limit: this page filters by `query.q` and shows the page
-    [offset, offset+limit) of it (sorting 10,000 lines in memory is not the slow part; the HTML is)."""
+    [offset, offset+limit) of it. `previous` is the month before's ranking, for the month-over-month column.
+    The columns are render.layout's tenant columns for a root admin; the template loops over them."""
     if ctx.role != "root":
         raise PermissionError("the System Usage page is for root admins")  # the app answers render_forbidden
     needle = query.q.lower()
     matched = [t for t in report.lines if _matches(t, needle)] if needle else list(report.lines)
     shown = matched[query.offset : query.offset + query.limit]
-    columns = []
-    for key, label, numeric in SYSTEM_COLUMNS:
-        href = ctx.url(SYSTEM_PATH, query.params(sort=key, offset=0)) if key else None
-        columns.append(
-            {"key": key, "label": label, "numeric": numeric, "href": href, "sorted": key == report.sort}
-        )
+    prev = previous_costs(previous) if previous is not None else None
+    columns = layout.tenant_columns(report, "root", previous=prev)
+    heads = []
+    for c in columns:
+        href = ctx.url(SYSTEM_PATH, query.params(sort=c.sort, offset=0)) if c.sort else None
+        heads.append({"column": c, "href": href, "sorted": c.sort == report.sort and c.sort is not None})
     prev_url = next_url = None
     if query.offset > 0:
         prev_url = ctx.url(SYSTEM_PATH, query.params(offset=max(0, query.offset - query.limit)))
     if query.offset + query.limit < len(matched):
         next_url = ctx.url(SYSTEM_PATH, query.params(offset=query.offset + query.limit))
+    today = today or report.generated_at.date()
+    this_month = Window.month(today.year, today.month)
+    so_far_url = None
+    if query.month.end == this_month.start:
+        so_far_url = ctx.url(SYSTEM_PATH, query.params(month=this_month, offset=0))
+    rows = [
+        {"line": t, "href": ctx.billing_url(t.slug), "cells": [(c, c.text(t)) for c in columns[1:]]}
+        for t in shown
+    ]
+    charge_sub = sum((t.plan_charge.total for t in matched if t.plan_charge), Decimal("0.000000"))
+    subtotal = (
+        _ranking_totals(columns, f"Matching ({n(len(matched))})", _sum_lines(matched), charge_sub,
+                        _sum_margins(matched))
+        if needle else None
+    )  # fmt: skip
+    total = _ranking_totals(
+        columns, f"Total, all tenants ({n(report.tenant_count)})", report.total, report.plan_charge_total,
+        report.margin_total,
+    )  # fmt: skip
     return _render(
         "system_usage.html.j2",
         ctx,
@@ -370,19 +421,37 @@ def render_system_usage(report: TenantsReport, query: SystemUsageQuery, ctx: Pag
         query=query,
         month_value=query.month.start.strftime("%Y-%m"),
         month_name=query.month.start.strftime("%B %Y"),
-        columns=columns,
-        lines=[(t, ctx.billing_url(t.slug)) for t in shown],
+        heads=heads,
+        rows=rows,
         matched=len(matched),
         first=query.offset + 1 if shown else 0,
         last=query.offset + len(shown),
-        subtotal=_sum_lines(matched) if needle else None,
-        subtotal_charge=sum((t.plan_charge.total for t in matched if t.plan_charge), Decimal("0.000000")),
-        subtotal_margin=_sum_margins(matched),
+        subtotal=subtotal,
+        total=total,
         prev_url=prev_url,
         next_url=next_url,
         action=ctx.url(SYSTEM_PATH),
+        csv_url=ctx.url(
+            SYSTEM_PATH + ".csv",
+            {"month": query.month.start.strftime("%Y-%m"), "sort": query.sort, "q": query.q},
+        ),
+        so_far_url=so_far_url,
+        so_far_name=this_month.start.strftime("%B %Y"),
         default_limit=DEFAULT_PAGE_SIZE,
     )
+
+
+def system_usage_csv(report: TenantsReport, query: SystemUsageQuery) -> str:
+    """The ranking as CSV: `usagectl tenants --format csv` for the month and sort (the API's rows, every page),
+    only the tenants matching `query.q` when there is one; formula cells neutralised."""
+    from usagectl.render.csv import write_tenants_csv
+
+    needle = query.q.lower()
+    if needle:
+        report = replace(report, lines=tuple(t for t in report.lines if _matches(t, needle)))
+    buf = io.StringIO()
+    write_tenants_csv(report, buf)
+    return buf.getvalue()
 
 
 def render_sign_in(ctx: PageContext, *, error: str | None = None) -> str:

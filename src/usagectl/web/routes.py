@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -235,6 +236,15 @@ def _billing(request: Request, ctx: AppContext, *, csv: bool) -> Response:
 
 @router.get(pages.SYSTEM_PATH)
 def system_usage(request: Request, ctx: Ctx) -> Response:
+    return _system(request, ctx, csv=False)
+
+
+@router.get(pages.SYSTEM_PATH + ".csv")
+def system_usage_csv(request: Request, ctx: Ctx) -> Response:
+    return _system(request, ctx, csv=True)
+
+
+def _system(request: Request, ctx: AppContext, *, csv: bool) -> Response:
     viewer, refused = _who(request, ctx)
     if refused is not None:
         return refused
@@ -245,12 +255,22 @@ def system_usage(request: Request, ctx: Ctx) -> Response:
     today = utc_today()
     try:
         query = pages.SystemUsageQuery.from_params(
-            request.query_params, default_month=Window.month(today.year, today.month)
+            request.query_params, default_month=pages.system_default_month(today)
         )
     except InputError as exc:
         return _error(request, ctx, viewer, 400, "Bad request", str(exc))
     report = tenants_report(ctx.store, query.month, sort=query.sort, cfg=ctx.config)
-    return _finish(request, ctx, viewer, _html(ctx, pages.render_system_usage(report, query, pctx)))
+    if csv:
+        headers = page_headers(ctx)
+        headers["Content-Disposition"] = f'attachment; filename="tenants-{query.month.start:%Y-%m}.csv"'
+        body = pages.system_usage_csv(report, query)
+        return _finish(
+            request, ctx, viewer, Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+        )
+    before = query.month.start - timedelta(days=1)
+    previous = tenants_report(ctx.store, Window.month(before.year, before.month), sort="cost", cfg=ctx.config)
+    page = pages.render_system_usage(report, query, pctx, previous=previous, today=today)
+    return _finish(request, ctx, viewer, _html(ctx, page))
 
 
 @router.get("/static/" + pages.STYLESHEET)
