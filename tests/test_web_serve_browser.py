@@ -155,7 +155,6 @@ def test_tenant_page_in_the_browser_equals_the_api(served: Served, browser: Any,
     # No provider cost or margin anywhere on a tenant admin's page.
     main = browser.find_element(By.TAG_NAME, "main").text
     assert "Provider" not in main and "Margin" not in main and "$0.41" not in main
-    browser.get(served.base + "/admin/billing-usage")
     shoot(browser, tmp_path, "billing-usage")
 
     # A tenant admin cannot open the root page: the 403 page, with status 403.
@@ -183,6 +182,9 @@ def test_tenant_without_usage_sees_the_sentence(served: Served, browser: Any) ->
     assert EMPTY_MESSAGE == "Usage metrics will appear here once you begin messaging."
     assert EMPTY_MESSAGE in main
     assert not browser.find_elements(By.CSS_SELECTOR, "table.daily, svg#chart-cost")
+    # Under the sentence: the plan and its fee (and its allowances, when it has any).
+    plan = browser.find_element(By.CSS_SELECTOR, "section.plan-summary")
+    assert plan.is_displayed() and "Plan elite" in plan.text and "Monthly fee" in plan.text
 
 
 def test_root_page_sorts_escapes_and_refuses_an_expired_cookie(

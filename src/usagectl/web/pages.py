@@ -253,7 +253,8 @@ def _month_links(ctx: PageContext, month: Window, today: date, slug: str) -> dic
         if month.end <= this_month
         else None,
         "next_label": month.end.strftime("%B %Y"),
-        "current": month.start == this_month,
+        # No "This month" link on it, nor when the next month's link already leads there.
+        "current": month.start == this_month or month.end == this_month,
         "current_url": ctx.billing_url(tenant),
     }
 
