@@ -25,7 +25,14 @@ from typing import Any, Literal
 from usagectl import meters as catalogue
 from usagectl.meters import Meter
 from usagectl.render.fmt import change_percent, margin_text, n, signed_usd, usd
-from usagectl.reports import EXPORT_COLUMNS, MIN_PROJECTION_DAYS, TenantLine, TenantReport, TenantsReport
+from usagectl.reports import (
+    EXPORT_COLUMNS,
+    MIN_PROJECTION_DAYS,
+    TenantLine,
+    TenantReport,
+    TenantsReport,
+    Totals,
+)
 
 Audience = Literal["tenant", "root", "operator"]
 AUDIENCES: tuple[Audience, ...] = ("tenant", "root", "operator")
@@ -250,6 +257,25 @@ def tenant_columns(
     return tuple(cols)
 
 
+def tenant_totals(
+    columns: Sequence[Column],
+    label: str,
+    totals: Totals,
+    plan_charge: Decimal | None,
+    margin: Decimal | None,
+) -> list[str]:
+    """A total row under the ranking's `columns`: `label` under the tenant, the sums under their columns, blank
+    where a sum means nothing (the plan, the month-over-month change)."""
+    values = {
+        "tenant": label,
+        **{m.rollup: n(getattr(totals, m.total or "")) for m in catalogue.RANKED},
+        "estimated_cost_usd": usd(totals.estimated_cost),
+        "plan_charge_usd": usd(plan_charge),
+        "margin_usd": margin_text(margin),
+    }
+    return [values.get(c.key, "") for c in columns]
+
+
 def sort_first(columns: Sequence[Column], sort: str) -> tuple[Column, ...]:
     """`columns` with the sorted column moved next to the tenant (for a narrow terminal)."""
     key = [c for c in columns if c.sort == sort and c.key != "tenant"]
@@ -282,5 +308,6 @@ __all__ = [
     "signed_usd",
     "sort_first",
     "tenant_columns",
+    "tenant_totals",
     "usage_cards",
 ]

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
-from usagectl.meters import BY_KEY, RANKED
+from usagectl.meters import BY_KEY
 from usagectl.render import clean_text, layout, use_color
-from usagectl.render.fmt import exact_usd, margin_text, n, signed_usd, usd
+from usagectl.render.fmt import exact_usd, n, signed_usd, usd
 from usagectl.reports import (
     EMPTY_MESSAGE,
     ReconcileReport,
@@ -246,16 +246,9 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
         if not line.active:
             cells[0] += " (inactive)"
         rows.append(cells)
-    tot = report.total
-    total_values = {
-        "tenant": f"total ({report.tenant_count})",
-        "plan_tier": "",
-        **{m.rollup: n(getattr(tot, m.total or "")) for m in RANKED},
-        "estimated_cost_usd": usd(tot.estimated_cost),
-        "plan_charge_usd": usd(report.plan_charge_total),
-        "margin_usd": margin_text(report.margin_total),
-    }
-    totals = [total_values.get(c.key, "") for c in columns]
+    totals = layout.tenant_totals(
+        columns, f"total ({report.tenant_count})", report.total, report.plan_charge_total, report.margin_total
+    )
     left = sum(1 for c in columns if not c.numeric and c.key != "margin_usd")
     print_fitted(
         console,

@@ -358,14 +358,7 @@ def previous_costs(report: TenantsReport) -> dict[str, Decimal]:
 def _ranking_totals(
     columns: Sequence[layout.Column], label: str, tot: Totals, charge: Decimal | None, margin: Decimal | None
 ) -> list[tuple[layout.Column, str]]:
-    values = {
-        "tenant": label,
-        **{m.rollup: n(getattr(tot, m.total or "")) for m in RANKED},
-        "estimated_cost_usd": usd(tot.estimated_cost),
-        "plan_charge_usd": usd(charge),
-        "margin_usd": margin_text(margin),
-    }
-    return [(c, values.get(c.key, "")) for c in columns]
+    return list(zip(columns, layout.tenant_totals(columns, label, tot, charge, margin), strict=True))
 
 
 def render_system_usage(
