@@ -134,6 +134,9 @@ def test_tenant_page_in_the_browser_equals_the_api(served: Served, browser: Any,
         headers={"Authorization": f"Bearer {served.acme}"},
         timeout=30,
     ).json()
+    # Over the real server too, a tenant token gets the tenant model: no provider cost, no margin.
+    assert "margin_usd" not in api and "provider_costs" not in api
+    assert api["days"] and not [d for d in api["days"] if "provider_cost_usd" in d]
     shown = [
         [c.text for c in tr.find_elements(By.CSS_SELECTOR, "th, td")]
         for tr in browser.find_elements(By.CSS_SELECTOR, "table.daily tbody tr")
