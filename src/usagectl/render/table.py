@@ -77,12 +77,14 @@ def print_fitted(
     keys: int = 1,
     totals: Sequence[str] | None = None,
     left: int | None = None,
+    right: Sequence[bool] | None = None,
 ) -> None:
     """A table whose figures are never truncated. When all columns do not fit the console, the columns are split
     into several narrower tables, one under the other, each repeating the first `keys` (identifying) columns; a
     table that still does not fit is printed at its full width and left to the terminal to wrap.
 
-    Columns before index `left` (default: `keys`) are left-aligned, the others right-aligned."""
+    Columns before index `left` (default: `keys`) are left-aligned, the others right-aligned; `right` (one flag
+    per column) says it column by column instead."""
     from rich import box
     from rich.cells import cell_len
     from rich.table import Table
@@ -118,7 +120,9 @@ def print_fitted(
         for i in cols:
             table.add_column(
                 headers[i],
-                justify="left" if i < left else "right",
+                justify=("right" if right[i] else "left")
+                if right is not None
+                else ("left" if i < left else "right"),
                 no_wrap=True,
                 min_width=widths[i] + (i > 0),
             )
@@ -249,7 +253,6 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
     totals = layout.tenant_totals(
         columns, f"total ({report.tenant_count})", report.total, report.plan_charge_total, report.margin_total
     )
-    left = sum(1 for c in columns if not c.numeric and c.key != "margin_usd")
     print_fitted(
         console,
         [c.header.lower() if c.key in ("tenant", "plan_tier") else c.header for c in columns],
@@ -257,7 +260,7 @@ def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None =
         title=f"Tenants - {month} (UTC) - by {report.sort}{more}",
         totals=totals,
         keys=1 if columns[1].key == "plan_tier" else 2,
-        left=left if columns[1].key == "plan_tier" else 1,
+        right=[c.numeric or c.key == "margin_usd" for c in columns],
     )
     if not report.lines:
         console.print("No tenants configured yet: add [[tenants]] to the config (see `usagectl init`).")
