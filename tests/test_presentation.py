@@ -152,8 +152,11 @@ def test_system_usage_csv_is_the_api_ranking_neutralised(env: Any) -> None:
             and "month must look like 2026-10" in bad.text
             and "--month" not in bad.text
         )
-        bad = browser.get("/admin/billing-usage", params={"month": "10/2026", "tenant": "acme"})
-        assert bad.status_code == 400 and "month must look like 2026-10" in bad.text
+        for month in ("10/2026", "2026-13", "0001-01", "9999-12"):
+            bad = browser.get("/admin/billing-usage", params={"month": month, "tenant": "acme"})
+            assert bad.status_code == 400 and "month must look like 2026-10" in bad.text, month
+            bad = browser.get("/admin/system-usage", params={"month": month})
+            assert bad.status_code == 400 and "month must look like 2026-10" in bad.text, month
     body = [row for row in lines if row["tenant"] != "TOTAL"]
     assert [row["tenant"] for row in body] == [t["tenant"] for t in api["tenants"]]
     assert [row["estimated_cost_usd"] for row in body] == [t["estimated_cost_usd"] for t in api["tenants"]]

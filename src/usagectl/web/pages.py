@@ -228,7 +228,8 @@ def page_month(text: str | None, today: date) -> Window | None:
     import re
 
     m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
-    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1:
+    # Years 2..9998: the month before and the month after (links, month-over-month) exist too.
+    if not m or not 1 <= int(m.group(2)) <= 12 or not 2 <= int(m.group(1)) <= 9998:
         raise InputError(MONTH_HINT)
     return Window.month(int(m.group(1)), int(m.group(2)))
 
