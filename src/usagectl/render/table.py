@@ -235,24 +235,42 @@ def _print_daily_table(console: Console, report: TenantReport) -> None:
     )
 
 
+def _fits(console: Console, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> bool:
+    """Whether a print_fitted table of these cells fits the console in one piece."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(h), *(cell_len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    return sum(widths) + 2 * (len(widths) - 1) + 1 <= console.width
+
+
 def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None = None) -> None:
     """The tenants ranking for a month, with a total row over all tenants. The sort column follows the tenant
-    and plan, so at 60 columns it stays in the first table beside the tenant."""
+    and plan when the table does not fit in one piece (at 60 columns), so it stays in the first table."""
 
     console = _console(stream, width)
     month = report.month.start.strftime("%B %Y")
     shown = len(report.lines)
     more = f", top {shown} of {report.tenant_count}" if shown < report.tenant_count else ""
-    columns = layout.sort_first(layout.tenant_columns(report, "operator"), report.sort)
-    rows = []
-    for line in report.lines:
-        cells = [clean_text(c.text(line)) for c in columns]
-        if not line.active:
-            cells[0] += " (inactive)"
-        rows.append(cells)
-    totals = layout.tenant_totals(
-        columns, f"total ({report.tenant_count})", report.total, report.plan_charge_total, report.margin_total
-    )
+
+    def cells_of(columns: Sequence[layout.Column]) -> tuple[list[list[str]], list[str]]:
+        rows = []
+        for line in report.lines:
+            cells = [clean_text(c.text(line)) for c in columns]
+            if not line.active:
+                cells[0] += " (inactive)"
+            rows.append(cells)
+        label = f"total ({report.tenant_count})"
+        totals = layout.tenant_totals(
+            columns, label, report.total, report.plan_charge_total, report.margin_total
+        )
+        return rows, totals
+
+    columns = layout.tenant_columns(report, "operator")
+    rows, totals = cells_of(columns)
+    if not _fits(console, [c.header for c in columns], [*rows, totals]):
+        # Split over several tables: the sort column moves beside the tenant so it stays in the first one.
+        columns = layout.sort_first(columns, report.sort)
+        rows, totals = cells_of(columns)
     print_fitted(
         console,
         [c.header.lower() if c.key in ("tenant", "plan_tier") else c.header for c in columns],
