@@ -486,6 +486,10 @@ class Attribution:
                 return h
         return None
 
+    def known(self, kind: str, value: str) -> bool:
+        """Whether the history has `value` at all (else its configured holder stands)."""
+        return (kind, value) in self._by_value
+
     def held_by(self, slug: str, kind: str, day: date) -> list[str]:
         """What `slug` held of `kind` on `day` (each value checked with `owner`, so both answers agree)."""
         return sorted(
