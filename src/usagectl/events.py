@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -185,12 +185,13 @@ def parse_line(line: str | bytes, metrics: Mapping[str, MetricKind]) -> Event:
 _PG_ARRAYS = ("integer[]", "text[]", "text[]", "text[]", "bigint[]", "timestamptz[]", "timestamptz[]")
 
 
-def _insert_sql(store: Store) -> str:
+def _insert_sql(store: Store, *, returning: bool = False) -> str:
     """INSERT ... ON CONFLICT (source, event_id) DO NOTHING, compiled by SQLAlchemy's dialect insert so the SQL
     matches the table definition, with positional parameters in _COLUMNS order.
 
     SQLite: one row of parameters per event (executemany). PostgreSQL: one parameter per column holding the whole
-    batch as an array, INSERT ... SELECT FROM unnest(...): one statement per batch instead of one per row."""
+    batch as an array, INSERT ... SELECT FROM unnest(...): one statement per batch instead of one per row; with
+    `returning`, it returns the (source, event_id) of each new row (SQLite's per-row rowcount says as much)."""
     conflict = {"index_elements": ["source", "event_id"]}
     if store.dialect == "sqlite":
         stmt: Any = sqlite.insert(usage_events).values({c: None for c in _COLUMNS})
@@ -200,7 +201,11 @@ def _insert_sql(store: Store) -> str:
         rows = text(f"SELECT * FROM unnest({arrays})").columns(*(usage_events.c[c] for c in _COLUMNS))
         stmt = postgresql.insert(usage_events).from_select(list(_COLUMNS), rows)
         dialect = postgresql.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
-        compiled = stmt.on_conflict_do_nothing(**conflict).compile(dialect=dialect)
+        stmt = stmt.on_conflict_do_nothing(**conflict)
+        if returning:
+            # Which rows were new: POST /api/events answers per event.
+            stmt = stmt.returning(usage_events.c.source, usage_events.c.event_id)
+        compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup or ())
     if order != _COLUMNS:
         raise AssertionError(f"unexpected parameter order {order}")
@@ -495,6 +500,116 @@ def ingest(
         batch_rows=batch_rows,
         on_reject=on_reject,
     )
+
+
+# --- POST /api/events ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    """One event of a request: accepted (stored now), duplicate (its (source, id) was stored before, by this or an
+    earlier request) or rejected (with the reason)."""
+
+    index: int
+    status: str  # accepted | duplicate | rejected
+    reason: str | None = None
+
+
+def store_events(
+    store: Store, metrics: Mapping[str, MetricKind], items: Sequence[Any], *, lines: bool
+) -> list[EventOutcome]:
+    """Validate and store one request's events, answering for each. `items` are NDJSON lines (`lines`, read like
+    `ingest` reads a file: the same fast path and `parse_line`) or the decoded elements of a JSON array (read by
+    `parse_event`). The same checks, tenants and (source, id) deduplication as `ingest`; every valid event is
+    stored in one transaction, so a retried request stores nothing twice and a failed one stores nothing."""
+    to_db = _time_param(store)
+    received = to_db(utcnow())
+    outcomes: list[EventOutcome | None] = [None] * len(items)
+    rows: list[tuple[Any, ...]] = []
+    row_index: list[int] = []
+    first_of: dict[tuple[str, str], int] = {}
+    with store.engine.connect() as conn:
+        ids = tenant_ids(conn, include_inactive=False)
+        conn.rollback()
+    fast_row = fast_row_parser(ids, metrics, to_db=to_db, on_sqlite=store.dialect == "sqlite")
+    for index, item in enumerate(items):
+        try:
+            if not lines:
+                raise ValueError  # a decoded object: parse_event below
+            row: Row = fast_row(item)
+        except Exception:
+            try:
+                event = parse_line(item, metrics) if lines else parse_event(item, metrics)
+                pk = ids.get(event.tenant)
+                if pk is None:
+                    raise EventError(f"unknown tenant {show_value(event.tenant)}") from None
+            except EventError as exc:
+                outcomes[index] = EventOutcome(index, "rejected", str(exc))
+                continue
+            row = (pk, event.event_id, event.source, event.metric, event.value, to_db(event.occurred_at))
+        key = (row[2], row[1])
+        if key in first_of:
+            # The same event twice in one request: stored once, like the same line twice in an ingested file.
+            outcomes[index] = EventOutcome(index, "duplicate")
+            continue
+        first_of[key] = index
+        rows.append((*row, received))
+        row_index.append(index)
+    new = _insert_new(store, rows)
+    for row, index in zip(rows, row_index, strict=True):
+        status = new.get((row[2], row[1]))
+        if isinstance(status, str):
+            outcomes[index] = EventOutcome(index, "rejected", status)
+        else:
+            outcomes[index] = EventOutcome(index, "accepted" if status else "duplicate")
+    return [o for o in outcomes if o is not None]
+
+
+def _insert_new(store: Store, rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], bool | str]:
+    """Insert rows (ON CONFLICT DO NOTHING) in one transaction: (source, event_id) -> True when new, False when
+    stored before. If the database refuses a row the checks let through, each row goes alone and the refused
+    ones map to the reason instead."""
+    if not rows:
+        return {}
+    sql = _insert_sql(store, returning=True)
+    found: dict[tuple[str, str], bool | str] = {}
+    with store.engine.connect() as conn:
+        refused = _refusals(conn)
+        try:
+            with conn.begin():
+                found.update(_insert_returning(conn, sql, rows))
+            return found
+        except refused:
+            pass
+        for row in rows:
+            try:
+                with conn.begin():
+                    found.update(_insert_returning(conn, sql, [row]))
+            except refused as exc:
+                reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+                found[(row[2], row[1])] = (
+                    f"the database refused it: {reason[0] if reason else type(exc).__name__}"
+                )
+    return found
+
+
+def _insert_returning(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], bool]:
+    cursor = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "sqlite":
+            new = {}
+            for row in rows:
+                cursor.execute(sql, row)
+                new[(row[2], row[1])] = cursor.rowcount == 1
+            return new
+        # Same lock and row order as an ingest batch (see _flush): no deadlock with a concurrent ingest.
+        cursor.execute(_PG_INGEST_LOCK.format("_shared"))
+        ordered = sorted(rows, key=_UNIQUE_KEY)
+        cursor.execute(sql, [list(column) for column in zip(*ordered, strict=True)])
+        inserted = {(source, event_id) for source, event_id in cursor.fetchall()}
+        return {(row[2], row[1]): (row[2], row[1]) in inserted for row in rows}
+    finally:
+        cursor.close()
 
 
 # --- record --------------------------------------------------------------------------------------------------
