@@ -181,3 +181,63 @@ def test_collect_today_on_the_command_line(
         store.close()
     bad = cli("collect", "--today", "--date", "yesterday")
     assert bad.code == 2 and "--today" in bad.err
+
+
+# --- today so far on the report, the API and the Billing & Usage page ----------------------------------------
+
+
+def test_today_so_far_is_shown_apart_on_the_api_the_report_and_the_page(
+    db_url: str, write_config: Any, monkeypatch: pytest.MonkeyPatch, cli: Any
+) -> None:
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from test_web_app import make_site, sign_in
+    from usagectl.periods import utc_today
+    from usagectl.records import MetricRow
+    from usagectl.store.metrics import upsert_metric
+    from usagectl.store.tenants import get_tenant
+    from usagectl.store.tokens import create_token
+    from usagectl.web.app import ServeSettings, create_app
+
+    store, cfg = make_site(db_url, write_config, monkeypatch, cli)
+    today = utc_today()
+    as_of = datetime(today.year, today.month, today.day, 14, 5, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        tid = get_tenant(conn, "acme").id  # type: ignore[union-attr]
+        upsert_metric(conn, tid, today, "twilio", MetricRow(sms_outbound_count=777), as_of=as_of)
+    assert cli("-q", "rollup").code == 0
+    label = "today so far, as of 14:05 UTC (provisional)"
+    token, _ = create_token(store, tenant="acme")
+    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
+    try:
+        auth = {"Authorization": f"Bearer {token}"}
+        for url in ("/api/admin/usage/summary", "/api/admin/usage/daily"):
+            body = client.get(url, headers=auth).json()
+            (day,) = body["provisional_days"]
+            assert day["date"] == today.isoformat() and day["sms_total"] == 777 and day["provisional"] is True
+            assert day["label"] == label and day["as_of"] == as_of.isoformat().replace("+00:00", "Z")
+            # Never in the figures: the days and every total stay those of the final days (30 SMS a day).
+            assert all(d["sms_total"] == 30 for d in body.get("days", []))
+            assert today.isoformat() not in {d["date"] for d in body.get("days", [])}
+        summary = client.get("/api/admin/usage/summary", headers=auth).json()
+        assert summary["cards"]["sms"]["sms_total"] % 30 == 0
+        # The same in `usagectl report`, JSON and text.
+        report = json.loads(cli("report", "--tenant", "acme", "--format", "json").out)
+        assert [d["label"] for d in report["provisional_days"]] == [label]
+        assert report["totals"]["sms_total"] == 30 * 30
+        text = cli("report", "--tenant", "acme").out
+        assert "Today so far, as of 14:05 UTC (provisional)" in text and "777" in text
+        # The page: a card of its own with the label, and the charts mark the day.
+        sign_in(client, token)
+        page = client.get("/admin/billing-usage")
+        assert page.status_code == 200
+        html = page.text
+        assert "Today so far, as of 14:05 UTC (provisional)" in html
+        assert html.count('class="card provisional"') == 1
+        assert html.count('<polyline class="provisional"') == 5  # cost, 3 channels, AI tokens
+        assert 'class="provisional" cx=' in html and f"{today:%m-%d}*" in html
+    finally:
+        client.close()
+        store.close()

@@ -172,6 +172,17 @@ def _report_head(report: TenantReport) -> dict[str, Any]:
         "provider_costs": provider_costs_dict(report.provider_costs),
         "margin_usd": _money(report.margin),
         "adjustments": _adjustments(report),
+        # The day in progress, apart: in none of the figures above (not totals, month to date, allowances or plan
+        # charge). Empty until `collect --today` has run.
+        "provisional_days": [
+            {
+                **day_dict(p.day),
+                "provisional": True,
+                "as_of": _plain(p.as_of),
+                "label": p.label,
+            }
+            for p in report.provisional
+        ],
     }
 
 
@@ -207,6 +218,7 @@ def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
         "provider_costs": full["provider_costs"],
         "margin_usd": full["margin_usd"],
         "adjustments": full["adjustments"],
+        "provisional_days": full["provisional_days"],
     }
 
 
