@@ -241,3 +241,76 @@ def test_today_so_far_is_shown_apart_on_the_api_the_report_and_the_page(
     finally:
         client.close()
         store.close()
+
+
+def test_today_so_far_on_the_page_in_a_real_browser(
+    browser: Any, tmp_path: Path, write_config: Any, monkeypatch: pytest.MonkeyPatch, cli: Any
+) -> None:
+    import shutil
+
+    from selenium.webdriver.common.by import By
+
+    from browser import set_color_scheme, set_viewport, static_server
+    from test_web_browser import CSP, DARK_BG, _background, _csp_violations, _js, _no_horizontal_scroll
+    from test_web_pages import TENANT, WEB_CONFIG, _october
+    from usagectl import config as cfgmod
+    from usagectl.records import MetricRow
+    from usagectl.reports import tenant_report
+    from usagectl.store.engine import make_engine, upgrade
+    from usagectl.store.metrics import upsert_metric
+    from usagectl.store.tenants import get_tenant
+    from usagectl.web.pages import STATIC_DIR, STYLESHEET, render_billing_usage
+
+    nov_1 = date(2026, 11, 1)
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    path = write_config(WEB_CONFIG)
+    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", url)
+    cfg = cfgmod.load(path)
+    store = open_store(url)
+    try:
+        sync_tenants(store, cfg.tenants)
+        _october(store, cli)
+        as_of = datetime(2026, 11, 1, 14, 5, tzinfo=UTC)
+        with store.engine.begin() as conn:
+            tid = get_tenant(conn, "acme").id  # type: ignore[union-attr]
+            upsert_metric(conn, tid, nov_1, "twilio", MetricRow(sms_outbound_count=41), as_of=as_of)
+        run_rollup(store, cfg, Window.day(nov_1), today=nov_1)
+        report = tenant_report(store, cfg, "acme", Window.last_days(30, nov_1), today=nov_1)
+    finally:
+        store.close()
+    root = tmp_path / "site"
+    (root / "admin").mkdir(parents=True)
+    (root / "admin" / "billing-usage.html").write_text(render_billing_usage(report, TENANT), encoding="utf-8")
+    (root / "static").mkdir()
+    shutil.copy(STATIC_DIR / STYLESHEET, root / "static" / STYLESHEET)
+    with static_server(root, {"Content-Security-Policy": CSP}) as base:
+        browser.get(base + "/admin/billing-usage.html")
+        card = browser.find_element(By.CSS_SELECTOR, '[data-card="today"]')
+        assert card.is_displayed()
+        assert card.find_element(By.TAG_NAME, "h3").text == "Today so far, as of 14:05 UTC (provisional)"
+        assert card.find_element(By.TAG_NAME, "dd").text == "41"
+        assert _js(
+            browser, "return getComputedStyle(document.querySelector('.card.provisional')).borderTopStyle"
+        ) == ("dashed")
+        # Every chart marks the day: a dashed segment into a hollow point, the date label starred.
+        marked = browser.find_element(By.CSS_SELECTOR, "#chart-channels circle.provisional")
+        assert marked.get_attribute("data-date") == "2026-11-01"
+        dash = "return getComputedStyle(document.querySelector('#chart-cost polyline.provisional')).strokeDasharray"
+        assert _js(browser, dash) not in ("", "none")
+        fill = "return getComputedStyle(document.querySelector('#chart-cost circle.provisional')).fill"
+        assert _js(browser, fill) == "rgb(246, 247, 249)"  # the page background: hollow
+        labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#chart-cost .xlabel.provisional")]
+        assert labels == ["11-01*"]
+        set_color_scheme(browser, "dark")
+        assert _background(browser) == DARK_BG and _js(browser, fill) == DARK_BG
+        set_color_scheme(browser, "light")
+        set_viewport(browser, 390, 844, mobile=True)
+        browser.get(base + "/admin/billing-usage.html")
+        _no_horizontal_scroll(browser)
+        assert browser.find_element(By.CSS_SELECTOR, '[data-card="today"]').is_displayed()
+        set_viewport(browser, 1280, 800)
+        assert _csp_violations(browser) == []
