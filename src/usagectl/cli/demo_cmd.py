@@ -96,6 +96,9 @@ def demo(
             f"collected {len(result.collected.written)} rows, rolled up {result.rolled_up.tenant_days} tenant-days",
             quiet=state.quiet,
         )
+        for w in result.collected.written:
+            if not w.row.final:  # a day the next collect finishes (usage still in flight at the provider)
+                info(f"provisional: {w.tenant} {w.source} {w.day} ({w.row.note})", quiet=state.quiet)
         write(result.ranking, "table", sys.stdout)
         sys.stdout.write("\n")
         write(result.report, "table", sys.stdout)
