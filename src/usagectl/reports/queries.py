@@ -224,9 +224,9 @@ _PROVISIONAL_DAYS = (
 def _provisional(conn: Connection, tenant_id: int, window: Window, today: date) -> tuple[ProvisionalDay, ...]:
     """The tenant's days in progress worth showing with `window`: today, and yesterday while it is not final, when
     the window reaches yesterday (a report of an earlier month has none)."""
-    if window.end < today:
-        return ()
     first = max(window.start, today - timedelta(days=1))
+    if window.end < today or first > today:
+        return ()
     rows = conn.execute(
         _PROVISIONAL_DAYS, _tenant_params(tenant_id, Window(first, today + timedelta(days=1)))
     )
