@@ -10,6 +10,7 @@ import typer
 
 from usagectl.cli.context import get_state
 from usagectl.cli.output import info
+from usagectl.cli.signals import stop_like_ctrl_c
 
 if TYPE_CHECKING:
     from usagectl.config import Config
@@ -103,12 +104,14 @@ def demo(
         sys.stdout.write("\n")
         write(result.report, "table", sys.stdout)
 
-    result = run_demo(
-        days=days,
-        keep=keep,
-        step=lambda msg: info(msg, quiet=state.quiet),
-        then=serve_pages if serve else None,
-    )
+    # Stopped by a signal, the demo still removes its temporary folder (the database) on the way out.
+    with stop_like_ctrl_c():
+        result = run_demo(
+            days=days,
+            keep=keep,
+            step=lambda msg: info(msg, quiet=state.quiet),
+            then=serve_pages if serve else None,
+        )
     if serve:
         return
     check(result)

@@ -59,9 +59,7 @@ class TokenScope:
 
     prefix: str
     tenant: str | None
-    kind: str = (
-        "tenant"  # root | tenant | ingest: never inferred from `tenant` (an ingest token has none either)
-    )
+    kind: str  # root | tenant | ingest: never inferred from `tenant` (an ingest token has none either)
 
     @property
     def is_root(self) -> bool:
@@ -187,25 +185,6 @@ def verify_token(store: Store, token: str) -> TokenScope | None:
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_GRANULARITY:
         with store.engine.begin() as conn:
             conn.execute(update(api_tokens).where(t.id == row.id).values(last_used_at=now))
-    return TokenScope(prefix=prefix, tenant=row.slug if row.scope == "tenant" else None, kind=row.scope)
-
-
-def active_token_scope(store: Store, prefix: str) -> TokenScope | None:
-    """The scope of the token with this prefix if it is still valid (not revoked, not expired, its tenant still
-    there); None otherwise. For sessions that carry the prefix, never the token, and re-check it per request."""
-    t = api_tokens.c
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            select(t.scope, tenants.c.slug, t.expires_at, t.revoked_at)
-            .select_from(api_tokens.outerjoin(tenants, tenants.c.id == t.tenant_id))
-            .where(t.prefix == prefix)
-        ).first()
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
-        return None
-    if (row.scope == "tenant" and row.slug is None) or row.scope not in _SCOPES:
-        return None
     return TokenScope(prefix=prefix, tenant=row.slug if row.scope == "tenant" else None, kind=row.scope)
 
 

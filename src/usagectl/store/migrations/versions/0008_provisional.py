@@ -3,8 +3,8 @@
 A raw row of the day in progress carries the time it is as of; its tenant-day rolls up into
 usage_rollups_provisional, never into usage_rollups_daily, until the nightly collect stores the day final.
 
-Revision ID: 0007_provisional
-Revises: 0006_sealed_days
+Revision ID: 0008_provisional
+Revises: 0007_web_sessions
 Create Date: 2026-12-03
 
 The columns are written out here, not taken from usagectl.meters: a migration is a snapshot of the schema at its
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_provisional"
-down_revision = "0006_sealed_days"
+revision = "0008_provisional"
+down_revision = "0007_web_sessions"
 branch_labels = None
 depends_on = None
 
