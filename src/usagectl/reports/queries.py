@@ -16,8 +16,8 @@ from sqlalchemy import BigInteger, Connection, Date, String, and_, bindparam, ca
 
 from usagectl.config import Config
 from usagectl.errors import InputError, did_you_mean
-from usagectl.meters import COUNTERS, PRICED, RANKED, WITH_ALLOWANCE
-from usagectl.money import MICRO, from_micros
+from usagectl.meters import BY_KEY, COUNTERS, PRICED, RANKED, WITH_ALLOWANCE
+from usagectl.money import MICRO, from_micros, round_micro
 from usagectl.periods import Window, utc_today
 from usagectl.pricing import (
     DayUsage,
@@ -280,6 +280,7 @@ def tenant_report(
         costs = _provider_costs(conn, mtd_window, tenant_id=t.id).get(t.id, _NO_COSTS)
         adjustments = adjustments_posted(conn, window, t.id)
         provisional = _provisional(conn, t.id, window, today)
+    mtd_figures = month_projection(month, as_of, mtd.estimated_cost)
     included = cfg.plan(t.plan_tier).included
     allowances = tuple(
         Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
@@ -291,14 +292,32 @@ def tenant_report(
         window=window,
         days=days,
         totals=totals,
-        month_to_date=month_projection(month, as_of, mtd.estimated_cost),
+        month_to_date=mtd_figures,
         allowances=allowances,
         generated_at=_now(),
         plan_charge=charge,
         provider_costs=costs,
         adjustments=adjustments,
         provisional=provisional,
+        projected_charge=projected_charge(cfg, charge, mtd_figures),
     )
+
+
+def projected_charge(cfg: Config, charge: PlanCharge, mtd: MonthToDate) -> Decimal | None:
+    """The month's plan charge if the rest of it goes at the pace so far (an ESTIMATE): each meter's units so far
+    / days elapsed x days in the month (whole units, rounded down); the units above what is already used or
+    included are priced at the unit price of the last day counted. None for a month that is over (its charge is
+    the actual one) and before MIN_PROJECTION_DAYS days of it."""
+    if mtd.complete or not mtd.projection_ready:
+        return None
+    prices = prices_for(cfg, charge.plan_tier, mtd.as_of)
+    extra = Decimal(0)
+    for line in charge.lines:
+        projected = line.used * mtd.month.days // mtd.elapsed_days
+        above = projected - max(line.used, line.included)
+        if above > 0:
+            extra += above * getattr(prices, BY_KEY[line.meter].unit_price or "")
+    return charge.total + round_micro(extra)
 
 
 _NO_COSTS = ProviderCosts(cost=Decimal("0.000000"), days=0, unknown_days=0)
