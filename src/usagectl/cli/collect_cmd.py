@@ -10,6 +10,7 @@ import typer
 
 from usagectl.cli.context import get_state
 from usagectl.cli.output import info, stderr_console, stdout_console
+from usagectl.providers.registry import HTTP_SOURCES, SOURCES
 
 if TYPE_CHECKING:
     from usagectl.collector import CollectResult
@@ -45,7 +46,7 @@ def collect(
     ] = None,
     provider: Annotated[
         list[str] | None,
-        typer.Option("--provider", "-p", help="Only this provider: twilio, sendgrid, openai, events, ailog."),
+        typer.Option("--provider", "-p", help=f"Only this provider (repeatable): {', '.join(SOURCES)}."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Fetch and print what would be written; write nothing.")
@@ -82,7 +83,7 @@ def collect(
     with open_providers(cfg, store, only=provider) as providers:
         if not providers:
             raise ConfigError(
-                "no provider is configured: add [providers.twilio], [providers.sendgrid] or [providers.openai]"
+                "no provider is configured: add " + " or ".join(f"[providers.{s}]" for s in HTTP_SOURCES)
             )
         if not any(p.applies_to(t) for p in providers for t in selected):
             raise ConfigError(
