@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
         "collect",
         help=(
             "Poll the providers for each tenant and UTC day and write raw metrics (idempotent: re-collecting a day "
-            "replaces it). Default: yesterday plus the configured lookback. Exit 3 if some tenant or provider failed."
+            "replaces it). Default: yesterday plus the configured lookback. --today: the day in progress, stored "
+            "provisional until the nightly collect of that day. Exit 3 if some tenant or provider failed."
         ),
         epilog="Example: usagectl collect --since 2026-11-01 --until 2026-11-23 --tenant acme --provider twilio",
     )(collect)
@@ -50,6 +51,13 @@ def collect(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Fetch and print what would be written; write nothing.")
     ] = False,
+    today: Annotated[
+        bool,
+        typer.Option(
+            "--today",
+            help="The UTC day in progress, stored provisional with the time it is as of (hourly cron).",
+        ),
+    ] = False,
 ) -> None:
     from usagectl.collector import collect as run_collect
     from usagectl.collector import default_window
@@ -61,6 +69,12 @@ def collect(
     cfg = state.config()
     if lookback is not None and (on or since or until):
         raise InputError("--lookback goes with the default window, not with --date or --since/--until")
+    if today and (on or since or until or lookback is not None):
+        raise InputError(
+            "--today is the day in progress alone: not with --date, --since/--until or --lookback"
+        )
+    if today:
+        on = "today"
     _refuse_future_days(on=on, since=since, until=until)
     window = resolve_window(on=on, since=since, until=until, default=default_window(cfg, lookback))
     selected = _select_tenants(cfg, tenant or [])
