@@ -46,3 +46,12 @@ def test_command_help_has_an_example(cli: Callable[..., Any], path: tuple[str, .
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
 def test_command_is_in_the_readme(path: tuple[str, ...]) -> None:
     assert f"usagectl {' '.join(path)}" in README, f"README does not mention usagectl {' '.join(path)}"
+
+
+def test_provider_names_in_help_come_from_the_provider_table(cli: Callable[..., Any]) -> None:
+    from usagectl.providers.registry import HTTP_SOURCES, SOURCES
+
+    collect_help = " ".join(cli("collect", "--help").out.split())
+    assert ", ".join(SOURCES) in collect_help
+    reconcile_help = " ".join(cli("reconcile", "--help").out.split())
+    assert f"({', '.join(HTTP_SOURCES)})" in reconcile_help

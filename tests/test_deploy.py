@@ -113,3 +113,17 @@ def test_config_show_output_loads_back_as_the_same_config(
     again, first = cfgmod.load(shown), cfgmod.load(original)
     assert again.model_dump(exclude={"database"}) == first.model_dump(exclude={"database"})
     assert again.database_url() == first.database_url()
+
+
+def test_the_hourly_today_job_in_cron_and_systemd_runs_clear_of_the_nightly_job() -> None:
+    cron = (ROOT / "crontab.example").read_text()
+    hourly = re.search(r"^(\S+) \* \* \* \* usagectl -q collect --today && usagectl -q rollup$", cron, re.M)
+    assert hourly is not None and hourly.group(1) != "0"  # the nightly job holds the jobs lock at 00:00
+    unit = (ROOT / "deploy" / "usagectl-today.service").read_text()
+    starts = re.findall(r"^ExecStart=(.*)$", unit, re.M)
+    assert starts == [
+        "/opt/usagectl/venv/bin/usagectl -q collect --today",
+        "/opt/usagectl/venv/bin/usagectl -q rollup",
+    ]
+    timer = (ROOT / "deploy" / "usagectl-today.timer").read_text()
+    assert re.search(r"^OnCalendar=\*-\*-\* \*:30:00 UTC$", timer, re.M)

@@ -354,7 +354,7 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
     assert list(rep) == [
         *ENVELOPE, "tenant", "has_usage", "totals", "month_to_date", "allowances", "plan_charge", "provider_costs",
-        "margin_usd", "adjustments", "days",
+        "margin_usd", "adjustments", "provisional_days", "days",
     ]  # fmt: skip
     assert list(rep["plan_charge"]) == [
         "plan_tier",

@@ -261,3 +261,26 @@ def test_asymmetric_pem_and_jwks(tmp_path: Path, alg: str) -> None:
         assert v.verify(good).tenant == "acme"
         with pytest.raises(AuthError):
             v.verify(confused)
+
+
+def test_post_events_takes_an_ingest_token_in_jwt_mode_and_never_a_jwt(
+    client: TestClient, db_url: str
+) -> None:
+    from usagectl.store.tokens import create_token
+
+    store = open_store(db_url)
+    try:
+        ingest, _ = create_token(store, tenant=None, ingest=True)
+    finally:
+        store.close()
+    event = {"id": "e1", "source": "svc", "subject": "acme", "type": "jobs_executed",
+             "time": "2026-11-24T10:00:00Z", "data": {"value": 2}}  # fmt: skip
+    r = client.post("/api/events", json=[event], headers={"Authorization": f"Bearer {ingest}"})
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    root_jwt = hs256(claims(roles="platform_admin", org=None))
+    assert (
+        client.post("/api/events", json=[event], headers={"Authorization": f"Bearer {root_jwt}"}).status_code
+        == 401
+    )
+    # The ingest token reads nothing here either: it is not a JWT.
+    assert get(client, SUMMARY, ingest).status_code == 401

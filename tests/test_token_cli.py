@@ -75,7 +75,7 @@ def test_root_token_and_revoke(env: str, cli: Callable[..., Any]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("token", "create"), "exactly one of --tenant SLUG and --root"),
+        (("token", "create"), "exactly one of --tenant SLUG, --root and --ingest"),
         (("token", "create", "--root", "--tenant", "acme"), "exactly one of"),
         (("token", "create", "--tenant", "nope"), "unknown tenant 'nope'"),
         (("token", "create", "--root", "--expires", "soon"), "--expires: 'soon' is not a duration"),

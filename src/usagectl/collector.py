@@ -125,9 +125,13 @@ class _Writer:
     """Serialises SQLite writers in this process (SQLite has one writer at a time anyway; doing it here avoids
     busy-waits and lock-upgrade failures between our own threads). PostgreSQL writes run concurrently."""
 
-    def __init__(self, store: Store, run_id: str) -> None:
+    def __init__(self, store: Store, run_id: str, today: date, now: datetime | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        self.today = (
+            today  # a day from this one on is in progress: stored provisional, as of the task's start
+        )
+        self.now = now  # the as-of time of those rows (tests); None: when the task asked the provider
         self._lock = threading.Lock() if store.dialect == "sqlite" else None
 
     def _begin(self) -> Any:
@@ -168,16 +172,22 @@ class _Writer:
         other workers (the nightly window is three days)."""
         with self._guard(), self._begin() as conn:
             for day, row in rows:
-                upsert_metric(conn, tenant_id, day, source, row)
+                in_progress = day >= self.today
+                as_of = (self.now or started) if in_progress else None
+                upsert_metric(conn, tenant_id, day, source, row, as_of=as_of)
+                note = row.note
+                if in_progress:
+                    shown = f"day in progress, as of {as_of:%H:%M} UTC"
+                    note = f"{shown}; {note}" if note else shown
                 self._log(
                     conn,
                     tenant_id,
                     source,
                     day,
                     started,
-                    status=OK if row.final else PROVISIONAL,
+                    status=OK if row.final and not in_progress else PROVISIONAL,
                     rows_written=1 + len(row.ai_models),
-                    error=_short(row.note) if row.note else None,
+                    error=_short(note) if note else None,
                 )
             for day, message in failures:
                 self._log(conn, tenant_id, source, day, started, status=FAILED, error=_short(message))
@@ -357,10 +367,16 @@ def collect(
     progress: Progress | None = None,
     on_start: Callable[[int], None] | None = None,
     today: date | None = None,
+    now: datetime | None = None,
 ) -> CollectResult:
     """Collect every (tenant, provider) pair over the window, plus the days before it still stored as
     provisional (up to PROVISIONAL_MAX_AGE_DAYS before `today`, UTC by default). `tenants` defaults to every
-    configured tenant."""
+    configured tenant.
+
+    A day from `today` on is in progress (`collect --today`): its rows are stored provisional, as of `now`
+    (default: when each task asked its provider), and the first collect of it after it ends stores it final."""
+    if today is None and now is not None:
+        today = now.date()
     selected = list(cfg.tenants if tenants is None else tenants)
     with store.engine.connect() as conn:
         ids = tenant_ids(conn)
@@ -400,7 +416,7 @@ def collect(
         run_all(None)
     else:
         with job_lock(store, wait=lock_wait):
-            run_all(_Writer(store, run_id))
+            run_all(_Writer(store, run_id, today or utc_today(), now))
     order = {(t.slug, p.source): i for i, (p, t) in enumerate(pairs)}
     outcomes.sort(key=lambda o: order[(o.tenant, o.source)])
     written.sort(key=lambda w: (w.tenant, w.day, w.source))

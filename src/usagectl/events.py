@@ -16,10 +16,11 @@ file fills in the rest), or, with `strict`, in one transaction that is rolled ba
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -185,14 +186,20 @@ def parse_line(line: str | bytes, metrics: Mapping[str, MetricKind]) -> Event:
 _PG_ARRAYS = ("integer[]", "text[]", "text[]", "text[]", "bigint[]", "timestamptz[]", "timestamptz[]")
 
 
-def _insert_sql(store: Store) -> str:
+def _insert_sql(store: Store, *, returning: bool = False) -> str:
+    return _dialect_insert_sql(store.dialect, returning)
+
+
+@functools.cache  # compiled once per process: POST /api/events runs it per request
+def _dialect_insert_sql(dialect_name: str, returning: bool) -> str:
     """INSERT ... ON CONFLICT (source, event_id) DO NOTHING, compiled by SQLAlchemy's dialect insert so the SQL
     matches the table definition, with positional parameters in _COLUMNS order.
 
     SQLite: one row of parameters per event (executemany). PostgreSQL: one parameter per column holding the whole
-    batch as an array, INSERT ... SELECT FROM unnest(...): one statement per batch instead of one per row."""
+    batch as an array, INSERT ... SELECT FROM unnest(...): one statement per batch instead of one per row; with
+    `returning`, it returns the (source, event_id) of each new row (SQLite's per-row rowcount says as much)."""
     conflict = {"index_elements": ["source", "event_id"]}
-    if store.dialect == "sqlite":
+    if dialect_name == "sqlite":
         stmt: Any = sqlite.insert(usage_events).values({c: None for c in _COLUMNS})
         compiled = stmt.on_conflict_do_nothing(**conflict).compile(dialect=sqlite.dialect(paramstyle="qmark"))
     else:
@@ -200,13 +207,17 @@ def _insert_sql(store: Store) -> str:
         rows = text(f"SELECT * FROM unnest({arrays})").columns(*(usage_events.c[c] for c in _COLUMNS))
         stmt = postgresql.insert(usage_events).from_select(list(_COLUMNS), rows)
         dialect = postgresql.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
-        compiled = stmt.on_conflict_do_nothing(**conflict).compile(dialect=dialect)
+        stmt = stmt.on_conflict_do_nothing(**conflict)
+        if returning:
+            # Which rows were new: POST /api/events answers per event.
+            stmt = stmt.returning(usage_events.c.source, usage_events.c.event_id)
+        compiled = stmt.compile(dialect=dialect)
     order = tuple(compiled.positiontup or ())
     if order != _COLUMNS:
         raise AssertionError(f"unexpected parameter order {order}")
     sql = str(compiled)
     # psycopg: send the arrays in binary (%b), which skips quoting every string of the batch as array text.
-    return sql if store.dialect == "sqlite" else sql.replace("%s", "%b")
+    return sql if dialect_name == "sqlite" else sql.replace("%s", "%b")
 
 
 def _sqlite_time(dt: datetime) -> str:
@@ -495,6 +506,135 @@ def ingest(
         batch_rows=batch_rows,
         on_reject=on_reject,
     )
+
+
+# --- POST /api/events ------------------------------------------------------------------------------------------
+
+
+ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+
+
+@dataclass
+class StoredEvents:
+    """A request's answer, per event in order: accepted (stored now), duplicate (its (source, id) was stored
+    before, by this or an earlier request, or earlier in this one) or rejected (with the reason)."""
+
+    statuses: list[str]
+    reasons: dict[int, str]  # index -> why, for each rejected event
+
+    def count(self, status: str) -> int:
+        return self.statuses.count(status)
+
+
+def store_events(
+    store: Store, metrics: Mapping[str, MetricKind], items: Sequence[Any], *, lines: bool
+) -> StoredEvents:
+    """Validate and store one request's events, answering for each. `items` are NDJSON lines (`lines`, read like
+    `ingest` reads a file: the same fast path and `parse_line`) or the decoded elements of a JSON array (read by
+    `parse_event`). The same checks, tenants and (source, id) deduplication as `ingest`; every valid event is
+    stored in one transaction, so a retried request stores nothing twice and a failed one stores nothing."""
+    to_db = _time_param(store)
+    received = to_db(utcnow())
+    statuses = [DUPLICATE] * len(items)
+    reasons: dict[int, str] = {}
+    rows: list[tuple[Any, ...]] = []
+    row_index: list[int] = []
+    first_of: set[tuple[str, str]] = set()
+    with store.engine.connect() as conn:
+        ids = tenant_ids(conn, include_inactive=False)
+        conn.rollback()
+    fast_row = fast_row_parser(ids, metrics, to_db=to_db, on_sqlite=store.dialect == "sqlite")
+    for index, item in enumerate(items):
+        try:
+            if not lines:
+                raise ValueError  # a decoded object: parse_event below
+            row: Row = fast_row(item)
+        except Exception:
+            try:
+                event = parse_line(item, metrics) if lines else parse_event(item, metrics)
+                pk = ids.get(event.tenant)
+                if pk is None:
+                    raise EventError(f"unknown tenant {show_value(event.tenant)}") from None
+            except EventError as exc:
+                statuses[index] = REJECTED
+                reasons[index] = str(exc)
+                continue
+            row = (pk, event.event_id, event.source, event.metric, event.value, to_db(event.occurred_at))
+        key = (row[2], row[1])
+        if key in first_of:
+            # The same event twice in one request: stored once, like the same line twice in an ingested file.
+            continue
+        first_of.add(key)
+        rows.append((*row, received))
+        row_index.append(index)
+    for index, new in zip(row_index, _insert_new(store, rows), strict=True):
+        if isinstance(new, str):
+            statuses[index] = REJECTED
+            reasons[index] = new
+        elif new:
+            statuses[index] = ACCEPTED
+    return StoredEvents(statuses, reasons)
+
+
+def _insert_new(store: Store, rows: list[tuple[Any, ...]]) -> list[bool | str]:
+    """Insert rows (ON CONFLICT DO NOTHING) in one transaction; for each row, True when new, False when stored
+    before. If the database refuses a row the checks let through, each row goes alone and a refused one gets the
+    reason instead."""
+    if not rows:
+        return []
+    sql = _insert_sql(store, returning=True)
+    with store.engine.connect() as conn:
+        refused = _refusals(conn)
+        try:
+            try:
+                with conn.begin():
+                    return list(_insert_returning(conn, sql, rows, whole=True))
+            except _SomeStoredBefore:
+                # Rolled back; one transaction again, row by row, to say which were new.
+                with conn.begin():
+                    return list(_insert_returning(conn, sql, rows, whole=False))
+        except refused:
+            pass
+        found: list[bool | str] = []
+        for row in rows:
+            try:
+                with conn.begin():
+                    found += _insert_returning(conn, sql, [row], whole=False)
+            except refused as exc:
+                reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+                found.append(f"the database refused it: {reason[0] if reason else type(exc).__name__}")
+    return found
+
+
+class _SomeStoredBefore(Exception):
+    """SQLite: the whole-batch insert stored fewer rows than it was given."""
+
+
+def _insert_returning(conn: Connection, sql: str, rows: list[tuple[Any, ...]], *, whole: bool) -> list[bool]:
+    """Per row: True if this insert stored it."""
+    cursor = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "sqlite":
+            if whole:
+                # The usual request is all new events: one executemany, and every row counted in is one of ours.
+                # Otherwise (a retry, a duplicate) the caller rolls back and asks row by row.
+                cursor.executemany(sql, rows)
+                if cursor.rowcount != len(rows):
+                    raise _SomeStoredBefore
+                return [True] * len(rows)
+            new = []
+            for row in rows:
+                cursor.execute(sql, row)
+                new.append(cursor.rowcount == 1)
+            return new
+        # Same lock and row order as an ingest batch (see _flush): no deadlock with a concurrent ingest.
+        cursor.execute(_PG_INGEST_LOCK.format("_shared"))
+        ordered = sorted(rows, key=_UNIQUE_KEY)
+        cursor.execute(sql, [list(column) for column in zip(*ordered, strict=True)])
+        inserted = {(source, event_id) for source, event_id in cursor.fetchall()}
+        return [(row[2], row[1]) in inserted for row in rows]
+    finally:
+        cursor.close()
 
 
 # --- record --------------------------------------------------------------------------------------------------

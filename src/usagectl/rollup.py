@@ -61,6 +61,7 @@ from usagectl.store.tables import (
     usage_metrics,
     usage_metrics_ai_models,
     usage_rollups_daily,
+    usage_rollups_provisional,
     utcnow,
 )
 
@@ -235,6 +236,9 @@ def _aggregate(windows: Sequence[Window], tenant_id: int | None = None) -> Selec
             *(func.max(m[g.raw[0]]).label(g.rollup) for g in GAUGES),
             # SUM over only NULLs is NULL: no source reported a cost.
             cast(func.sum(m.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
+            # Not NULL: some source's row is the day in progress; the whole tenant-day is provisional, as of the
+            # oldest such row.
+            func.min(m.as_of).label("as_of"),
         )
         .where(in_days(m.date, windows), true() if tenant_id is None else m.tenant_id == tenant_id)
         .group_by(m.tenant_id, m.date)
@@ -248,9 +252,12 @@ def rollup_select(
     now: datetime,
     dialect: str,
     tenant_id: int | None = None,
+    *,
+    provisional: bool = False,
 ) -> tuple[dict[str, ColumnElement[Any]], Select[Any]]:
     """The rollup rows of `windows` (optionally one tenant's) as the raw metrics and the current price books give
-    them, without writing: the column expressions by rollup column name, and the SELECT of them."""
+    them, without writing: the column expressions by rollup column name, and the SELECT of them. Only the final
+    tenant-days, or with `provisional` only those with a row of the day in progress (with their `as_of`)."""
     tenant_rows = list(tenant_rows)
     tiers = set(PLAN_TIERS) | {tier for _, tier in tenant_rows}
 
@@ -348,11 +355,13 @@ def rollup_select(
         "plan_tier": tier,
         "created_at": literal(now, UTCDateTime),
     }
+    if provisional:
+        cols["as_of"] = a.as_of
     # SQLite needs a WHERE in INSERT ... SELECT ... ON CONFLICT to parse the upsert unambiguously.
     body = (
         select(*(v.label(k) for k, v in cols.items()))
         .select_from(from_clause)
-        .where(a.tenant_id.is_not(None))
+        .where(a.tenant_id.is_not(None), a.as_of.is_not(None) if provisional else a.as_of.is_(None))
     )
     return cols, body
 
@@ -364,19 +373,24 @@ def rollup_statement(
     now: datetime,
     dialect: str,
     tenant_id: int | None = None,
+    *,
+    provisional: bool = False,
 ) -> Any:
-    """The upsert for `windows`; `tenant_rows` are every tenant's (id, plan_tier)."""
-    cols, body = rollup_select(cfg, windows, tenant_rows, now, dialect, tenant_id)
+    """The upsert for `windows`; `tenant_rows` are every tenant's (id, plan_tier). With `provisional`, of the
+    tenant-days in progress into usage_rollups_provisional instead."""
+    cols, body = rollup_select(cfg, windows, tenant_rows, now, dialect, tenant_id, provisional=provisional)
 
     from sqlalchemy.dialects import postgresql, sqlite
 
-    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(usage_rollups_daily)
+    table = usage_rollups_provisional if provisional else usage_rollups_daily
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     ins = ins.from_select(list(cols), body)
-    r = usage_rollups_daily.c
-    changed = or_(*(r[c].is_distinct_from(ins.excluded[c]) for c in DATA_COLUMNS))
+    r = table.c
+    data = (*DATA_COLUMNS, "as_of") if provisional else DATA_COLUMNS
+    changed = or_(*(r[c].is_distinct_from(ins.excluded[c]) for c in data))
     return ins.on_conflict_do_update(
         index_elements=[r.tenant_id, r.date],
-        set_={c: ins.excluded[c] for c in (*DATA_COLUMNS, "created_at")},
+        set_={c: ins.excluded[c] for c in (*data, "created_at")},
         where=changed,
     )
 
@@ -451,7 +465,12 @@ def check_range(conn: Connection, cfg: Config, windows: Sequence[Window]) -> Non
 
 
 def check_written(
-    conn: Connection, cfg: Config, windows: Sequence[Window], tenant_id: int | None = None
+    conn: Connection,
+    cfg: Config,
+    windows: Sequence[Window],
+    tenant_id: int | None = None,
+    *,
+    table: Any = usage_rollups_daily,
 ) -> int:
     """The same check on the rollup rows of `windows`, inside the rollup's transaction, after its upsert: raising
     rolls the transaction back, so nothing is written, and reading the rollup rows (one per tenant-day) is a
@@ -459,8 +478,8 @@ def check_written(
     point), so the counts, which are exact, are checked; PostgreSQL raises before this (see run_rollup).
 
     Returns the number of rollup rows in `windows` (of `tenant_id`, when the run was one tenant's): after the
-    upsert, one per tenant-day with raw metrics."""
-    r = usage_rollups_daily.c
+    upsert, one per tenant-day with raw metrics (final ones; `table` usage_rollups_provisional: the others)."""
+    r = table.c
     *top, rows = conn.execute(
         select(
             *(func.max(r[c]) for c in _LINE_ROLLUPS),
@@ -487,8 +506,20 @@ def sealed_through(conn: Connection) -> date | None:
     return last
 
 
+def first_provisional_day(conn: Connection) -> date | None:
+    """The first day with a raw row of the day in progress (`collect --today`) not yet made final; read from the
+    partial index of those rows."""
+    m = usage_metrics.c
+    first: date | None = conn.execute(select(func.min(m.date)).where(m.as_of.is_not(None))).scalar()
+    return first
+
+
 def _seal(conn: Connection, through: date, how: str) -> bool:
-    """Move the seal line to `through` if that is later than where it is; True if it moved."""
+    """Move the seal line to `through` if that is later than where it is; True if it moved. Never over a day
+    with a provisional figure: the line stops the day before it (the nightly collect makes it final first)."""
+    provisional = first_provisional_day(conn)
+    if provisional is not None and through >= provisional:
+        through = provisional - timedelta(days=1)
     current = sealed_through(conn)
     if current is not None and current >= through:
         return False
@@ -510,6 +541,12 @@ def seal(store: Store, until: date, *, today: date | None = None, lock_wait: flo
     if until >= today:
         raise InputError(f"--until: {until} is not over yet (UTC today is {today}); seal a past day")
     with job_lock(store, wait=lock_wait), store.engine.begin() as conn:
+        provisional = first_provisional_day(conn)
+        if provisional is not None and until >= provisional:
+            raise InputError(
+                f"--until: {provisional} has provisional figures (collected with --today; the nightly collect "
+                f"makes them final); seal up to {provisional - timedelta(days=1)} now"
+            )
         moved = _seal(conn, until, "manual")
         pending = sum(1 for d in pending_days(conn) if d <= until)
         last = sealed_through(conn)
@@ -585,6 +622,36 @@ def post_adjustments(
     return len(rows)
 
 
+def _roll_provisional(
+    conn: Connection,
+    cfg: Config,
+    windows: Sequence[Window],
+    tenant_rows: list[tuple[int, str]],
+    now: datetime,
+    dialect: str,
+    tenant_id: int | None,
+) -> int:
+    """The tenant-days in progress of `windows` into usage_rollups_provisional; a provisional row whose day is
+    final now (or gone) is deleted, and so is a final rollup row of a day that is provisional again (re-collected
+    with --today). `windows` holds no sealed day. Returns how many provisional rows `windows` holds."""
+    if not windows:
+        return 0
+    conn.execute(rollup_statement(cfg, windows, tenant_rows, now, dialect, tenant_id, provisional=True))
+    p, m, d = usage_rollups_provisional.c, usage_metrics.c, usage_rollups_daily.c
+    mine = true() if tenant_id is None else p.tenant_id == tenant_id
+    in_progress = (
+        select(m.id).where(m.tenant_id == p.tenant_id, m.date == p.date, m.as_of.is_not(None)).exists()
+    )
+    conn.execute(usage_rollups_provisional.delete().where(in_days(p.date, windows), mine, ~in_progress))
+    again = select(p.id).where(p.tenant_id == d.tenant_id, p.date == d.date).exists()
+    conn.execute(
+        usage_rollups_daily.delete().where(
+            in_days(d.date, windows), true() if tenant_id is None else d.tenant_id == tenant_id, again
+        )
+    )
+    return check_written(conn, cfg, windows, tenant_id, table=usage_rollups_provisional)
+
+
 def run_rollup(
     store: Store,
     cfg: Config,
@@ -636,10 +703,13 @@ def run_rollup(
                     (tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))
                 ]
                 conn.execute(rollup_statement(cfg, windows, tenant_rows, now, store.dialect, tenant_id))
+                provisional = _roll_provisional(
+                    conn, cfg, windows, tenant_rows, now, store.dialect, tenant_id
+                )
                 # Raising rolls the upsert back. Every tenant-day with raw metrics in `windows` has its rollup row
                 # now, so their count is the rollup rows' (a DISTINCT over the raw rows is far slower, on PostgreSQL
                 # above all: docs/performance.md, Design decisions).
-                tenant_days = check_written(conn, cfg, windows, tenant_id)
+                tenant_days = check_written(conn, cfg, windows, tenant_id) + provisional
                 # Rows written by this run carry its timestamp (rowcount of INSERT ... SELECT is not portable).
                 changed = conn.execute(
                     select(func.count())

@@ -10,6 +10,7 @@ import typer
 
 from usagectl.cli.context import get_state
 from usagectl.cli.output import info, stderr_console, stdout_console
+from usagectl.providers.registry import HTTP_SOURCES, SOURCES
 
 if TYPE_CHECKING:
     from usagectl.collector import CollectResult
@@ -21,7 +22,8 @@ def register(app: typer.Typer) -> None:
         "collect",
         help=(
             "Poll the providers for each tenant and UTC day and write raw metrics (idempotent: re-collecting a day "
-            "replaces it). Default: yesterday plus the configured lookback. Exit 3 if some tenant or provider failed."
+            "replaces it). Default: yesterday plus the configured lookback. --today: the day in progress, stored "
+            "provisional until the nightly collect of that day. Exit 3 if some tenant or provider failed."
         ),
         epilog="Example: usagectl collect --since 2026-11-01 --until 2026-11-23 --tenant acme --provider twilio",
     )(collect)
@@ -44,10 +46,17 @@ def collect(
     ] = None,
     provider: Annotated[
         list[str] | None,
-        typer.Option("--provider", "-p", help="Only this provider: twilio, sendgrid, openai, events, ailog."),
+        typer.Option("--provider", "-p", help=f"Only this provider (repeatable): {', '.join(SOURCES)}."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Fetch and print what would be written; write nothing.")
+    ] = False,
+    today: Annotated[
+        bool,
+        typer.Option(
+            "--today",
+            help="The UTC day in progress, stored provisional with the time it is as of (hourly cron).",
+        ),
     ] = False,
 ) -> None:
     from usagectl.collector import collect as run_collect
@@ -60,6 +69,12 @@ def collect(
     cfg = state.config()
     if lookback is not None and (on or since or until):
         raise InputError("--lookback goes with the default window, not with --date or --since/--until")
+    if today and (on or since or until or lookback is not None):
+        raise InputError(
+            "--today is the day in progress alone: not with --date, --since/--until or --lookback"
+        )
+    if today:
+        on = "today"
     _refuse_future_days(on=on, since=since, until=until)
     window = resolve_window(on=on, since=since, until=until, default=default_window(cfg, lookback))
     store = state.store()
@@ -69,7 +84,7 @@ def collect(
     with open_providers(cfg, store, only=provider) as providers:
         if not providers:
             raise ConfigError(
-                "no provider is configured: add [providers.twilio], [providers.sendgrid] or [providers.openai]"
+                "no provider is configured: add " + " or ".join(f"[providers.{s}]" for s in HTTP_SOURCES)
             )
         if not any(p.applies_to(t) for p in providers for t in selected):
             raise ConfigError(

@@ -83,11 +83,12 @@ def check(
 
 def _check_online(cfg: Config, *, quiet: bool) -> None:
     from usagectl.errors import ConfigError, UsagectlError
-    from usagectl.providers.registry import check_credentials
+    from usagectl.providers.registry import HTTP_SOURCES, check_credentials
 
     results = check_credentials(cfg)
     if not results:
-        raise ConfigError("--online: no provider is configured ([providers.twilio], .sendgrid or .openai)")
+        sections = ", ".join(f"[providers.{s}]" for s in HTTP_SOURCES)
+        raise ConfigError(f"--online: no provider is configured ({sections})")
     failed = [r for r in results if not r.ok]
     if not quiet or failed:
         for r in results:

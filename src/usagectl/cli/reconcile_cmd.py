@@ -9,6 +9,7 @@ import typer
 
 from usagectl.cli.context import get_state
 from usagectl.cli.output import OutputFormat, choose_format, format_help
+from usagectl.providers.registry import HTTP_SOURCES
 
 FORMATS = (OutputFormat.TABLE, OutputFormat.JSON, OutputFormat.CSV)
 
@@ -17,7 +18,7 @@ def register(app: typer.Typer) -> None:
     app.command(
         "reconcile",
         help=(
-            "Per tenant and provider (twilio, sendgrid, openai) for a month: the usage, usagectl's estimated cost, "
+            f"Per tenant and provider ({', '.join(HTTP_SOURCES)}) for a month: the usage, usagectl's estimated cost, "
             "the provider-reported cost and the difference in $ and %. A provider cost unknown for some days "
             "says so, with how many days, and has no difference. Default: the current UTC month, through "
             "yesterday."
@@ -33,7 +34,6 @@ def reconcile(
     fmt: Annotated[str, typer.Option("--format", "-f", help=format_help(FORMATS))] = "table",
 ) -> None:
     from usagectl.periods import Window, parse_month, utc_today
-    from usagectl.providers.registry import HTTP_SOURCES
     from usagectl.reports import reconcile_report
 
     chosen = choose_format(fmt, FORMATS)

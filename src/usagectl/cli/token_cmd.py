@@ -14,7 +14,10 @@ from usagectl.cli.output import OutputFormat, choose_format, format_help, info
 _LIST_FORMATS = (OutputFormat.TABLE, OutputFormat.JSON)
 
 token_app = typer.Typer(
-    help="API tokens for `usagectl serve`: one tenant's admin, or root. Only a hash is stored.",
+    help=(
+        "API tokens for `usagectl serve`: one tenant's admin, root, or an ingest token for POST /api/events. "
+        "Only a hash is stored."
+    ),
     no_args_is_help=True,
 )
 
@@ -25,7 +28,10 @@ def register(app: typer.Typer) -> None:
 
 @token_app.command(
     "create",
-    epilog="Example: usagectl token create --tenant acme --name dashboard --expires 90d",
+    epilog=(
+        "Example: usagectl token create --tenant acme --name dashboard --expires 90d "
+        "(a service that POSTs events: usagectl token create --ingest --name jobs-service)"
+    ),
 )
 def create(
     ctx: typer.Context,
@@ -33,6 +39,10 @@ def create(
         str | None, typer.Option("--tenant", "-t", help="The tenant this token may read.")
     ] = None,
     root: Annotated[bool, typer.Option("--root", help="A root-admin token: every tenant.")] = False,
+    ingest: Annotated[
+        bool,
+        typer.Option("--ingest", help="A token that may only POST events to /api/events (it reads nothing)."),
+    ] = False,
     name: Annotated[str, typer.Option("--name", help="A label to recognise the token by.")] = "",
     expires: Annotated[
         str | None, typer.Option("--expires", help="Lifetime, e.g. 90d, 12h, 2w (default: never).")
@@ -42,15 +52,15 @@ def create(
     from usagectl.errors import InputError
     from usagectl.store.tokens import create_token, parse_duration
 
-    if (tenant is None) == (not root):
-        raise InputError("give exactly one of --tenant SLUG and --root")
+    if (tenant is not None) + root + ingest != 1:
+        raise InputError("give exactly one of --tenant SLUG, --root and --ingest")
     if len(name) > 200:
         raise InputError("--name: at most 200 characters")
     lifetime = parse_duration(expires) if expires is not None else None
     state = get_state(ctx)
-    token, tok = create_token(state.store(), tenant=tenant, name=name, expires_in=lifetime)
+    token, tok = create_token(state.store(), tenant=tenant, name=name, expires_in=lifetime, ingest=ingest)
     typer.echo(token)
-    scope = f"tenant {tok.tenant}" if tok.tenant else "root"
+    scope = f"tenant {tok.tenant}" if tok.tenant else tok.scope
     until = f", expires {tok.expires_at:%Y-%m-%d %H:%M} UTC" if tok.expires_at else ""
     info(
         f"created token {tok.prefix}… ({scope}{until}); store it now, it is not shown again",
@@ -75,7 +85,7 @@ def list_(
     rows = [
         {
             "prefix": t.prefix,
-            "scope": "root" if t.scope == "root" else f"tenant:{t.tenant}",
+            "scope": f"tenant:{t.tenant}" if t.scope == "tenant" else t.scope,
             "name": t.name,
             "created": when(t.created_at),
             "last_used": when(t.last_used_at),

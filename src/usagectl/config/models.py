@@ -524,6 +524,9 @@ class ServeConfig(_WithSecrets):
     # None: a random one per process (sessions end on restart and do not cross replicas or workers).
     session_secret: SecretRef | None = None
     session_hours: int = Field(default=8, ge=1, le=24 * 30)
+    # POST /api/events: a larger body is refused (413) before it is read whole; so is a body of more events.
+    events_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    events_max_per_request: int = Field(default=10_000, ge=1, le=1_000_000)
     auth: ServeAuthConfig = Field(default_factory=ServeAuthConfig)
 
     def session_secret_bytes(self) -> bytes | None:

@@ -5,37 +5,58 @@ Adding a provider: a module in this folder with a `make` (and, over HTTP, a `che
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, cast
 
-from usagectl.config import Config
 from usagectl.errors import InputError
-from usagectl.providers import ailog, events, openai, sendgrid, twilio
-from usagectl.providers.base import Provider
-from usagectl.records import CheckResult
-from usagectl.store.engine import Store
+
+if TYPE_CHECKING:
+    from usagectl.config import Config
+    from usagectl.providers.base import Provider
+    from usagectl.records import CheckResult
+    from usagectl.store.engine import Store
 
 
 @dataclass(frozen=True)
 class Source:
-    #: the provider, or None when the config gives it nothing to collect (no credentials, no tenant uses it)
-    make: Callable[[Config, Store], Provider | None]
-    #: one cheap request per configured credential (`config check --online`); None for local sources
-    check: Callable[[Config], list[CheckResult]] | None = None
+    """A provider module of this package, imported only when it is built or checked, so that the table (and the
+    command-line help that names its sources) costs nothing to import."""
+
+    #: the module under usagectl.providers with its `make(cfg)` (or `make(cfg, store)`) and, over HTTP, `check`
+    module: str
+    #: whether `make` reads the store (a local source over usagectl's own tables)
+    needs_store: bool = False
+    #: whether it talks to a provider over HTTP: then `check(cfg)` tests its credentials (`config check --online`)
+    http: bool = False
+
+    def make(self, cfg: Config, store: Store) -> Provider | None:
+        """The provider, or None when the config gives it nothing to collect (no credentials, no tenant uses
+        it)."""
+        mod = import_module(f"usagectl.providers.{self.module}")
+        return cast("Provider | None", mod.make(cfg, store) if self.needs_store else mod.make(cfg))
+
+    def check(self, cfg: Config) -> list[CheckResult]:
+        """One cheap request per configured credential; nothing for a local source."""
+        if not self.http:
+            return []
+        return cast("list[CheckResult]", import_module(f"usagectl.providers.{self.module}").check(cfg))
 
 
-# `usage_metrics.source` -> its provider, in the order collect runs and reports them.
+# `usage_metrics.source` -> its provider, in the order collect runs and reports them. The one list of sources:
+# the commands' help and messages are written from it.
 PROVIDERS: dict[str, Source] = {
-    "twilio": Source(lambda cfg, _store: twilio.make(cfg), twilio.check),
-    "sendgrid": Source(lambda cfg, _store: sendgrid.make(cfg), sendgrid.check),
-    "openai": Source(lambda cfg, _store: openai.make(cfg), openai.check),
-    "events": Source(events.make),
-    "ailog": Source(lambda cfg, _store: ailog.make(cfg)),
+    "twilio": Source("twilio", http=True),
+    "sendgrid": Source("sendgrid", http=True),
+    "openai": Source("openai", http=True),
+    "events": Source("events", needs_store=True),
+    "ailog": Source("ailog"),
 }
 SOURCES = tuple(PROVIDERS)
-HTTP_SOURCES = tuple(s for s, p in PROVIDERS.items() if p.check is not None)
-LOCAL_SOURCES = tuple(s for s, p in PROVIDERS.items() if p.check is None)
+HTTP_SOURCES = tuple(s for s, p in PROVIDERS.items() if p.http)
+LOCAL_SOURCES = tuple(s for s, p in PROVIDERS.items() if not p.http)
 
 
 def validate_sources(only: Sequence[str] | None) -> tuple[str, ...]:
@@ -65,8 +86,4 @@ def open_providers(
 
 def check_credentials(cfg: Config) -> list[CheckResult]:
     """`config check --online`: every HTTP provider's credential checks, in source order."""
-    results: list[CheckResult] = []
-    for source in PROVIDERS.values():
-        if source.check is not None:
-            results.extend(source.check(cfg))
-    return results
+    return [result for source in PROVIDERS.values() for result in source.check(cfg)]

@@ -201,6 +201,17 @@ def _report_head(report: TenantReport, audience: Audience = "operator") -> dict[
         "provider_costs": provider_costs_dict(report.provider_costs),
         "margin_usd": _money(report.margin),
         "adjustments": _adjustments(report),
+        # The day in progress, apart: in none of the figures above (not totals, month to date, allowances or plan
+        # charge). Empty until `collect --today` has run.
+        "provisional_days": [
+            {
+                **day_dict(p.day, audience),
+                "provisional": True,
+                "as_of": _plain(p.as_of),
+                "label": p.label,
+            }
+            for p in report.provisional
+        ],
     }
     return _for(head, audience)
 
@@ -237,6 +248,7 @@ def tenant_summary_dict(report: TenantReport, audience: Audience = "operator") -
         "provider_costs": full["provider_costs"],
         "margin_usd": full["margin_usd"],
         "adjustments": full["adjustments"],
+        "provisional_days": [_for(d, audience) for d in full["provisional_days"]],
     }
     if not sees_platform(audience):
         out["cost"] = _for(out["cost"], audience)

@@ -148,6 +148,7 @@ def render_tenant_report(report: TenantReport, stream: TextIO, *, width: int | N
     console = _console(stream, width)
     _print_header(console, report)
     _print_cards(console, report)
+    _print_provisional(console, report)
     _print_chart(console, report, color=use_color(stream))
     _print_daily_table(console, report)
 
@@ -197,6 +198,26 @@ def _print_cards(console: Console, report: TenantReport) -> None:
     note = layout.projection_note(report)
     if note:
         console.print(note)
+
+
+def _print_provisional(console: Console, report: TenantReport) -> None:
+    """Today so far (collect --today), in a card of its own titled with its as-of time: in none of the totals
+    above."""
+    from rich.columns import Columns
+
+    cards = []
+    for p in report.provisional:
+        d = p.day
+        lines = [
+            ("SMS+MMS", n(d.sms_total + d.mms_total)),
+            ("emails", n(d.email_total)),
+            ("voice min", n(d.voice_total_minutes)),
+            ("AI tokens", n(d.ai_total_tokens)),
+            ("estimated", usd(d.estimated_cost_usd)),
+        ]
+        cards.append(_card(p.label[0].upper() + p.label[1:], lines))
+    if cards:
+        console.print(Columns(cards, padding=(0, 1)))
 
 
 def _print_chart(console: Console, report: TenantReport, *, color: bool) -> None:

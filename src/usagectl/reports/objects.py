@@ -196,6 +196,21 @@ class TenantInfo:
 
 
 @dataclass(frozen=True)
+class ProvisionalDay:
+    """A day in progress (`collect --today`) as of some time: shown apart, never in `totals`, the month to date,
+    the plan charge or the allowances."""
+
+    day: DayRow
+    as_of: datetime  # aware, UTC
+    is_today: bool  # False: yesterday, whose nightly collect has not made it final yet
+
+    @property
+    def label(self) -> str:
+        head = "today so far" if self.is_today else f"{self.day.date:%d %b} so far"
+        return f"{head}, as of {self.as_of:%H:%M} UTC (provisional)"
+
+
+@dataclass(frozen=True)
 class TenantReport:
     tenant: TenantInfo
     window: Window
@@ -214,13 +229,20 @@ class TenantReport:
 
     # Posted in the window (for sealed days of earlier windows): not in `totals`, which are the window's days.
     adjustments: tuple[Adjustment, ...] = ()
+    # Today so far (and yesterday until the nightly run makes it final), oldest first: not in any total above.
+    provisional: tuple[ProvisionalDay, ...] = ()
     # What the month's plan charge comes to if the rest of it goes at the pace so far (an ESTIMATE); None for a
     # month that is over, or before MIN_PROJECTION_DAYS days of it.
     projected_charge: Decimal | None = None
 
     @property
     def has_usage(self) -> bool:
-        return self.totals.has_usage or self.month_to_date.cost > 0 or bool(self.adjustments)
+        return (
+            self.totals.has_usage
+            or self.month_to_date.cost > 0
+            or bool(self.adjustments)
+            or any(p.day.estimated_cost_usd > 0 or p.day.sms_total > 0 for p in self.provisional)
+        )
 
     @property
     def adjustments_cost(self) -> Decimal:

@@ -42,6 +42,7 @@ from usagectl.reports.objects import (
     ExportReport,
     MonthToDate,
     ProviderCosts,
+    ProvisionalDay,
     ReconcileLine,
     ReconcileReport,
     TenantInfo,
@@ -59,6 +60,7 @@ from usagectl.store.tables import (
     usage_metrics,
     usage_metrics_ai_models,
     usage_rollups_daily,
+    usage_rollups_provisional,
 )
 from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids
 
@@ -212,6 +214,27 @@ _TENANT_DAYS = (
 )
 
 
+_P = usage_rollups_provisional.c
+_PROVISIONAL_DAYS = (
+    select(*(_P[c.name] if c.table is usage_rollups_daily else c for c in _DAY_COLUMNS), _P.as_of)
+    .select_from(usage_rollups_provisional.join(tenants, tenants.c.id == _P.tenant_id))
+    .where(_P.tenant_id == bindparam("tid"), _P.date >= _W_START, _P.date < _W_END)
+    .order_by(_P.date)
+)
+
+
+def _provisional(conn: Connection, tenant_id: int, window: Window, today: date) -> tuple[ProvisionalDay, ...]:
+    """The tenant's days in progress worth showing with `window`: today, and yesterday while it is not final, when
+    the window reaches yesterday (a report of an earlier month has none)."""
+    first = max(window.start, today - timedelta(days=1))
+    if window.end < today or first > today:
+        return ()
+    rows = conn.execute(
+        _PROVISIONAL_DAYS, _tenant_params(tenant_id, Window(first, today + timedelta(days=1)))
+    )
+    return tuple(ProvisionalDay(_day_row(row[:-1]), row[-1], row[0] == today) for row in rows)
+
+
 def _tenant_params(tenant_id: int, window: Window) -> dict[str, Any]:
     return {"tid": tenant_id, "w_start": window.start, "w_end": window.end}
 
@@ -258,6 +281,7 @@ def tenant_report(
         charge = _plan_charges(conn, cfg, mtd_window, {t.id: t.plan_tier}, tenant_id=t.id)[t.id]
         costs = _provider_costs(conn, mtd_window, tenant_id=t.id).get(t.id, _NO_COSTS)
         adjustments = adjustments_posted(conn, window, t.id)
+        provisional = _provisional(conn, t.id, window, today)
     mtd_figures = month_projection(month, as_of, mtd.estimated_cost)
     included: dict[str, int | None] = cfg.plan(t.plan_tier).included.model_dump()
     if charge.parts:
@@ -283,6 +307,7 @@ def tenant_report(
         plan_charge=charge,
         provider_costs=costs,
         adjustments=adjustments,
+        provisional=provisional,
         projected_charge=projected_charge(cfg, charge, mtd_figures),
     )
 

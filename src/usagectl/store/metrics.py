@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
@@ -12,7 +12,7 @@ from usagectl.money import round_micro
 from usagectl.records import MetricRow
 from usagectl.store.tables import METRIC_COLUMNS, usage_metrics, usage_metrics_ai_models, utcnow
 
-_UPDATED = (*METRIC_COLUMNS, "storage_bytes", "provider_cost_usd", "updated_at")
+_UPDATED = (*METRIC_COLUMNS, "storage_bytes", "provider_cost_usd", "updated_at", "as_of")
 
 
 @cache
@@ -37,9 +37,12 @@ def _statements(dialect: str) -> tuple[Any, Any, Any]:
     return upsert, clear_models, insert(usage_metrics_ai_models)
 
 
-def upsert_metric(conn: Connection, tenant_id: int, day: date, source: str, row: MetricRow) -> None:
+def upsert_metric(
+    conn: Connection, tenant_id: int, day: date, source: str, row: MetricRow, *, as_of: datetime | None = None
+) -> None:
     """Replace the (tenant, day, source) row and its per-model AI rows. Call inside the caller's transaction,
-    one tenant-day per transaction, so a failure leaves the previous row intact."""
+    one tenant-day per transaction, so a failure leaves the previous row intact. `as_of`: the row is the day in
+    progress as of then (provisional); None: final."""
     upsert, clear_models, insert_models = _statements(conn.dialect.name)
     now = utcnow()
     cost = row.provider_cost_usd
@@ -56,6 +59,7 @@ def upsert_metric(conn: Connection, tenant_id: int, day: date, source: str, row:
             "provider_cost_usd": cost,
             "created_at": now,
             "updated_at": now,
+            "as_of": as_of,
         },
     )
     conn.execute(clear_models, {"k_tenant": tenant_id, "k_date": day, "k_source": source})

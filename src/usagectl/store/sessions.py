@@ -62,9 +62,10 @@ def session_scope(store: Store, sid: str) -> TokenScope | None:
         return None
     if row.expires_at is not None and row.expires_at <= now:
         return None
-    if row.scope == "tenant" and row.slug is None:
+    # An ingest token reads nothing: no page session speaks for one (sign-in refuses them too).
+    if (row.scope == "tenant" and row.slug is None) or row.scope not in ("root", "tenant"):
         return None
-    return TokenScope(prefix=row.prefix, tenant=row.slug if row.scope == "tenant" else None)
+    return TokenScope(prefix=row.prefix, tenant=row.slug if row.scope == "tenant" else None, kind=row.scope)
 
 
 def end_session(store: Store, sid: str) -> bool:

@@ -34,7 +34,7 @@ from usagectl.meters import COST_COLUMNS, METERS, RAW_COUNT_COLUMNS, RAW_GAUGE_C
 from usagectl.money import from_micros, to_micros
 
 SCHEMA_HEAD = (
-    "0008_tenant_directory"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+    "0009_tenant_directory"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 )
 
 metadata = MetaData(
@@ -175,9 +175,20 @@ usage_metrics = Table(
     Column("provider_cost_usd", Money, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Set on a row of the day in progress (`collect --today`): the time the provider was asked. NULL: final. The
+    # nightly collect of the day replaces the row with a final one.
+    Column("as_of", UTCDateTime, nullable=True),
     UniqueConstraint("tenant_id", "date", "source"),
     Index(None, "date", "tenant_id"),
     Index(None, "updated_at"),
+    # Only the provisional rows (a day or two of them): rollup and seal look them up.
+    Index(
+        "ix_usage_metrics_provisional",
+        "date",
+        "tenant_id",
+        sqlite_where=text("as_of IS NOT NULL"),
+        postgresql_where=text("as_of IS NOT NULL"),
+    ),
 )
 
 # AI tokens per model, where a source knows the model (OpenAI group_by=model, the AI log); a subset of the
@@ -216,6 +227,27 @@ usage_rollups_daily = Table(
     Index(None, "date", "tenant_id"),
     # Rollup: MAX(created_at) for "what changed since the last run", and the rows a run just wrote.
     Index(None, "created_at"),
+)
+
+# The rollup of a tenant-day that has a provisional raw row (the day in progress): the same columns as
+# usage_rollups_daily plus `as_of`, kept apart so that nothing that reads usage_rollups_daily (month totals, plan
+# charges, sealing, alerts, exports) can mix it in. The rollup that finds the day final deletes it.
+usage_rollups_provisional = Table(
+    "usage_rollups_provisional",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("date", Date, nullable=False),
+    *(_count(c) for m in METERS if m.kind == "counter" for c in (m.rollup, *m.parts)),
+    *(Column(m.rollup, BigInteger, nullable=True) for m in METERS if m.kind == "gauge"),
+    *(Column(c, Money, nullable=False, server_default="0") for c in COST_COLUMNS),
+    Column("estimated_cost_usd", Money, nullable=False, server_default="0"),
+    Column("provider_cost_usd", Money, nullable=True),
+    Column("pricing_version", String(64), nullable=False),
+    Column("plan_tier", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("as_of", UTCDateTime, nullable=False),  # the oldest as-of of the day's provisional raw rows
+    UniqueConstraint("tenant_id", "date"),
 )
 
 usage_events = Table(

@@ -3,6 +3,9 @@
 A token is `uct_` + 43 URL-safe characters (256 random bits). The database keeps its SHA-256 and its first
 characters (the prefix) only, so a leaked database or `token list` never reveals a usable token. Verification
 finds the row by prefix and compares the hashes in constant time.
+
+Three scopes: root (reads every tenant), tenant (reads one) and ingest (writes events through POST /api/events
+and reads nothing).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ _TOKEN_RE = re.compile(r"uct_[A-Za-z0-9_-]{43}")
 # last_used_at is bookkeeping, not an audit trail: one write per token per minute keeps busy clients from
 # turning every read into a write (SQLite has a single writer).
 LAST_USED_GRANULARITY = timedelta(minutes=1)
+_SCOPES = frozenset({"root", "tenant", "ingest"})
 
 
 @dataclass(frozen=True)
 class TokenInfo:
     prefix: str
-    scope: str  # root | tenant
+    scope: str  # root | tenant | ingest
     tenant: str | None
     name: str
     created_at: datetime
@@ -51,14 +55,19 @@ class TokenInfo:
 
 @dataclass(frozen=True)
 class TokenScope:
-    """Who a verified token speaks for: root (tenant None) or one tenant."""
+    """Who a verified token speaks for: root, one tenant, or an ingesting service (reads nothing)."""
 
     prefix: str
     tenant: str | None
+    kind: str  # root | tenant | ingest: never inferred from `tenant` (an ingest token has none either)
 
     @property
     def is_root(self) -> bool:
-        return self.tenant is None
+        return self.kind == "root"
+
+    @property
+    def is_ingest(self) -> bool:
+        return self.kind == "ingest"
 
 
 def _digest(token: str) -> str:
@@ -79,9 +88,18 @@ def parse_duration(text: str) -> timedelta:
 
 
 def create_token(
-    store: Store, *, tenant: str | None, name: str = "", expires_in: timedelta | None = None
+    store: Store,
+    *,
+    tenant: str | None,
+    name: str = "",
+    expires_in: timedelta | None = None,
+    ingest: bool = False,
 ) -> tuple[str, TokenInfo]:
-    """A new token for one tenant (or root when tenant is None). Returns the secret (shown once) and its info."""
+    """A new token for one tenant, root (tenant None) or, with `ingest`, for POST /api/events (tenant None).
+    Returns the secret (shown once) and its info."""
+    if ingest and tenant is not None:
+        raise InputError("an ingest token belongs to no tenant (its events name theirs)")
+    scope = "ingest" if ingest else "tenant" if tenant is not None else "root"
     now = utcnow()
     with store.engine.begin() as conn:
         tenant_id: int | None = None
@@ -101,14 +119,14 @@ def create_token(
             api_tokens.insert().values(
                 prefix=prefix,
                 token_sha256=_digest(token),
-                scope="tenant" if tenant is not None else "root",
+                scope=scope,
                 tenant_id=tenant_id,
                 name=name,
                 created_at=now,
                 expires_at=expires_at,
             )
         )
-    info = TokenInfo(prefix, "tenant" if tenant else "root", tenant, name, now, None, expires_at, None)
+    info = TokenInfo(prefix, scope, tenant, name, now, None, expires_at, None)
     return token, info
 
 
@@ -162,10 +180,12 @@ def verify_token(store: Store, token: str) -> TokenScope | None:
         return None
     if row.scope == "tenant" and row.slug is None:
         return None
+    if row.scope not in _SCOPES:
+        return None
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_GRANULARITY:
         with store.engine.begin() as conn:
             conn.execute(update(api_tokens).where(t.id == row.id).values(last_used_at=now))
-    return TokenScope(prefix=prefix, tenant=row.slug if row.scope == "tenant" else None)
+    return TokenScope(prefix=prefix, tenant=row.slug if row.scope == "tenant" else None, kind=row.scope)
 
 
 def token_expiry(store: Store, prefix: str) -> datetime | None:

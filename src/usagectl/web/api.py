@@ -43,7 +43,10 @@ def principal(
     """The authenticated caller (401 otherwise). Pages of a later issue depend on this too."""
     if credentials is None or not credentials.credentials:
         raise AuthError("missing credentials: send Authorization: Bearer <token>")
-    return ctx.verifier.verify(credentials.credentials)
+    who = ctx.verifier.verify(credentials.credentials)
+    if who.is_ingest:
+        raise ForbiddenError("an ingest token reads nothing; it may only POST /api/events")
+    return who
 
 
 def require_root(who: Annotated[Principal, Depends(principal)]) -> Principal:

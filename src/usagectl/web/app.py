@@ -162,7 +162,7 @@ def _pool_capacity(store: Store) -> int | None:
 
 def create_app(settings: ServeSettings) -> FastAPI:
     """The app over one store: the JSON API (usagectl.web.api) and the HTML pages (usagectl.web.routes)."""
-    from usagectl.web import api, routes
+    from usagectl.web import api, ingest, routes
     from usagectl.web.session import session_secret
 
     store = settings.store
@@ -206,6 +206,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(api.router)
+    app.include_router(ingest.router)
     app.include_router(routes.router)
     app.add_middleware(HeadersAndAccessLog, log=settings.access_log)
     return app

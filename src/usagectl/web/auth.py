@@ -16,18 +16,24 @@ from typing import Any, Literal, Protocol
 from usagectl.config import ServeAuthConfig
 from usagectl.errors import ConfigError
 from usagectl.store.engine import Store
+from usagectl.store.tokens import TokenScope
 
-Role = Literal["tenant_admin", "root_admin"]
+Role = Literal["tenant_admin", "root_admin", "ingest"]
 
 
 @dataclass(frozen=True)
 class Principal:
     role: Role
-    tenant: str | None  # the tenant a tenant admin may read; None for root
+    tenant: str | None  # the tenant a tenant admin may read; None for root and ingest
 
     @property
     def is_root(self) -> bool:
         return self.role == "root_admin"
+
+    @property
+    def is_ingest(self) -> bool:
+        """An ingest token: POST /api/events only; it reads nothing."""
+        return self.role == "ingest"
 
 
 class AuthError(Exception):
@@ -52,9 +58,15 @@ class TokenVerifier:
         scope = verify_token(self.store, credential)
         if scope is None:
             raise AuthError("invalid, expired or revoked token")
-        if scope.is_root:
-            return Principal("root_admin", None)
-        return Principal("tenant_admin", scope.tenant)
+        return principal_of(scope)
+
+
+def principal_of(scope: TokenScope) -> Principal:
+    if scope.is_ingest:
+        return Principal("ingest", None)
+    if scope.is_root:
+        return Principal("root_admin", None)
+    return Principal("tenant_admin", scope.tenant)
 
 
 class JwtVerifier:

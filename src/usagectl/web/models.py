@@ -114,6 +114,8 @@ _TOTALS = (*(m.rollup for m in COUNTERS if m.total), *(m.cost_column for m in PR
 if TYPE_CHECKING:
     TenantDay = BaseModel
     RootDay = BaseModel
+    TenantProvisionalDay = BaseModel
+    RootProvisionalDay = BaseModel
     TenantTotals = BaseModel
     RootTotals = BaseModel
 else:
@@ -126,6 +128,14 @@ else:
         **{c: (Money, ...) if c.endswith("_usd") else (int, ...) for c in _TOTALS},
     )
     RootTotals = create_model("RootTotals", __base__=TenantTotals, provider_cost_usd=(Money | None, ...))
+    # The day in progress (`collect --today`): a day's fields, plus what says it is provisional and as of when.
+    _MARKS: dict[str, Any] = {
+        "provisional": (bool, ...),
+        "as_of": (str, Field(description="UTC time the figures are as of (Z).")),
+        "label": (str, Field(description='"today so far, as of 14:05 UTC (provisional)"')),
+    }
+    TenantProvisionalDay = create_model("TenantProvisionalDay", __base__=TenantDay, **_MARKS)
+    RootProvisionalDay = create_model("RootProvisionalDay", __base__=RootDay, **_MARKS)
 
 
 class _Envelope(_Strict):
@@ -146,6 +156,9 @@ class TenantUsageDaily(_Envelope):
     allowances: list[AllowanceOut]
     plan_charge: PlanChargeOut | None
     adjustments: AdjustmentsOut
+    provisional_days: list[TenantProvisionalDay] = Field(
+        description="Today so far (collect --today), in none of the figures above."
+    )
     days: list[TenantDay]
 
 
@@ -153,6 +166,7 @@ class RootUsageDaily(TenantUsageDaily):
     """`/api/admin/usage/daily` for a root admin (`?tenant=`): adds the providers' reported cost and the margin."""
 
     totals: RootTotals
+    provisional_days: list[RootProvisionalDay]
     days: list[RootDay]
     provider_costs: ProviderCostsOut | None
     margin_usd: Money | None
@@ -185,11 +199,15 @@ class TenantUsageSummary(_Envelope):
     allowances: list[AllowanceOut]
     plan_charge: PlanChargeOut | None
     adjustments: AdjustmentsOut
+    provisional_days: list[TenantProvisionalDay] = Field(
+        description="Today so far (collect --today), in none of the figures above."
+    )
 
 
 class RootUsageSummary(TenantUsageSummary):
     """`/api/admin/usage/summary` for a root admin (`?tenant=`): adds the providers' cost and the margin."""
 
     cost: RootCost
+    provisional_days: list[RootProvisionalDay]
     provider_costs: ProviderCostsOut | None
     margin_usd: Money | None

@@ -175,7 +175,18 @@ def _desc(name: str, points: Sequence[tuple[date, Decimal | int | None]], fmt: A
 
 def billing_charts(report: TenantReport) -> list[dict[str, Any]]:
     """The last CHART_DAYS days of the report's window: estimated cost, messages per channel, AI tokens."""
-    series = report.daily_series()[-CHART_DAYS:]
+    series: list[tuple[date, Any]] = report.daily_series()[-CHART_DAYS:]
+    # The days in progress (collect --today) after the final ones, marked on every chart.
+    in_progress = {p.day.date: p.day for p in report.provisional}
+    while series and series[-1][0] in in_progress and series[-1][1] is None:
+        series.pop()  # yesterday, not final yet: shown as provisional below
+    last = series[-1][0] if series else None
+    tail = [(d, row) for d, row in sorted(in_progress.items()) if last is None or d > last]
+    series += tail
+    marked: dict[str, Any] = {
+        "provisional": len(tail),
+        "provisional_note": next((p.label for p in reversed(report.provisional)), "provisional"),
+    }
     cost = [(d, row.estimated_cost_usd if row else None) for d, row in series]
     sms = [(d, row.sms_total + row.mms_total if row else None) for d, row in series]
     email = [(d, row.email_total if row else None) for d, row in series]
@@ -190,6 +201,7 @@ def billing_charts(report: TenantReport) -> list[dict[str, Any]]:
             desc=_desc("Estimated cost per day", cost, usd),
             value_format=usd,
             chart_id="chart-cost",
+            **marked,
         ),
         line_chart_svg(
             channels,
@@ -197,6 +209,7 @@ def billing_charts(report: TenantReport) -> list[dict[str, Any]]:
             desc=" ".join(_desc(s.name, s.points, n) for s in channels),
             value_format=_count,
             chart_id="chart-channels",
+            **marked,
         ),
         line_chart_svg(
             [Series("AI tokens", ai)],
@@ -204,6 +217,7 @@ def billing_charts(report: TenantReport) -> list[dict[str, Any]]:
             desc=_desc("AI tokens per day", ai, n),
             value_format=_count,
             chart_id="chart-ai",
+            **marked,
         ),
     ]
     captions = ["Estimated cost per day (USD)", "Messages and voice minutes per day", "AI tokens per day"]
@@ -293,11 +307,26 @@ def render_billing_usage(
         return _render("billing_usage.html.j2", ctx, empty=EMPTY_MESSAGE, **common)
     charts_of = chart_report or report
     columns = layout.daily_columns(report, who)
+    today_cards = [
+        (
+            p.label[0].upper() + p.label[1:],
+            [
+                ("SMS + MMS", n(p.day.sms_total + p.day.mms_total)),
+                ("Email", n(p.day.email_total)),
+                ("Voice minutes", n(p.day.voice_total_minutes)),
+                ("AI tokens", n(p.day.ai_total_tokens)),
+                ("Estimated cost", usd(p.day.estimated_cost_usd)),
+            ],
+        )
+        # The charts' report: the recent days reach today whichever month the page shows.
+        for p in charts_of.provisional
+    ]
     return _render(
         "billing_usage.html.j2",
         ctx,
         empty=None,
         cards=layout.usage_cards(report),
+        today_cards=today_cards,
         cost_lines=layout.cost_lines(report, who),
         projection_note=layout.projection_note(report),
         charts=billing_charts(charts_of),

@@ -25,7 +25,7 @@ from usagectl.errors import InputError
 from usagectl.periods import Window, utc_today
 from usagectl.reports import tenant_report, tenants_report
 from usagectl.web import pages
-from usagectl.web.auth import AuthError, ForbiddenError, Principal
+from usagectl.web.auth import AuthError, ForbiddenError, Principal, principal_of
 from usagectl.web.context import AppContext, app_context
 from usagectl.web.session import (
     CSRF_COOKIE,
@@ -104,10 +104,11 @@ def _viewer(request: Request, ctx: AppContext) -> Viewer:
 
         session = read_session(ctx.session_secret, cookie)
         scope = session_scope(ctx.store, session.sid) if session else None
-        if scope is None:
+        # An ingest token reads nothing: a session that names one is no session.
+        if scope is None or scope.is_ingest:
             stale = True
         else:
-            who = Principal("root_admin", None) if scope.is_root else Principal("tenant_admin", scope.tenant)
+            who = principal_of(scope)
     return Viewer(who, csrf, new_csrf, stale)
 
 
@@ -354,7 +355,7 @@ async def sign_in(request: Request, ctx: Ctx) -> Response:
         from usagectl.store.tokens import token_expiry, verify_token
 
         scope = verify_token(ctx.store, token)
-        if scope is None:
+        if scope is None or scope.is_ingest:
             return None
         expires = int(time.time()) + ctx.config.serve.session_hours * 3600
         token_expires = token_expiry(ctx.store, scope.prefix)
@@ -363,8 +364,7 @@ async def sign_in(request: Request, ctx: Ctx) -> Response:
         sid = open_session(ctx.store, scope.prefix, datetime.fromtimestamp(expires, UTC))
         if sid is None:  # the token was deleted in between
             return None
-        who = Principal("root_admin", None) if scope.is_root else Principal("tenant_admin", scope.tenant)
-        return who, sid, expires
+        return principal_of(scope), sid, expires
 
     found = await run_in_threadpool(check) if token else None
     if found is None:

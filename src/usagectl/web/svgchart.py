@@ -74,11 +74,15 @@ def line_chart_svg(
     chart_id: str,
     width: int = 720,
     height: int = 240,
+    provisional: int = 0,
+    provisional_note: str = "provisional",
 ) -> Markup:
     """An accessible SVG line chart (role=img with <title> and <desc>), one polyline per unbroken run of days
     per series and a circle per known day (with its own <title>, a hover tooltip without scripts).
 
-    All series share the x axis (the dates of the first series) and one y axis from 0."""
+    All series share the x axis (the dates of the first series) and one y axis from 0. The last `provisional`
+    days are the day in progress: drawn apart (a dashed line into a hollow circle, class "provisional"), their
+    tooltip and x label saying so."""
     if not series or not series[0].points:
         raise ValueError("a chart needs at least one series with at least one day")
     days = [d for d, _ in series[0].points]
@@ -126,10 +130,15 @@ def line_chart_svg(
         if n - 1 - labelled[-1] < step:
             labelled.pop()  # it would run into the last day's label
         labelled.append(n - 1)
+    first_provisional = n - provisional
     for i in labelled:
         # The first and last labels stay inside the chart instead of running past its edges.
         cls = "xlabel end" if i == n - 1 and n > 1 else "xlabel start" if i == 0 and n > 1 else "xlabel"
-        out.append(f'<text class="{cls}" x="{_fmt(x(i))}" y="{height - 8}">{days[i]:%m-%d}</text>')
+        label = f"{days[i]:%m-%d}"
+        if i >= first_provisional:
+            cls += " provisional"
+            label += "*"
+        out.append(f'<text class="{cls}" x="{_fmt(x(i))}" y="{height - 8}">{label}</text>')
     out.append("</g>")
 
     for k, s in enumerate(series):
@@ -137,7 +146,7 @@ def line_chart_svg(
         out.append(f'<g class="{cls}" data-series="{escape(s.name)}">')
         run: list[str] = []
         runs: list[list[str]] = []
-        for i, (_, v) in enumerate(s.points):
+        for i, (_, v) in enumerate(s.points[:first_provisional]):
             if v is None:
                 if run:
                     runs.append(run)
@@ -149,12 +158,24 @@ def line_chart_svg(
         for r in runs:
             if len(r) > 1:  # a day alone between gaps is its circle only
                 out.append(f'<polyline points="{" ".join(r)}"/>')
+        if provisional:
+            # From the last final day (if it is known) into the days in progress, dashed.
+            start = max(first_provisional - 1, 0)
+            tail = [
+                f"{_fmt(x(i))},{_fmt(y(v))}"
+                for i, (_, v) in enumerate(s.points)
+                if i >= start and v is not None
+            ]
+            if len(tail) > 1:
+                out.append(f'<polyline class="provisional" points="{" ".join(tail)}"/>')
         for i, (d, v) in enumerate(s.points):
             if v is not None:
+                extra = f" ({provisional_note})" if i >= first_provisional else ""
+                cls = ' class="provisional"' if i >= first_provisional else ""
                 out.append(
-                    f'<circle cx="{_fmt(x(i))}" cy="{_fmt(y(v))}" r="2.5" data-date="{d.isoformat()}">'
-                    f"<title>{escape(s.name)} {d.isoformat()}: {escape(value_format(Decimal(v)))}</title>"
-                    "</circle>"
+                    f'<circle{cls} cx="{_fmt(x(i))}" cy="{_fmt(y(v))}" r="2.5" data-date="{d.isoformat()}">'
+                    f"<title>{escape(s.name)} {d.isoformat()}: {escape(value_format(Decimal(v)))}"
+                    f"{escape(extra)}</title></circle>"
                 )
         out.append("</g>")
     out.append("</svg>")
