@@ -19,6 +19,7 @@ from usagectl.periods import Window, utc_today
 from usagectl.records import MetricRow
 from usagectl.store.engine import Store, open_store
 from usagectl.store.metrics import upsert_metric
+from usagectl.store.tables import SCHEMA_HEAD
 from usagectl.store.tenants import get_tenant, sync_tenants
 from usagectl.store.tokens import create_token, revoke_token
 from usagectl.web.app import ServeSettings, create_app
@@ -268,7 +269,7 @@ def test_healthz_docs_and_openapi(api: Api) -> None:
     assert h.status_code == 200 and h.json() == {
         "status": "ok",
         "database": "ok",
-        "schema": "0006_sealed_days",
+        "schema": SCHEMA_HEAD,
     }
     spec = api.client.get("/openapi.json").json()
     assert {DAILY, SUMMARY, TENANTS, "/healthz"} <= set(spec["paths"])

@@ -31,8 +31,10 @@ from sqlalchemy import (
     Connection,
     Date,
     Select,
+    SmallInteger,
     String,
     and_,
+    case,
     cast,
     false,
     func,
@@ -46,7 +48,15 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from usagectl.config import PLAN_TIERS, Config
 from usagectl.errors import InputError, UsagectlError
-from usagectl.meters import COST_COLUMNS, COUNTERS, GAUGES, METERS, PRICED, ROLLUP_USAGE_COLUMNS
+from usagectl.meters import (
+    COST_COLUMNS,
+    COUNTERS,
+    GAUGES,
+    METERS,
+    PRICED,
+    ROLLUP_USAGE_COLUMNS,
+    SOURCE_COST_COLUMNS,
+)
 from usagectl.money import PICOS_PER_MICRO, from_micros, to_picos
 from usagectl.periods import Window, utc_today
 from usagectl.pricing import unit_prices
@@ -76,6 +86,7 @@ DATA_COLUMNS = (
     "provider_cost_usd",
     "pricing_version",
     "plan_tier",
+    *(c for _, collected, cost in SOURCE_COST_COLUMNS for c in (collected, cost)),
 )
 
 
@@ -234,6 +245,17 @@ def _aggregate(windows: Sequence[Window], tenant_id: int | None = None) -> Selec
             *(func.max(m[g.raw[0]]).label(g.rollup) for g in GAUGES),
             # SUM over only NULLs is NULL: no source reported a cost.
             cast(func.sum(m.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
+            # Per cost source (one raw row per tenant, day and source at most): its row, and what it reported.
+            *(
+                col
+                for source, collected, cost in SOURCE_COST_COLUMNS
+                for col in (
+                    cast(func.sum(case((m.source == source, 1), else_=0)), SmallInteger).label(collected),
+                    cast(
+                        func.max(case((m.source == source, m.provider_cost_usd.cast(BigInteger)))), BigInteger
+                    ).label(cost),
+                )
+            ),
         )
         .where(in_days(m.date, windows), true() if tenant_id is None else m.tenant_id == tenant_id)
         .group_by(m.tenant_id, m.date)
@@ -333,6 +355,7 @@ def rollup_select(
         "provider_cost_usd": a.provider_cost,
         "pricing_version": p.version,
         "plan_tier": t.plan_tier,
+        **{c: a[c] for _, collected, cost in SOURCE_COST_COLUMNS for c in (collected, cost)},
         "created_at": literal(now, UTCDateTime),
     }
     # SQLite needs a WHERE in INSERT ... SELECT ... ON CONFLICT to parse the upsert unambiguously.
@@ -572,6 +595,24 @@ def post_adjustments(
     return len(rows)
 
 
+def refresh_source_costs(conn: Connection, windows: Sequence[Window], tenant_id: int | None = None) -> None:
+    """On sealed days, bring what the providers reported (meters.SOURCE_COST_COLUMNS) up to date from the raw
+    rows. A seal keeps usage and our estimate as finance saw them; the providers' own cost of a day is their
+    statement, and a margin deducts what they say now (a cost that arrives late completes it)."""
+    if not windows:
+        return
+    r, m = usage_rollups_daily.c, usage_metrics.c
+    values: dict[str, Any] = {}
+    for source, collected, cost in SOURCE_COST_COLUMNS:
+        raw = and_(m.tenant_id == r.tenant_id, m.date == r.date, m.source == source)
+        values[collected] = select(func.count()).where(raw).scalar_subquery()
+        values[cost] = select(func.max(m.provider_cost_usd)).where(raw).scalar_subquery()
+    scope = [in_days(r.date, windows)]
+    if tenant_id is not None:
+        scope.append(r.tenant_id == tenant_id)
+    conn.execute(usage_rollups_daily.update().where(*scope).values(values))
+
+
 def run_rollup(
     store: Store,
     cfg: Config,
@@ -639,6 +680,7 @@ def run_rollup(
                     reason=reason,
                     tenant_id=tenant_id,
                 )
+                refresh_source_costs(conn, _ranges(closed), tenant_id)
                 # Sealing by age comes last, so that what this run just rolled up is what gets sealed.
                 if seal_by_age and cfg.rollup.seal_after_days:
                     _seal(conn, today - timedelta(days=cfg.rollup.seal_after_days), "age")

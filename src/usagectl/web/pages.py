@@ -23,7 +23,7 @@ from usagectl.errors import InputError
 from usagectl.meters import RANKED
 from usagectl.periods import Window, parse_month
 from usagectl.render.table import CHART_DAYS, margin_text, n, usd
-from usagectl.reports import EMPTY_MESSAGE, SORT_KEYS, TenantLine, TenantReport, TenantsReport, Totals
+from usagectl.reports import EMPTY_MESSAGE, SORT_KEYS, TenantReport, TenantsReport
 from usagectl.web.svgchart import Series, line_chart_svg
 
 Role = Literal["tenant", "root"]
@@ -279,36 +279,14 @@ SYSTEM_COLUMNS = (
 )
 
 
-def _matches(line: TenantLine, needle: str) -> bool:
-    return needle in line.slug.lower() or needle in line.name.lower()
-
-
-def _sum_lines(lines: Sequence[TenantLine]) -> Totals:
-    usage = {f: sum(getattr(t, f) for t in lines) for m in RANKED if (f := m.total)}
-    return Totals(
-        **usage,
-        estimated_cost=sum((t.estimated_cost for t in lines), Decimal("0.000000")),
-    )
-
-
-def _sum_margins(lines: Sequence[TenantLine]) -> Decimal | None:
-    margins = [t.margin for t in lines]
-    return (
-        sum((m for m in margins if m is not None), Decimal("0.000000"))
-        if lines and None not in margins
-        else None
-    )
-
-
 def render_system_usage(report: TenantsReport, query: SystemUsageQuery, ctx: PageContext) -> str:
     """The root admin's System Usage page. `report` is `reports.tenants_report(store, query.month,
-    sort=query.sort)` without a limit: this page filters by `query.q` and shows the page
-    [offset, offset+limit) of it (sorting 10,000 lines in memory is not the slow part; the HTML is)."""
+    sort=query.sort, limit=query.limit, offset=query.offset, query=query.q, cfg=...)`: the database filtered,
+    sorted and paged it (`report.lines` is the page), with the totals and the filter's subtotal."""
     if ctx.role != "root":
         raise PermissionError("the System Usage page is for root admins")  # the app answers render_forbidden
-    needle = query.q.lower()
-    matched = [t for t in report.lines if _matches(t, needle)] if needle else list(report.lines)
-    shown = matched[query.offset : query.offset + query.limit]
+    shown = report.lines
+    sub = report.subtotal
     columns = []
     for key, label, numeric in SYSTEM_COLUMNS:
         href = ctx.url(SYSTEM_PATH, query.params(sort=key, offset=0)) if key else None
@@ -318,7 +296,7 @@ def render_system_usage(report: TenantsReport, query: SystemUsageQuery, ctx: Pag
     prev_url = next_url = None
     if query.offset > 0:
         prev_url = ctx.url(SYSTEM_PATH, query.params(offset=max(0, query.offset - query.limit)))
-    if query.offset + query.limit < len(matched):
+    if report.more:
         next_url = ctx.url(SYSTEM_PATH, query.params(offset=query.offset + query.limit))
     return _render(
         "system_usage.html.j2",
@@ -329,12 +307,12 @@ def render_system_usage(report: TenantsReport, query: SystemUsageQuery, ctx: Pag
         month_name=query.month.start.strftime("%B %Y"),
         columns=columns,
         lines=[(t, ctx.billing_url(t.slug)) for t in shown],
-        matched=len(matched),
-        first=query.offset + 1 if shown else 0,
-        last=query.offset + len(shown),
-        subtotal=_sum_lines(matched) if needle else None,
-        subtotal_charge=sum((t.plan_charge.total for t in matched if t.plan_charge), Decimal("0.000000")),
-        subtotal_margin=_sum_margins(matched),
+        matched=report.matched,
+        first=report.offset + 1 if shown else 0,
+        last=report.offset + len(shown),
+        subtotal=sub.totals if sub is not None else None,
+        subtotal_charge=sub.plan_charge if sub is not None else Decimal("0.000000"),
+        subtotal_margin=sub.margin if sub is not None else None,
         prev_url=prev_url,
         next_url=next_url,
         action=ctx.url(SYSTEM_PATH),

@@ -240,7 +240,15 @@ def system_usage(request: Request, ctx: Ctx) -> Response:
         )
     except InputError as exc:
         return _error(request, ctx, viewer, 400, "Bad request", str(exc))
-    report = tenants_report(ctx.store, query.month, sort=query.sort, cfg=ctx.config)
+    report = tenants_report(
+        ctx.store,
+        query.month,
+        sort=query.sort,
+        limit=query.limit,
+        offset=query.offset,
+        query=query.q,
+        cfg=ctx.config,
+    )
     return _finish(request, ctx, viewer, _html(ctx, pages.render_system_usage(report, query, pctx)))
 
 
