@@ -125,6 +125,7 @@ def test_config_check_online(sb: Sandbox, tmp_path: Path, db_url: str, cli: Call
     assert "1 of 4 credential checks failed" in bad.err
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_matches_a_clean_run(tmp_path: Path, db_url: str) -> None:
     """A collector killed mid-write leaves each tenant-day whole; re-running gives a clean run's totals."""
     since, until = D1 - timedelta(days=9), D1

@@ -250,6 +250,7 @@ def platform_run(
         return result, platform.sent, platform.rejected, sb.twilio.peak_in_flight
 
 
+@pytest.mark.slow
 def test_collect_at_default_caps_never_crowds_out_the_platform(store: Store) -> None:
     # 64 workers (what the README used to advise) and the default caps: the platform keeps its sends.
     result, sent, rejected, peak = platform_run(store, limit=20, workers=64)

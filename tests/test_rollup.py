@@ -181,6 +181,7 @@ def _rollups(store: Store) -> dict[tuple[str, date], dict[str, Any]]:
         HealthCheck.data_too_large,
     ],
 )
+@pytest.mark.slow
 @given(config=configs(), metrics=raw_metrics)
 def test_rollup_equals_sums_of_raw_rows_and_pricing(
     store: Store, config: dict[str, Any], metrics: dict[tuple[str, int, str], MetricRow]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 
 def _usagectl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -19,6 +21,7 @@ def _usagectl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow
 def test_sandbox_serves_until_ctrl_c_with_a_working_config(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "100"}
     cfg = tmp_path / "sandbox.toml"

@@ -76,6 +76,7 @@ def _at_once(barrier: Path, *commands: list[str]) -> list[subprocess.CompletedPr
     return done
 
 
+@pytest.mark.slow
 def test_processes_starting_together_on_a_new_database_all_succeed(
     new_db_url: str, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -97,6 +98,7 @@ def test_processes_starting_together_on_a_new_database_all_succeed(
         store.close()
 
 
+@pytest.mark.slow
 def test_concurrent_first_tenant_sync_adds_each_tenant_once(
     db_url: str, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -118,6 +120,7 @@ def _inserted(summary: str) -> int:
     return int(m[1].replace(",", ""))
 
 
+@pytest.mark.slow
 def test_concurrent_ingests_of_the_same_events_in_different_orders(
     db_url: str, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
