@@ -182,3 +182,58 @@ def test_the_data_exercises_what_it_should(store: Any) -> None:
     assert nov.total.sms == 0 and nov.margin_total is None
     assert nov.plan_charge_total == Decimal("19.99") * 8 + Decimal("99") * 7  # 8 pro, 7 elite tenants
     assert nov.plan_charge_total == sum((t.plan_charge.total for t in nov.lines if t.plan_charge), Decimal(0))
+
+
+def test_tenants_command_top_50_and_streamed_csv_json(
+    db_url: str,
+    write_config: Callable[[str], Any],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., Any],
+) -> None:
+    import csv
+    import io
+    import json
+
+    from usagectl.render.json import tenants_dict
+
+    many = 57
+    toml = "\n".join(f'[[tenants]]\nslug = "c{i:02d}"\nplan = "starter"\n' for i in range(many))
+    path = write_config(toml)
+    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
+    cfg = cfgmod.load(path)
+    from usagectl.store.engine import open_store
+
+    store = open_store(db_url)
+    try:
+        sync_tenants(store, cfg.tenants)
+        with store.engine.begin() as conn:
+            for i in range(many):
+                tid = get_tenant(conn, f"c{i:02d}").id  # type: ignore[union-attr]
+                upsert_metric(conn, tid, date(2026, 10, 3), "twilio", MetricRow(sms_outbound_count=i + 1))
+        run_rollup(store, cfg, OCT, today=TODAY)
+        table = cli("tenants", "--month", "2026-10", "--sort", "sms")
+        assert table.code == 0
+        assert "c56" in table.out and "c06" not in table.out  # the top 50 by SMS: c56 down to c07
+        assert table.out.rstrip().endswith("and 7 more (--limit N, --all, or --format csv)")
+        assert "c00" in cli("tenants", "--month", "2026-10", "--all").out
+        assert "more (" not in cli("tenants", "--month", "2026-10", "--all").out
+        few = cli("tenants", "--month", "2026-10", "--sort", "sms", "-n", "3").out
+        assert "c54" in few and "c53" not in few and "and 54 more" in few
+        # csv and json: every tenant, streamed, the same figures as the in-memory report.
+        rows = list(csv.reader(io.StringIO(cli("tenants", "--month", "2026-10", "-f", "csv").out)))
+        assert (
+            len(rows) == 1 + many + 1 and rows[-1][1] == "TOTAL" and rows[-1][5] == str(sum(range(many + 1)))
+        )
+        got = json.loads(cli("tenants", "--month", "2026-10", "-f", "json").out)
+        full = tenants_dict(tenants_report(store, OCT, cfg=cfg))  # today, as the command has it
+        assert len(got["tenants"]) == many
+        for doc in (got, full):
+            doc.pop("generated_at")
+        assert got == full
+        # Streaming keeps a batch, not the ranking: the lines come in order, 10 at a time here.
+        rep = tenants_report(store, OCT, sort="sms", cfg=cfg, today=TODAY, stream=True, batch=10)
+        assert rep.lines == () and rep.more == 0
+        assert [t.slug for t in rep.iter_lines()] == [f"c{i:02d}" for i in reversed(range(many))]
+    finally:
+        store.close()

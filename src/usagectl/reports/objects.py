@@ -265,6 +265,12 @@ class TenantsReport:
     offset: int = 0  # the page's first line is the (offset+1)th of the ranking (or of the matched tenants)
     query: str = ""  # the filter (slug or name contains it, ASCII letters case-insensitively); "" for none
     subtotal: Subtotal | None = None  # the matched tenants, with a filter
+    # Set when the lines are streamed (`tenants_report(stream=True)`, `lines` empty): yields them in order; consume
+    # it once, while the store is open.
+    stream: Callable[[], Iterator[TenantLine]] | None = field(default=None, compare=False)
+
+    def iter_lines(self) -> Iterator[TenantLine]:
+        return self.stream() if self.stream is not None else iter(self.lines)
 
     @property
     def matched(self) -> int:
@@ -273,7 +279,9 @@ class TenantsReport:
 
     @property
     def more(self) -> int:
-        """How many come after this page."""
+        """How many come after this page (0 when streamed)."""
+        if self.stream is not None:
+            return 0
         return max(0, self.matched - self.offset - len(self.lines))
 
 

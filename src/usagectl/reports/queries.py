@@ -658,6 +658,30 @@ def _matches(k: Any, needle: str, dialect: str) -> Any:
     )
 
 
+def _lines(conn: Connection, cfg: Config | None, done: Window, rows: Sequence[Any]) -> tuple[TenantLine, ...]:
+    """Ranking rows as report lines, with the exact plan charge and provider costs of these tenants."""
+    charges: dict[int, PlanCharge] = {}
+    costs: dict[int, ProviderCosts] = {}
+    if cfg is not None and rows:
+        ids = [row.id for row in rows]
+        charges = _plan_charges(conn, cfg, done, {row.id: row.plan_tier for row in rows}, tenant_ids=ids)
+        costs = _provider_costs(conn, done, tenant_ids=ids)
+    return tuple(
+        TenantLine(
+            slug=row.slug,
+            name=row.name,
+            plan_tier=row.plan_tier,
+            active=bool(row.active),
+            **{field: int(row._mapping[field]) for _, field in _RANKED},
+            estimated_cost=from_micros(int(row.estimated_cost)),
+            provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
+            plan_charge=charges.get(row.id),
+            provider_costs=costs.get(row.id, _NO_COSTS) if cfg is not None else None,
+        )
+        for row in rows
+    )
+
+
 def tenants_report(
     store: Store,
     month: Window,
@@ -668,13 +692,16 @@ def tenants_report(
     query: str = "",
     cfg: Config | None = None,
     today: date | None = None,
+    stream: bool = False,
+    batch: int = 1000,
 ) -> TenantsReport:
     """The tenants for a month (zeros when one has no usage), sorted highest first, `limit` of them from
     `offset` (all without a limit), with totals over all. With `cfg`, each line has its plan charge and, where the
     providers' costs are complete, its margin (over the days of the month that are over). `query` keeps only the
     tenants whose slug or name contains it (ASCII letters case-insensitively), and adds their count and subtotals.
     The database sorts, filters and pages: the cost does not grow with the number of tenants beyond its own
-    aggregate."""
+    aggregate. With `stream`, `lines` is empty and `report.stream()` yields the lines in order, `batch` at a time
+    (consume it once, while the store is open)."""
     if sort in ("plan_charge", "margin") and cfg is None:
         raise InputError(f"--sort {sort} needs the config's plans")
     if sort not in SORT_KEYS:
@@ -723,29 +750,19 @@ def tenants_report(
                 ).label("q_margin"),
             ]
     with store.engine.connect() as conn:
-        rows = conn.execute(page).all()
+        rows = [] if stream else conn.execute(page).all()
         agg_row = conn.execute(select(*aggregates)).one()
         agg = agg_row._mapping
-        charges: dict[int, PlanCharge] = {}
-        costs: dict[int, ProviderCosts] = {}
-        if cfg is not None and rows:
-            ids = [row.id for row in rows]
-            charges = _plan_charges(conn, cfg, done, {row.id: row.plan_tier for row in rows}, tenant_ids=ids)
-            costs = _provider_costs(conn, done, tenant_ids=ids)
-    lines = tuple(
-        TenantLine(
-            slug=row.slug,
-            name=row.name,
-            plan_tier=row.plan_tier,
-            active=bool(row.active),
-            **{field: int(row._mapping[field]) for _, field in _RANKED},
-            estimated_cost=from_micros(int(row.estimated_cost)),
-            provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
-            plan_charge=charges.get(row.id),
-            provider_costs=costs.get(row.id, _NO_COSTS) if cfg is not None else None,
-        )
-        for row in rows
-    )
+        lines = _lines(conn, cfg, done, rows)
+
+    def streamed() -> Iterator[TenantLine]:
+        # The whole ranking in batches from a server-side cursor; each batch's plan charges and provider costs
+        # on a second connection. Memory holds one batch, whatever the number of tenants.
+        with store.engine.connect() as cursor, store.engine.connect() as conn:
+            result = cursor.execution_options(stream_results=True, yield_per=batch).execute(page)
+            for part in result.partitions():
+                yield from _lines(conn, cfg, done, part)
+
     count = int(agg["tenant_count"])
     margin_total = agg["margin"] if cfg is not None and count else None
     subtotal = None
@@ -775,6 +792,7 @@ def tenants_report(
         offset=offset,
         query=query.strip(),
         subtotal=subtotal,
+        stream=streamed if stream else None,
     )
 
 
