@@ -59,7 +59,7 @@ from usagectl.meters import (
 )
 from usagectl.money import PICOS_PER_MICRO, from_micros, to_picos
 from usagectl.periods import Window, utc_today
-from usagectl.pricing import unit_prices
+from usagectl.pricing import plan_tiers, unit_prices
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
 from usagectl.store.tables import (
@@ -265,16 +265,13 @@ def _aggregate(windows: Sequence[Window], tenant_id: int | None = None) -> Selec
 def rollup_select(
     cfg: Config,
     windows: Sequence[Window],
-    tenant_rows: Iterable[tuple[int, str]],
     now: datetime,
     dialect: str,
     tenant_id: int | None = None,
 ) -> tuple[dict[str, ColumnElement[Any]], Select[Any]]:
     """The rollup rows of `windows` (optionally one tenant's) as the raw metrics and the current price books give
     them, without writing: the column expressions by rollup column name, and the SELECT of them."""
-    tenant_rows = list(tenant_rows)
-    tiers = set(PLAN_TIERS) | {tier for _, tier in tenant_rows}
-
+    tiers = plan_tiers(cfg)
     agg = _aggregate(windows, tenant_id).subquery("agg")
     prices = _price_table(cfg, tiers, dialect).subquery("prices")
     a, p, t = agg.c, prices.c, tenants.c
@@ -283,8 +280,11 @@ def rollup_select(
     ai_priced_in: ColumnElement[Any] = _big(0)
     ai_priced_out: ColumnElement[Any] = _big(0)
     ai_model_picos: ColumnElement[Any] = _big(0)
+    # The plans come from the config, not from reading every tenant: a tier the config does not know is priced
+    # with the default plan ('', as Config.plan gives it).
+    tier = case((t.plan_tier.in_([x for x in tiers if x]), t.plan_tier), else_="")
     from_clause: Any = agg.join(tenants, t.id == a.tenant_id).join(
-        prices, and_(p.tier == t.plan_tier, a.date >= p.p_from, a.date < p.p_to)
+        prices, and_(p.tier == tier, a.date >= p.p_from, a.date < p.p_to)
     )
     if model_prices is not None:
         mp = model_prices.subquery("model_prices")
@@ -370,13 +370,12 @@ def rollup_select(
 def rollup_statement(
     cfg: Config,
     windows: Sequence[Window],
-    tenant_rows: Iterable[tuple[int, str]],
     now: datetime,
     dialect: str,
     tenant_id: int | None = None,
 ) -> Any:
-    """The upsert for `windows`; `tenant_rows` are every tenant's (id, plan_tier)."""
-    cols, body = rollup_select(cfg, windows, tenant_rows, now, dialect, tenant_id)
+    """The upsert for `windows` (optionally one tenant's)."""
+    cols, body = rollup_select(cfg, windows, now, dialect, tenant_id)
 
     from sqlalchemy.dialects import postgresql, sqlite
 
@@ -535,7 +534,6 @@ def post_adjustments(
     conn: Connection,
     cfg: Config,
     windows: Sequence[Window],
-    tenant_rows: Sequence[tuple[int, str]],
     now: datetime,
     dialect: str,
     *,
@@ -547,7 +545,7 @@ def post_adjustments(
     posts nothing twice, and the sealed rollup rows are never written. Returns the number posted."""
     if not windows:
         return 0
-    _, body = rollup_select(cfg, windows, tenant_rows, now, dialect, tenant_id)
+    _, body = rollup_select(cfg, windows, now, dialect, tenant_id)
     computed = conn.execute(body).mappings().all()
     if not computed:
         return 0
@@ -656,10 +654,7 @@ def run_rollup(
                 last_sealed = sealed_through(conn)
                 closed = {d for d in days if last_sealed is not None and d <= last_sealed}
                 windows = _ranges(days - closed)
-                tenant_rows = [
-                    (tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))
-                ]
-                conn.execute(rollup_statement(cfg, windows, tenant_rows, now, store.dialect, tenant_id))
+                conn.execute(rollup_statement(cfg, windows, now, store.dialect, tenant_id))
                 # Raising rolls the upsert back. Every tenant-day with raw metrics in `windows` has its rollup row
                 # now, so their count is the rollup rows' (a DISTINCT over the raw rows is far slower, on PostgreSQL
                 # above all: docs/performance.md, Design decisions).
@@ -674,7 +669,6 @@ def run_rollup(
                     conn,
                     cfg,
                     _ranges(closed),
-                    tenant_rows,
                     posted_at,
                     store.dialect,
                     reason=reason,
