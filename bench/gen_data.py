@@ -205,7 +205,11 @@ def _generate_sql(tenants: int, days: int, dialect: str) -> list[str]:
             f"TIMESTAMPTZ '{START.isoformat()} 00:00:00+00' + (d + 1) * INTERVAL '1 day' + INTERVAL '2 hours' "
             "+ tid * INTERVAL '250 milliseconds'"
         )
-        slug_expr, now, active = "'t' || lpad(tid::text, 5, '0')", f"TIMESTAMPTZ '{NOW.isoformat()}'", "true"
+        slug_expr, now, active = (
+            "'t' || repeat('0', greatest(0, 5 - length(tid::text))) || tid",
+            f"TIMESTAMPTZ '{NOW.isoformat()}'",
+            "true",
+        )
         head = "WITH"
     else:
         days_cte = f"days(d) AS (SELECT 0 UNION ALL SELECT d + 1 FROM days WHERE d + 1 < {days})"
