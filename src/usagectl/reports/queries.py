@@ -682,38 +682,19 @@ def _lines(conn: Connection, cfg: Config | None, done: Window, rows: Sequence[An
     )
 
 
-def tenants_report(
-    store: Store,
+def ranking_statements(
+    cfg: Config | None,
     month: Window,
-    *,
-    sort: str = "cost",
-    limit: int | None = None,
-    offset: int = 0,
-    query: str = "",
-    cfg: Config | None = None,
-    today: date | None = None,
-    stream: bool = False,
-    batch: int = 1000,
-) -> TenantsReport:
-    """The tenants for a month (zeros when one has no usage), sorted highest first, `limit` of them from
-    `offset` (all without a limit), with totals over all. With `cfg`, each line has its plan charge and, where the
-    providers' costs are complete, its margin (over the days of the month that are over). `query` keeps only the
-    tenants whose slug or name contains it (ASCII letters case-insensitively), and adds their count and subtotals.
-    The database sorts, filters and pages: the cost does not grow with the number of tenants beyond its own
-    aggregate. With `stream`, `lines` is empty and `report.stream()` yields the lines in order, `batch` at a time
-    (consume it once, while the store is open)."""
-    if sort in ("plan_charge", "margin") and cfg is None:
-        raise InputError(f"--sort {sort} needs the config's plans")
-    if sort not in SORT_KEYS:
-        raise InputError(f"--sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1, got {limit}")
-    if offset < 0:
-        raise InputError(f"offset must be at least 0, got {offset}")
-    dialect = store.dialect
-    done = through_yesterday(month, today or utc_today())
+    done: Window,
+    dialect: str,
+    sort: str,
+    limit: int | None,
+    offset: int,
+    needle: str,
+) -> tuple[Any, Any]:
+    """The ranking's two statements: the page (sorted, filtered by `needle`, already folded, and paged) and the
+    one aggregate of its totals (and the filter's subtotals). bench/bench_ranking.py runs the same SQL bare."""
     k = _ranking(cfg, month, done, dialect).c
-    needle = ascii_lower(query.strip())
     matches = _matches(k, needle, dialect) if needle else true()
     page = select(k).where(matches).order_by(*_order(k, sort, dialect)).offset(offset or None)
     if limit is not None:
@@ -749,9 +730,43 @@ def tenants_report(
                     )
                 ).label("q_margin"),
             ]
+    return page, select(*aggregates)
+
+
+def tenants_report(
+    store: Store,
+    month: Window,
+    *,
+    sort: str = "cost",
+    limit: int | None = None,
+    offset: int = 0,
+    query: str = "",
+    cfg: Config | None = None,
+    today: date | None = None,
+    stream: bool = False,
+    batch: int = 1000,
+) -> TenantsReport:
+    """The tenants for a month (zeros when one has no usage), sorted highest first, `limit` of them from
+    `offset` (all without a limit), with totals over all. With `cfg`, each line has its plan charge and, where the
+    providers' costs are complete, its margin (over the days of the month that are over). `query` keeps only the
+    tenants whose slug or name contains it (ASCII letters case-insensitively), and adds their count and subtotals.
+    The database sorts, filters and pages: the cost does not grow with the number of tenants beyond its own
+    aggregate. With `stream`, `lines` is empty and `report.stream()` yields the lines in order, `batch` at a time
+    (consume it once, while the store is open)."""
+    if sort in ("plan_charge", "margin") and cfg is None:
+        raise InputError(f"--sort {sort} needs the config's plans")
+    if sort not in SORT_KEYS:
+        raise InputError(f"--sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    if offset < 0:
+        raise InputError(f"offset must be at least 0, got {offset}")
+    done = through_yesterday(month, today or utc_today())
+    needle = ascii_lower(query.strip())
+    page, totals = ranking_statements(cfg, month, done, store.dialect, sort, limit, offset, needle)
     with store.engine.connect() as conn:
         rows = [] if stream else conn.execute(page).all()
-        agg_row = conn.execute(select(*aggregates)).one()
+        agg_row = conn.execute(totals).one()
         agg = agg_row._mapping
         lines = _lines(conn, cfg, done, rows)
 
