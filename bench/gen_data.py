@@ -29,6 +29,7 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from usagectl.config import Config, parse
 from usagectl.store.tables import METRIC_COLUMNS, SCHEMA_HEAD
@@ -49,49 +50,52 @@ _COLS = ("tenant_id", "date", "source", *METRIC_COLUMNS, "storage_bytes", "provi
 def bench_config(tenants: int = 0) -> Config:
     """The config the benchmarks price with: two price books (v2 from mid-February), plan overrides and
     per-model AI rates, so every part of the rollup statement runs. `tenants` > 0 lists that many tenants."""
-    return parse(
-        {
-            # The data lies months back: sealing by age would turn the nightly benchmark's re-collected day into
-            # adjustments. The benchmarks measure the rollup of unsealed days.
-            "rollup": {"seal_after_days": 0},
-            "pricing": {
-                "books": [
-                    {
-                        "version": "v1",
-                        "effective_from": "2025-01-01",
-                        "sms": "0.014",
-                        "mms": "0.02",
-                        "voice_minute": "0.015",
-                        "email": "0.0005",
-                        "ai_token": "0.000002",
-                        "ai_models": {
-                            "gpt-4o": {
-                                "input": "0.0000025",
-                                "output": "0.00001",
-                                "cached_input": "0.00000125",
-                            },
-                            "gpt-4o-mini": {"input": "0.00000015", "output": "0.0000006"},
+    return parse(bench_config_dict(tenants))
+
+
+def bench_config_dict(tenants: int = 0) -> dict[str, Any]:
+    """`bench_config` as the TOML document it parses (a child `usagectl` reads the same config)."""
+    return {
+        # The data lies months back: sealing by age would turn the nightly benchmark's re-collected day into
+        # adjustments. The benchmarks measure the rollup of unsealed days.
+        "rollup": {"seal_after_days": 0},
+        "pricing": {
+            "books": [
+                {
+                    "version": "v1",
+                    "effective_from": "2025-01-01",
+                    "sms": "0.014",
+                    "mms": "0.02",
+                    "voice_minute": "0.015",
+                    "email": "0.0005",
+                    "ai_token": "0.000002",
+                    "ai_models": {
+                        "gpt-4o": {
+                            "input": "0.0000025",
+                            "output": "0.00001",
+                            "cached_input": "0.00000125",
                         },
+                        "gpt-4o-mini": {"input": "0.00000015", "output": "0.0000006"},
                     },
-                    {
-                        "version": "v2",
-                        "effective_from": "2026-02-15",
-                        "sms": "0.0125",
-                        "mms": "0.02",
-                        "voice_minute": "0.014",
-                        "email": "0.0004",
-                        "ai_token": "0.000002",
-                        "ai_models": {"gpt-4o-mini": {"input": "0.00000015", "output": "0.0000006"}},
-                    },
-                ]
-            },
-            "plans": {
-                "pro": {"overrides": {"sms": "0.012", "email": "0.0004"}, "included": {"sms": 5000}},
-                "elite": {"overrides": {"sms": "0.010", "voice_minute": "0.012"}, "included": {"sms": 50000}},
-            },
-            "tenants": [{"slug": slug(i), "plan": PLANS[(i - 1) % 3]} for i in range(1, tenants + 1)],
-        }
-    )
+                },
+                {
+                    "version": "v2",
+                    "effective_from": "2026-02-15",
+                    "sms": "0.0125",
+                    "mms": "0.02",
+                    "voice_minute": "0.014",
+                    "email": "0.0004",
+                    "ai_token": "0.000002",
+                    "ai_models": {"gpt-4o-mini": {"input": "0.00000015", "output": "0.0000006"}},
+                },
+            ]
+        },
+        "plans": {
+            "pro": {"overrides": {"sms": "0.012", "email": "0.0004"}, "included": {"sms": 5000}},
+            "elite": {"overrides": {"sms": "0.010", "voice_minute": "0.012"}, "included": {"sms": 50000}},
+        },
+        "tenants": [{"slug": slug(i), "plan": PLANS[(i - 1) % 3]} for i in range(1, tenants + 1)],
+    }
 
 
 def slug(tenant_id: int) -> str:
