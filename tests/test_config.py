@@ -174,6 +174,70 @@ def test_cli_missing_secret_exit_2(
     assert "T_TOKEN is not set" in r.err
 
 
+@pytest.mark.parametrize(
+    "toml, key, problem",
+    [
+        (
+            '[alerts.webhook]\nurl = "https://hooks.example/usage"\nsecret_env = "U23_UNSET"\n',
+            "alerts.webhook.secret",
+            "environment variable U23_UNSET is not set",
+        ),
+        ('[serve]\nsession_secret_env = "U23_UNSET"\n', "serve.session_secret", "U23_UNSET is not set"),
+        (
+            '[serve]\nsession_secret_env = "U23_SHORT"\n',
+            "serve.session_secret",
+            "holds 5 bytes; use at least 16",
+        ),
+        (
+            '[serve.auth]\nmode = "jwt"\njwt_secret_file = "/nonexistent/u23-jwt"\n',
+            "serve.auth.jwt_secret",
+            "cannot read secret file /nonexistent/u23-jwt",
+        ),
+    ],
+)
+def test_config_check_resolves_the_webhook_session_and_jwt_secrets(
+    cli: Callable[..., Any],
+    write_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    toml: str,
+    key: str,
+    problem: str,
+) -> None:
+    """Issue 23 item 5: `config check` said ok while `alerts` (or `serve`) then failed on the secret."""
+    monkeypatch.delenv("U23_UNSET", raising=False)
+    monkeypatch.setenv("U23_SHORT", "short")
+    path = write_config(toml)
+    r = cli("--config", str(path), "config", "check")
+    assert r.code == 2, r.err
+    assert r.err.startswith(f"usagectl: error: {path}: {key}: ") and problem in r.err, r.err
+    assert r.err.count("\n") == 1 and "ok" not in r.out
+    # Set, the same config checks out, the secret counted and never printed.
+    monkeypatch.setenv("U23_UNSET", "a-webhook-secret-of-some-length")
+    monkeypatch.setenv("U23_SHORT", "long-enough-session-secret")
+    if "jwt_secret_file" in toml:
+        secret = write_config("a-jwt-secret-of-some-length", "jwt.txt")
+        path = write_config(toml.replace("/nonexistent/u23-jwt", str(secret)))
+    r = cli("--config", str(path), "config", "check")
+    assert r.code == 0 and "1 secret resolved" in r.err, r.err
+    assert "of-some-length" not in r.err + r.out and "long-enough" not in r.err + r.out
+
+
+def test_config_check_names_every_unreadable_secret_at_once(
+    cli: Callable[..., Any], write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("U23_A", "U23_B"):
+        monkeypatch.delenv(var, raising=False)
+    path = write_config(
+        '[serve]\nsession_secret_env = "U23_A"\n'
+        '[alerts.webhook]\nurl = "https://hooks.example/usage"\nsecret_env = "U23_B"\n'
+    )
+    r = cli("--config", str(path), "config", "check")
+    assert r.code == 2
+    assert "2 secrets cannot be read" in r.err
+    assert "serve.session_secret: environment variable U23_A" in r.err
+    assert "alerts.webhook.secret: environment variable U23_B" in r.err
+
+
 def test_config_show_never_prints_secrets(
     cli: Callable[..., Any], good: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -348,3 +348,35 @@ def test_a_provider_that_failed_every_day_makes_the_margin_incomplete(
     got = json.loads(cli("reconcile", "--month", "2026-10", "--tenant", "globex", "--format", "json").out)
     openai = next(line for line in got["lines"] if line["provider"] == "openai")
     assert openai["provider_cost_usd"] is None and (openai["days"], openai["unknown_days"]) == (31, 31)
+
+
+def test_an_idle_tenants_margin_is_its_plan_charge(
+    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
+) -> None:
+    """A tenant with no Twilio or OpenAI usage cost the platform nothing there: its provider cost is a known $0,
+    its margin its plan charge, and the system total stays complete (issue 21.8)."""
+    path = write_config(CONFIG + '\n[[tenants]]\nslug = "quiet"\nname = "Quiet"\nplan = "pro"\n')
+    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
+    cfg = cfgmod.load(path)
+    store = open_store(db_url)
+    try:
+        sync_tenants(store, cfg.tenants)
+        store_october(store, fill=True)
+        with store.engine.begin() as conn:
+            quiet = get_tenant(conn, "quiet").id  # type: ignore[union-attr]
+            for d in OCT:  # email only (SendGrid reports no cost), within pro's 1,000 included
+                upsert_metric(conn, quiet, d, "sendgrid", MetricRow(emails_sent=10))
+    finally:
+        store.close()
+    assert cli("-q", "rollup", "--since", "2026-10-01", "--until", "2026-10-31").code == 0
+    ten = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)
+    lines = {t["tenant"]: t for t in ten["tenants"]}
+    assert lines["quiet"]["plan_charge_usd"] == "99.000000"
+    assert lines["quiet"]["margin_usd"] == "99.000000"
+    assert lines["quiet"]["provider_costs"]["complete"] is True
+    acme = ACME_CHARGE - (Decimal("0.50") * 31 + Decimal("0.002") * 31)
+    assert ten["total"]["margin_usd"] == str(acme + GLOBEX_CHARGE - GLOBEX_PROVIDER + Decimal("99"))
+    rep = json.loads(cli("report", "--tenant", "quiet", "--month", "2026-10", "--format", "json").out)
+    assert rep["margin_usd"] == "99.000000"
+    assert "incomplete" not in cli("report", "--tenant", "quiet", "--month", "2026-10").out

@@ -208,19 +208,36 @@ SENDGRID = TenantConfig(slug="acme", sendgrid=TenantSendGrid(subuser="acme"))
 CATEGORY = TenantConfig(slug="acme", sendgrid=TenantSendGrid(category="c-acme"))
 
 
-@pytest.mark.parametrize("t", [SENDGRID, CATEGORY], ids=["subuser", "category"])
-def test_sendgrid_stats_are_paged_until_every_day_is_present(
-    sb: Sandbox, store: Store, t: TenantConfig
-) -> None:
-    kind, name = ("subuser", "acme") if t.sendgrid and t.sendgrid.subuser else ("category", "c-acme")
+def test_sendgrid_subuser_stats_are_paged_until_every_day_is_present(sb: Sandbox, store: Store) -> None:
     for i in range(5):
-        sb.world.set_email_stats(kind, name, D1 + timedelta(days=i), requests=10 + i)
-    result = run(sb, store, [t], days(D1, 5))  # the sandbox answers 2 days a page
+        sb.world.set_email_stats("subuser", "acme", D1 + timedelta(days=i), requests=10 + i)
+    result = run(sb, store, [SENDGRID], days(D1, 5))  # the sandbox answers 2 days a page
     assert result.exit_code == 0, result.outcomes
     got = rows(store, "sendgrid")
     assert [got[D1 + timedelta(days=i)]["emails_sent"] for i in range(5)] == [10, 11, 12, 13, 14]
     offsets = [dict(s.query).get("offset") for s in sb.sendgrid.requests("/stats")]
     assert offsets == ["0", "2", "4"]
+
+
+def test_sendgrid_category_stats_are_asked_in_spans_without_paging(sb: Sandbox, store: Store) -> None:
+    """/v3/categories/stats defines no limit/offset (issue 21.6): a long window is split into spans of
+    CATEGORY_SPAN_DAYS days, each asked once, and every day is still checked present."""
+    from usagectl.providers.sendgrid import CATEGORY_SPAN_DAYS
+
+    n = CATEGORY_SPAN_DAYS + 9
+    for i in range(n):
+        sb.world.set_email_stats("category", "c-acme", D1 - timedelta(days=i), requests=i)
+    window = Window(D1 - timedelta(days=n - 1), D1 + timedelta(days=1))
+    result = run(sb, store, [CATEGORY], window)
+    assert result.exit_code == 0, result.outcomes
+    got = rows(store, "sendgrid")
+    assert [got[D1 - timedelta(days=i)]["emails_sent"] for i in range(n)] == list(range(n))
+    asked = [dict(s.query) for s in sb.sendgrid.requests("/v3/categories/stats")]
+    assert [(q["start_date"], q["end_date"]) for q in asked] == [
+        (window.start.isoformat(), (window.start + timedelta(days=CATEGORY_SPAN_DAYS - 1)).isoformat()),
+        ((window.start + timedelta(days=CATEGORY_SPAN_DAYS)).isoformat(), D1.isoformat()),
+    ]
+    assert not any("limit" in q or "offset" in q for q in asked)
 
 
 def test_sendgrid_empty_answer_never_zeroes_stored_usage(sb: Sandbox, store: Store) -> None:

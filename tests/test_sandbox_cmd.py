@@ -72,3 +72,36 @@ def test_sandbox_port_errors_are_one_line(cli: Callable[..., Any]) -> None:
             return
         r = cli("sandbox", "--port", str(port))
     assert r.code == 1 and r.err.count("\n") == 1 and f"cannot listen on 127.0.0.1 ports {port}-" in r.err
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_sandbox_removes_its_temporary_folder_when_stopped_by_a_signal(tmp_path: Path, signame: str) -> None:
+    """Issue 23: `usagectl sandbox` stopped by SIGTERM left its temporary folder, with the fake credential files
+    the written config points at. Stopped by any of the three, it removes it and says so."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "usagectl", "sandbox"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        cfg = Path(proc.stdout.readline().strip())  # the servers are up, the config written
+        assert cfg.is_file() and cfg.is_relative_to(temp)
+        secret_files = [
+            Path(line.split('"')[1]) for line in cfg.read_text().splitlines() if "_file = " in line
+        ]
+        assert secret_files and all(f.is_file() and f.is_relative_to(temp) for f in secret_files)
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "sandbox stopped" in err and "Traceback" not in err
+    assert list(temp.iterdir()) == []

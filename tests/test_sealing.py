@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -427,3 +428,66 @@ def test_concurrent_rollups_post_one_adjustment(env: Env) -> None:
         t.join()
     assert errors == []
     assert [a["sms_total"] for a in env.adjustments()] == [10]
+
+
+def _stored_costs(store: Store) -> dict[str, Decimal]:
+    """Each tenant's cost over every day, as reports see it: rollups plus adjustments."""
+    from usagectl.store.tables import tenants
+
+    out: dict[str, Decimal] = {}
+    with store.engine.connect() as conn:
+        for table in (usage_rollups_daily, usage_adjustments):
+            q = select(tenants.c.slug, table.c.estimated_cost_usd).join(
+                tenants, tenants.c.id == table.c.tenant_id
+            )
+            for slug, cost in conn.execute(q):
+                out[slug] = out.get(slug, Decimal(0)) + cost
+    return out
+
+
+def test_a_reprice_that_waited_for_the_lock_prints_what_it_wrote(
+    env: Env, cli: Callable[..., Any], write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23 item 6: of two concurrent reprices, the one that got the lock second printed the difference it
+    had computed before waiting (+$0.38) while writing nothing. Here the other run takes the lock and finishes
+    just as this one asks for it (no timing: the lock itself is wrapped)."""
+    import usagectl.rollup as rollup_mod
+
+    _closed_october(env)
+    env.collect("acme", date(2026, 11, 1), 20)
+    run_rollup(env.store, env.cfg, Window(date(2026, 11, 1), NOV_2), today=NOV_2)
+    edited = config(write_config, sms="0.012")
+    edited_path = write_config(CONFIG.format(sms="0.012", extra=""), "edited.toml")
+    window = Window(OCT.start, date(2026, 11, 2))  # Oct 1 .. Nov 1, as --since/--until below
+    before = _stored_costs(env.store)
+
+    real_lock = rollup_mod.job_lock
+    other: list[Any] = []
+
+    @contextmanager
+    def another_run_first(store: Store, *args: Any, **kwargs: Any) -> Iterator[None]:
+        if not other:
+            other.append(None)
+            other[0] = reprice(env.store, edited, window, today=utc_today())
+        with real_lock(store, *args, **kwargs):
+            yield
+
+    monkeypatch.setattr(rollup_mod, "job_lock", another_run_first)
+    out = cli("-c", str(edited_path), "reprice", "--since", "2026-10-01", "--until", "2026-11-01")
+    assert out.code == 0, out.err
+    after = _stored_costs(env.store)
+
+    # The run that went first printed exactly what it changed (acme's sealed October days by 170 SMS x $0.002,
+    # globex's by 10 x $0.002, as adjustments; acme's unsealed Nov 1 rewritten).
+    first = {line.slug: line.difference for line in other[0].lines}
+    assert first == {"acme": Decimal("0.34"), "globex": Decimal("0.02")}
+    assert {slug: after[slug] - before[slug] for slug in before} == first
+    assert other[0].changed == 1 and other[0].adjusted == 3
+    # The one that waited found nothing left to change, wrote nothing, and says so.
+    rows = {
+        line.split()[0]: line for line in out.out.splitlines() if line.split()[:1] in (["acme"], ["globex"])
+    }
+    assert set(rows) == {"acme", "globex"}, out.out
+    assert all(row.split()[-1] == "$0.000000" for row in rows.values()), out.out  # zero has no sign
+    assert "+$0.38" not in out.out and "+$0.02" not in out.out
+    assert "(0 rows changed), 0 adjustments posted" in out.err

@@ -127,6 +127,41 @@ def test_claims_are_checked(client: TestClient, payload: dict[str, Any], status:
         assert r.headers["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize(
+    "claim, value",
+    [
+        ("exp", lambda now: str(now + 300)),  # a numeric string: PyJWT's int() took it
+        ("exp", lambda now: f"{now + 300}.0"),
+        ("exp", lambda now: True),
+        ("exp", lambda now: float("inf")),
+        ("exp", lambda now: [now + 300]),
+        ("nbf", lambda now: str(now - 5)),
+        ("iat", lambda now: str(now)),
+        ("iat", lambda now: float("nan")),
+    ],
+    ids=[
+        "exp-string",
+        "exp-decimal-string",
+        "exp-bool",
+        "exp-infinity",
+        "exp-list",
+        "nbf-string",
+        "iat-string",
+        "iat-nan",
+    ],
+)
+def test_time_claims_that_are_not_numbers_are_refused(
+    client: TestClient, claim: str, value: Callable[[int], Any]
+) -> None:
+    """Issue 23: RFC 7519 NumericDate is a JSON number; a JWT whose `exp` is "1893456000" was accepted."""
+    token = hs256(claims(**{claim: value(int(time.time()))}))
+    r = get(client, SUMMARY, token)
+    assert r.status_code == 401 and r.json()["error"] in ("invalid token", "token expired"), r.text
+    # The same claims with numbers are fine, a fraction of a second included.
+    now = time.time()
+    assert get(client, SUMMARY, hs256(claims(exp=now + 300.5, nbf=now - 5, iat=now))).status_code == 200
+
+
 def test_leeway_accepts_a_just_expired_token(client: TestClient) -> None:
     assert get(client, SUMMARY, hs256(claims(exp=int(time.time()) - 2))).status_code == 200
 

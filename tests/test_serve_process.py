@@ -147,3 +147,50 @@ def test_config_show_names_the_jwt_secret_without_it(
         r = cli("-c", str(path), "config", "show", "--format", fmt)
         assert r.code == 0, r.err
         assert "PLATFORM_JWT_SECRET" in r.out and "s3cr3t" not in r.out
+
+
+def _form_token(c: httpx.Client, path: str) -> str:
+    import re
+
+    m = re.search(r'name="csrf_token" value="([^"]+)"', c.get(path).text)
+    assert m, path
+    return m.group(1)
+
+
+def test_serve_refuses_non_ascii_cookies_and_csrf_fields_without_a_server_error(server: Server) -> None:
+    """Issue 23 items 1 and 2 over a real process: a 303 to /signin that clears the cookie, the 403 page."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    with httpx.Client(base_url=server.base, timeout=30) as c:
+        r = c.post("/signin", data={"token": server.token, "csrf_token": _form_token(c, "/signin")})
+        assert r.status_code == 303
+        payload = c.cookies["usagectl_session"].split(".")[0]
+    for value in ("é.é".encode(), f"{payload}.ééé".encode(), "é.é".encode("latin-1"), "日本".encode()):
+        for path in ("/admin/billing-usage", "/admin/system-usage", "/admin/billing-usage.csv"):
+            r = httpx.get(server.base + path, headers={"cookie": b"usagectl_session=" + value}, timeout=30)
+            assert r.status_code == 303 and r.headers["location"] == "/signin", (path, value)
+            cleared = [
+                v for k, v in r.headers.multi_items() if k == "set-cookie" and "usagectl_session=" in v
+            ]
+            assert cleared and "max-age=0" in cleared[0].lower()
+    with httpx.Client(base_url=server.base, timeout=30) as c:
+        _form_token(c, "/signin")  # the CSRF cookie
+        for field in ("%C3%A9", "%E6%97%A5%E6%9C%AC", "%FF"):
+            r = c.post("/signin", content=f"token={server.token}&csrf_token={field}".encode(), headers=form)
+            assert r.status_code == 403 and "The form expired" in r.text, field
+            r = c.post("/signout", content=f"csrf_token={field}".encode(), headers=form)
+            assert r.status_code == 403 and "The form expired" in r.text, field
+    assert "Traceback" not in server.stop()
+
+
+def test_serve_sign_out_ends_the_session_for_a_saved_cookie(server: Server) -> None:
+    """Issue 23 item 3 over HTTP: the cookie saved before sign-out is refused after it."""
+    with httpx.Client(base_url=server.base, timeout=30) as c:
+        r = c.post("/signin", data={"token": server.token, "csrf_token": _form_token(c, "/signin")})
+        assert r.status_code == 303
+        saved = c.cookies["usagectl_session"]
+        copy = {"cookie": f"usagectl_session={saved}"}
+        assert httpx.get(server.base + "/admin/billing-usage", headers=copy, timeout=30).status_code == 200
+        r = c.post("/signout", data={"csrf_token": _form_token(c, "/admin/billing-usage")})
+        assert r.status_code == 303 and r.headers["location"] == "/signin"
+    r = httpx.get(server.base + "/admin/billing-usage", headers=copy, timeout=30)
+    assert r.status_code == 303 and r.headers["location"] == "/signin"

@@ -9,12 +9,14 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from test_serve_api import CONFIG, collect
 from usagectl import config as cfgmod
@@ -22,6 +24,8 @@ from usagectl.periods import Window
 from usagectl.records import MetricRow
 from usagectl.reports import EMPTY_MESSAGE
 from usagectl.store.engine import Store, open_store
+from usagectl.store.sessions import open_session, session_scope
+from usagectl.store.tables import web_sessions
 from usagectl.store.tenants import sync_tenants
 from usagectl.store.tokens import create_token, revoke_token
 from usagectl.web.app import ServeSettings, create_app
@@ -121,7 +125,13 @@ def test_sign_in_sets_a_signed_expiring_cookie_without_the_token(site: Site) -> 
     value = session.split(";")[0].split("=", 1)[1]
     assert site.acme not in value and site.acme[12:20] not in value
     s = read_session(SECRET.encode(), value)
-    assert s is not None and s.prefix == site.acme[:12]
+    assert s is not None
+    scope = session_scope(site.store, s.sid)
+    assert scope is not None and scope.prefix == site.acme[:12] and scope.tenant == "acme"
+    # The database keeps the session id's hash, never the id.
+    with site.store.engine.connect() as conn:
+        kept = conn.execute(select(web_sessions.c.sid_sha256)).scalars().all()
+    assert len(kept) == 1 and s.sid not in kept[0]
     page = site.client.get(BILLING)
     assert page.status_code == 200 and "Billing &amp; Usage" in page.text and "Acme Corp" in page.text
 
@@ -186,10 +196,14 @@ def test_revoked_token_and_expired_or_forged_cookie_sign_out(site: Site) -> None
     assert revoke_token(site.store, site.acme[:12])
     assert site.client.get(BILLING).status_code == 303
     key = SECRET.encode()
+    later = int(time.time()) + 600
+    sid = open_session(site.store, site.globex[:12], datetime.fromtimestamp(later, UTC))
+    assert sid is not None
     for value in (
-        sign_session(key, Session(site.globex[:12], int(time.time()) - 1)),  # expired
-        sign_session(b"another-secret", Session(site.globex[:12], int(time.time()) + 600)),  # not ours
-        sign_session(key, Session(site.globex[:12], int(time.time()) + 600))[:-2] + "AA",  # tampered
+        sign_session(key, Session(sid, int(time.time()) - 1)),  # expired
+        sign_session(b"another-secret", Session(sid, later)),  # not ours
+        sign_session(key, Session(sid, later))[:-2] + "AA",  # tampered
+        sign_session(key, Session("x" * 43, later)),  # ours, but no such session on the server
     ):
         c = site.fresh()
         c.cookies.set(SESSION_COOKIE, value)
@@ -197,8 +211,85 @@ def test_revoked_token_and_expired_or_forged_cookie_sign_out(site: Site) -> None
         assert r.status_code == 303, value
         assert SESSION_COOKIE in r.headers.get("set-cookie", "")  # cleared
     c = site.fresh()
-    c.cookies.set(SESSION_COOKIE, sign_session(key, Session(site.globex[:12], int(time.time()) + 600)))
-    assert c.get(BILLING).status_code == 200  # the same cookie, unexpired and ours, works
+    c.cookies.set(SESSION_COOKIE, sign_session(key, Session(sid, later)))
+    assert c.get(BILLING).status_code == 200  # the same session, unexpired and ours, works
+
+
+def test_sign_out_ends_the_session_on_the_server(site: Site) -> None:
+    """Issue 23 item 3: a copy of the session cookie taken before sign-out opens nothing afterwards."""
+    assert sign_in(site.client, site.acme).status_code == 303
+    saved = site.client.cookies[SESSION_COOKIE]
+    other = site.fresh()  # another browser, or whoever copied the cookie
+    other.cookies.set(SESSION_COOKIE, saved)
+    assert other.get(BILLING).status_code == 200
+    r = site.client.post("/signout", data={"csrf_token": _csrf(site.client, BILLING)})
+    assert r.status_code == 303
+    for path in (BILLING, BILLING + ".csv", SYSTEM):
+        r = other.get(path)
+        assert r.status_code == 303 and r.headers["location"] == "/signin", path
+        assert SESSION_COOKIE in r.headers.get("set-cookie", "")  # cleared
+    # Signing out ends this session only: the same token's other sessions stay open.
+    a, b = site.fresh(), site.fresh()
+    assert sign_in(a, site.acme).status_code == 303 and sign_in(b, site.acme).status_code == 303
+    assert a.post("/signout", data={"csrf_token": _csrf(a, BILLING)}).status_code == 303
+    assert a.get(BILLING).status_code == 303 and b.get(BILLING).status_code == 200
+
+
+NON_ASCII_COOKIES = (
+    "é.é",
+    "ééé",
+    ".é",
+    "é.",
+    "eyJzIjoiYSIsImUiOjF9.ééé",
+    "日本.語",
+    "ÿ\u00a0.\u00a0ÿ",
+)
+
+
+@pytest.mark.parametrize("value", NON_ASCII_COOKIES)
+def test_a_non_ascii_session_cookie_is_a_redirect_that_clears_it(site: Site, value: str) -> None:
+    """Issue 23 item 1: `hmac.compare_digest` raised TypeError on a non-ASCII str (a 500)."""
+    # As UTF-8 and as Latin-1 bytes, alone and after a valid payload (the signature part alone non-ASCII).
+    assert sign_in(site.client, site.acme).status_code == 303
+    good = site.client.cookies[SESSION_COOKIE]
+    cookies = [
+        f"{SESSION_COOKIE}={value}".encode(),
+        f"{SESSION_COOKIE}={good.split('.')[0]}.{value}".encode(),
+    ]
+    if all(ord(ch) < 256 for ch in value):
+        cookies.append(f"{SESSION_COOKIE}={value}".encode("latin-1"))
+    for cookie in cookies:
+        for path in (BILLING, SYSTEM, BILLING + ".csv"):
+            r = site.fresh().get(path, headers={"cookie": cookie})
+            assert r.status_code == 303 and r.headers["location"] == "/signin", (path, cookie)
+            assert any(
+                v.startswith(SESSION_COOKIE + "=") and "max-age=0" in v.lower()
+                for k, v in r.headers.multi_items()
+                if k == "set-cookie"
+            ), r.headers
+        r = site.fresh().get("/signin", headers={"cookie": cookie})
+        assert r.status_code == 200 and 'name="token"' in r.text
+
+
+@pytest.mark.parametrize("field", ["%C3%A9", "%C3%A9" * 40, "%E6%97%A5", "%FF", "%00", "%C3%A9%C3%A9AAAA"])
+def test_a_non_ascii_csrf_field_is_the_form_expired_page(site: Site, field: str) -> None:
+    """Issue 23 item 2: the same TypeError in `csrf_ok` on POST /signin and POST /signout."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    c = site.fresh()
+    _csrf(c)  # the browser has its CSRF cookie
+    r = c.post("/signin", content=f"token={site.acme}&csrf_token={field}".encode(), headers=form)
+    assert r.status_code == 403 and "The form expired" in r.text
+    assert SESSION_COOKIE + "=" not in r.headers.get("set-cookie", "")
+    assert sign_in(c, site.acme).status_code == 303
+    r = c.post("/signout", content=f"csrf_token={field}".encode(), headers=form)
+    assert r.status_code == 403 and "The form expired" in r.text
+    assert c.get(BILLING).status_code == 200  # still signed in
+    # A non-ASCII CSRF cookie with a non-ASCII field: the same page, never a 500.
+    cookie = f"{SESSION_COOKIE}={c.cookies[SESSION_COOKIE]}; {CSRF_COOKIE}=ééé".encode()
+    r = site.fresh().post(
+        "/signout", content=f"csrf_token={field}".encode(), headers={**form, "cookie": cookie}
+    )
+    assert r.status_code == 403 and "The form expired" in r.text
 
 
 def test_tenant_session_never_sees_another_tenants_page_or_csv(site: Site) -> None:
@@ -459,3 +550,19 @@ def test_bad_page_settings_are_one_line_config_errors(
     path = write_config(toml)
     r = cli("--config", str(path), "config", "show")
     assert r.code == 2 and key in r.err and r.err.strip().count("\n") == 0, r.err
+
+
+def test_the_stylesheet_is_the_one_cached_response_and_the_docs_say_so(site: Site) -> None:
+    """Issue 23: /static/usage.css was sent `public, max-age=3600` while docs/api.md said every response is
+    `private, no-store`. The header is right (one file for everyone, no data, no sign-in); the docs now say so."""
+    css = site.client.get("/static/usage.css")
+    assert css.status_code == 200 and css.headers["cache-control"] == "public, max-age=3600"
+    assert css.headers["x-content-type-options"] == "nosniff"
+    assert sign_in(site.client, site.acme).status_code == 303
+    for path in ("/signin", BILLING, BILLING + ".csv", SYSTEM, "/api/admin/usage/summary", "/healthz"):
+        assert site.client.get(path).headers["cache-control"] == "private, no-store", path
+    root = Path(__file__).resolve().parent.parent
+    api_doc = " ".join((root / "docs" / "api.md").read_text().split())
+    assert "`GET /static/usage.css`, is `Cache-Control: public, max-age=3600`" in api_doc
+    web_doc = " ".join((root / "docs" / "web.md").read_text().split())
+    assert "is the one response sent `Cache-Control: public, max-age=3600`" in web_doc

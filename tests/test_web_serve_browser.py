@@ -150,13 +150,20 @@ def test_tenant_page_in_the_browser_equals_the_api(served: Served, browser: Any,
     r = httpx.get(served.base + "/admin/system-usage", cookies={SESSION_COOKIE: cookie}, timeout=30)
     assert r.status_code == 403 and "Globex" not in r.text
 
-    # Sign-out ends the session.
+    # Sign-out ends the session, on the server too: the cookie saved before it opens nothing afterwards,
+    # whether the browser puts it back or another client sends it.
     browser.get(served.base + "/admin/billing-usage")
     click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form.signout button"))
     assert browser.current_url == served.base + "/signin"
     assert browser.get_cookie(SESSION_COOKIE) is None
     browser.get(served.base + "/admin/billing-usage")
     assert browser.current_url == served.base + "/signin"
+    browser.add_cookie({"name": SESSION_COOKIE, "value": cookie, "path": "/"})
+    browser.get(served.base + "/admin/billing-usage")
+    assert browser.current_url == served.base + "/signin"
+    assert browser.get_cookie(SESSION_COOKIE) is None  # cleared again
+    r = httpx.get(served.base + "/admin/billing-usage", cookies={SESSION_COOKIE: cookie}, timeout=30)
+    assert r.status_code == 303 and r.headers["location"] == "/signin"
 
 
 def test_tenant_without_usage_sees_the_sentence(served: Served, browser: Any) -> None:
@@ -209,7 +216,7 @@ def test_root_page_sorts_escapes_and_refuses_an_expired_cookie(
 
     # An expired cookie, correctly signed, is refused: back to sign-in.
     browser.delete_all_cookies()
-    expired = sign_session(SECRET.encode(), Session(served.root[:12], int(time.time()) - 5))
+    expired = sign_session(SECRET.encode(), Session("x" * 43, int(time.time()) - 5))
     browser.add_cookie({"name": SESSION_COOKIE, "value": expired, "path": "/"})
     browser.get(served.base + "/admin/system-usage")
     assert browser.current_url == served.base + "/signin"

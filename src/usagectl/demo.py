@@ -76,6 +76,8 @@ def run_demo(
     tenants = demo_tenants()
     with _database_dir(keep) as folder:
         with Sandbox() as sandbox:
+            # The last day's final seconds still in flight (a message sending, a call ringing): a provisional day.
+            sandbox.world.in_flight_day = window.last
             result, cfg = _pipeline(sandbox, tenants, folder, window, days, end, step)
         if then is not None:
             then(result, cfg)

@@ -92,9 +92,16 @@ def reprice(
                     f"unknown tenant {tenant!r}{did_you_mean(tenant, known)}; `usagectl tenants` lists them"
                 )
             tenant_id = row.id
-        lines = tuple(_preview(conn, cfg, window, tenant_id, store.dialect))
-    if dry_run:
-        return RepriceReport(window=window, dry_run=True, lines=lines)
+        if dry_run:
+            lines = tuple(_preview(conn, cfg, window, tenant_id, store.dialect))
+            return RepriceReport(window=window, dry_run=True, lines=lines)
+    # The old and new costs are read under the jobs lock, in the transaction that writes the new ones: a run
+    # that waited for another reprice (or a rollup) prints what it changes, not what the other one already did.
+    previewed: list[RepriceLine] = []
+
+    def preview(locked: Connection) -> None:
+        previewed.extend(_preview(locked, cfg, window, tenant_id, store.dialect))
+
     result = run_rollup(
         store,
         cfg,
@@ -104,11 +111,12 @@ def reprice(
         tenant_id=tenant_id,
         reason=REASON,
         seal_by_age=False,
+        before=preview,
     )
     return RepriceReport(
         window=window,
         dry_run=False,
-        lines=lines,
+        lines=tuple(previewed),
         tenant_days=result.tenant_days,
         changed=result.changed,
         adjusted=result.adjusted,

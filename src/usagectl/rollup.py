@@ -19,7 +19,7 @@ raw metrics, summed in Python so that a day total past 2**63 is shown exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -632,6 +632,7 @@ def run_rollup(
     tenant_id: int | None = None,
     reason: str = "late-data",
     seal_by_age: bool = True,
+    before: Callable[[Connection], None] | None = None,
 ) -> RollupResult:
     """Recompute the rollups of `window`, or by default of yesterday (UTC) and every day with raw metrics
     written since the last rollup. Days re-collected since the last rollup are always included, so an explicit
@@ -639,7 +640,8 @@ def run_rollup(
 
     A sealed day's rollup row is never rewritten: where its figures moved, an adjustment (`reason`) is posted
     instead. After the run, days `[rollup] seal_after_days` old are sealed (`seal_by_age`). `tenant_id` limits the
-    run to one tenant (`usagectl reprice --tenant`)."""
+    run to one tenant (`usagectl reprice --tenant`). `before(conn)` runs under the lock, in the run's transaction,
+    before anything is written: what it reads is what this run replaces (`usagectl reprice`'s old costs)."""
     today = today or utc_today()
     with job_lock(store, wait=lock_wait):
         now = utcnow()
@@ -650,6 +652,8 @@ def run_rollup(
         adjusted = 0
         try:
             with store.engine.begin() as conn:
+                if before is not None:
+                    before(conn)
                 days = pending_days(conn)
                 if window is None:
                     days.add(today - timedelta(days=1))

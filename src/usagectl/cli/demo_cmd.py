@@ -10,6 +10,7 @@ import typer
 
 from usagectl.cli.context import get_state
 from usagectl.cli.output import info
+from usagectl.cli.signals import stop_like_ctrl_c
 
 if TYPE_CHECKING:
     from usagectl.config import Config
@@ -96,16 +97,21 @@ def demo(
             f"collected {len(result.collected.written)} rows, rolled up {result.rolled_up.tenant_days} tenant-days",
             quiet=state.quiet,
         )
+        for w in result.collected.written:
+            if not w.row.final:  # a day the next collect finishes (usage still in flight at the provider)
+                info(f"provisional: {w.tenant} {w.source} {w.day} ({w.row.note})", quiet=state.quiet)
         write(result.ranking, "table", sys.stdout)
         sys.stdout.write("\n")
         write(result.report, "table", sys.stdout)
 
-    result = run_demo(
-        days=days,
-        keep=keep,
-        step=lambda msg: info(msg, quiet=state.quiet),
-        then=serve_pages if serve else None,
-    )
+    # Stopped by a signal, the demo still removes its temporary folder (the database) on the way out.
+    with stop_like_ctrl_c():
+        result = run_demo(
+            days=days,
+            keep=keep,
+            step=lambda msg: info(msg, quiet=state.quiet),
+            then=serve_pages if serve else None,
+        )
     if serve:
         return
     check(result)

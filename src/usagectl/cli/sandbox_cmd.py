@@ -9,6 +9,7 @@ import typer
 
 from usagectl.cli.context import get_state
 from usagectl.cli.output import info
+from usagectl.cli.signals import stop_like_ctrl_c
 
 if TYPE_CHECKING:
     from usagectl.sandbox.interactive import Running
@@ -71,7 +72,8 @@ def sandbox(
         info("serving until Ctrl-C", quiet=state.quiet)
 
     try:
-        serve(port=port, config_path=write_config, database_url=database, on_ready=ready)
+        with stop_like_ctrl_c():
+            serve(port=port, config_path=write_config, database_url=database, on_ready=ready)
     except KeyboardInterrupt:
-        # Ctrl-C is how this command ends: not an error.
+        # Ctrl-C (or SIGTERM, SIGHUP) is how this command ends: not an error. The temporary folder is gone.
         info("sandbox stopped; its secret files are removed", quiet=state.quiet)

@@ -83,18 +83,34 @@ def serve(
 
 
 def serve_app(app: object, *, host: str, port: int, quiet: bool) -> None:
-    """Serve an app object in this process until Ctrl-C (`usagectl demo --serve`)."""
+    """Serve an app object in this process until Ctrl-C, SIGTERM or SIGHUP (`usagectl demo --serve`)."""
+    import signal
+
     import uvicorn
 
-    uvicorn.run(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        access_log=False,
-        log_level="warning" if quiet else "info",
-        log_config=_log_config(),
-        server_header=False,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            access_log=False,
+            log_level="warning" if quiet else "info",
+            log_config=_log_config(),
+            server_header=False,
+        )
     )
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM; SIGHUP (the terminal closed) is made to do the same.
+    hangup = getattr(signal, "SIGHUP", None)
+    previous = signal.signal(hangup, lambda _s, f: server.handle_exit(signal.SIGTERM, f)) if hangup else None
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # After its shutdown uvicorn raises the signal again for the handler it replaced (under
+        # cli.signals.stop_like_ctrl_c, a KeyboardInterrupt): the stop that was asked for, not an error.
+        pass
+    finally:
+        if hangup:
+            signal.signal(hangup, previous)
 
 
 def _log_config() -> dict[str, object]:

@@ -504,6 +504,9 @@ class ServeAuthConfig(_WithSecrets):
         return self
 
 
+MIN_SESSION_SECRET_BYTES = 16
+
+
 class ServeConfig(_WithSecrets):
     SECRETS: ClassVar[tuple[str, ...]] = ("session_secret",)
 
@@ -518,6 +521,19 @@ class ServeConfig(_WithSecrets):
     session_secret: SecretRef | None = None
     session_hours: int = Field(default=8, ge=1, le=24 * 30)
     auth: ServeAuthConfig = Field(default_factory=ServeAuthConfig)
+
+    def session_secret_bytes(self) -> bytes | None:
+        """The configured session secret (None: none configured); a ConfigError when it cannot be read or is
+        shorter than MIN_SESSION_SECRET_BYTES. `config check` and `usagectl serve` both ask this."""
+        if self.session_secret is None:
+            return None
+        value = self.session_secret.resolve("serve.session_secret").get_secret_value().encode()
+        if len(value) < MIN_SESSION_SECRET_BYTES:
+            where = self.session_secret.describe()
+            raise ConfigError(
+                f"serve.session_secret: {where} holds {len(value)} bytes; use at least {MIN_SESSION_SECRET_BYTES}"
+            )
+        return value
 
 
 class AlertWebhookConfig(_WithSecrets):
@@ -626,6 +642,12 @@ class Config(_Model):
         for i, t in enumerate(self.tenants):
             if t.twilio and t.twilio.auth_token:
                 refs.append((f"tenants[{i}].twilio.auth_token", t.twilio.auth_token))
+        if self.serve.session_secret:
+            refs.append(("serve.session_secret", self.serve.session_secret))
+        if self.serve.auth.jwt_secret:
+            refs.append(("serve.auth.jwt_secret", self.serve.auth.jwt_secret))
+        if self.alerts.webhook and self.alerts.webhook.secret:
+            refs.append(("alerts.webhook.secret", self.alerts.webhook.secret))
         return refs
 
     def resolve_secrets(self) -> dict[str, SecretStr]:
@@ -637,6 +659,8 @@ class Config(_Model):
         for key, ref in self.secret_refs():
             try:
                 out[key] = ref.resolve(key)
+                if key == "serve.session_secret":
+                    self.serve.session_secret_bytes()  # also long enough, as `usagectl serve` wants it
             except ConfigError as exc:
                 problems.append(f"{where}{exc}")
         if len(problems) == 1:

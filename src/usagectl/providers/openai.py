@@ -5,8 +5,10 @@ moderations (openai-openapi `/organization/usage/*`), so tokens and provider cos
 ai_tokens_in = input_tokens (which include cached and cache-write tokens; both are kept per model for pricing),
 ai_tokens_out = output_tokens. Only results whose project_id is the tenant's are counted.
 
-Every requested day comes back as a bucket; a day missing from an answer, or a failed Costs call, fails that
-day (its stored row stays as it was) rather than storing zeros or an unknown cost over known figures.
+Every requested day comes back as a bucket; a day missing from an answer, a result without its required token
+counts, or a failed Costs call, fails that day (its stored row stays as it was) rather than storing zeros or an
+unknown cost over known figures. A cost line without an amount or a currency (both optional in CostsResult), or
+in another currency than USD, leaves that day's provider cost unknown with the reason noted.
 """
 
 from __future__ import annotations
@@ -134,15 +136,19 @@ class OpenAI:
         for path in (USAGE_PATH, *INPUT_ONLY_PATHS):
             seen: set[date] = set()
             for day, r in self._results(path, usage_params, wanted, projects, seen):
+                try:
+                    tokens = _tokens(r, path, day)
+                except ProviderError as exc:
+                    # A result without its required counts fails its day, never read as 0 tokens.
+                    missing.setdefault(day, f"{SOURCE}: {path}: {exc}")
+                    continue
                 model = str(r.get("model") or "unknown")
                 agg = per_model[day].setdefault(model, [0, 0, 0, 0])
-                agg[0] += as_int(r.get("input_tokens", 0), f"{day} input_tokens")
-                agg[1] += as_int(r.get("output_tokens") or 0, f"{day} output_tokens")
-                agg[2] += as_int(r.get("input_cached_tokens") or 0, f"{day} input_cached_tokens")
-                agg[3] += as_int(r.get("input_cache_write_tokens") or 0, f"{day} input_cache_write_tokens")
+                for i, n in enumerate(tokens):
+                    agg[i] += n
             for d in wanted - seen:
                 missing.setdefault(d, f"{SOURCE}: {path} has no bucket for {d}")
-        costs, cost_seen, foreign = self._costs(base, wanted, projects)
+        costs, cost_seen, unknown = self._costs(base, wanted, projects)
         out: dict[date, DayResult] = {}
         for d in window:
             if d in missing:
@@ -159,8 +165,8 @@ class OpenAI:
             tokens_out = sum(m.tokens_out for m in models)
             cost = costs.get(d)
             note = None
-            if d in foreign:
-                note = f"provider cost unknown: OpenAI reported {d}'s cost in {foreign[d]!r}, not USD"
+            if d in unknown:
+                note = f"provider cost unknown: {unknown[d]}"
             elif cost is None and not models and d in cost_seen:
                 cost = Decimal(0)  # no usage and no cost line: nothing was charged
             elif cost is None:
@@ -181,27 +187,54 @@ class OpenAI:
         $0), or the error that stopped the Costs call: then every day fails and keeps its stored figures, since
         storing NULL over a known cost would lose it silently."""
         seen: set[date] = set()
-        foreign: dict[date, str] = {}
+        unknown: dict[date, str] = {}
         try:
             out: dict[date, Decimal] = {}
             costs_params = [*base, ("limit", str(MAX_COSTS_LIMIT))]
             for day, r in self._results(COSTS_PATH, costs_params, wanted, projects, seen):
-                amount = r.get("amount") or {}
-                currency = str(amount.get("currency") or "usd").lower()
-                value = as_decimal(amount.get("value"), f"{day} cost amount")
-                if currency != "usd":
-                    foreign[day] = currency
+                # `amount` and both its fields are optional in CostsResult: a line without them is not $0 and
+                # not dollars by default; the day's cost is unknown, with the reason.
+                amount = r.get("amount")
+                if not isinstance(amount, dict) or amount.get("value") is None:
+                    unknown.setdefault(day, f"OpenAI gave a cost line of {day} without an amount")
+                    continue
+                currency = amount.get("currency")
+                value = as_decimal(amount["value"], f"{day} cost amount")
+                if not isinstance(currency, str) or not currency:
+                    unknown.setdefault(day, f"OpenAI gave {day}'s cost without a currency")
+                elif currency.lower() != "usd":
+                    unknown.setdefault(day, f"OpenAI reported {day}'s cost in {currency.lower()!r}, not USD")
                 out[day] = out.get(day, Decimal(0)) + value
-            for day in foreign:
-                del out[day]  # unknown: never a sum of another currency read as dollars
-            return out, seen, foreign
+            for day in unknown:
+                out.pop(day, None)  # unknown: never a sum of another currency read as dollars
+            return out, seen, unknown
         except ProviderError as exc:
             log.warning("openai: costs unavailable, the stored days are kept: %s", exc)
             return (
                 ProviderError(f"{SOURCE}: costs unavailable, stored usage and cost kept: {exc}"),
                 seen,
-                foreign,
+                unknown,
             )
+
+
+def _tokens(r: dict[str, Any], path: str, day: date) -> tuple[int, int, int, int]:
+    """(input, output, cached input, cache-write input) of one result. `input_tokens` is required in every usage
+    result and `output_tokens` in a completions result (openai-openapi): missing, the answer is malformed. The
+    cache counts are optional (older results lack them): absent means none were reported. Embeddings and
+    moderations define no output tokens."""
+    if "input_tokens" not in r:
+        raise ProviderError(f"malformed response: a result of {day} has no input_tokens")
+    tokens_in = as_int(r["input_tokens"], f"{day} input_tokens")
+    if path != USAGE_PATH:
+        return tokens_in, 0, 0, 0
+    if "output_tokens" not in r:
+        raise ProviderError(f"malformed response: a result of {day} has no output_tokens")
+    return (
+        tokens_in,
+        as_int(r["output_tokens"], f"{day} output_tokens"),
+        as_int(r.get("input_cached_tokens") or 0, f"{day} input_cached_tokens"),
+        as_int(r.get("input_cache_write_tokens") or 0, f"{day} input_cache_write_tokens"),
+    )
 
 
 def _bucket_day(bucket: dict[str, Any]) -> date:

@@ -1,13 +1,17 @@
 """SendGrid: daily email stats of a subuser or a category (v3 Stats API). emails_sent = `requests`.
 
-SendGrid answers one entry per requested day, zeros included, in pages (`limit`/`offset`): we page until every
-requested day is present. A day still missing after the last page is an error for that day, never a zero: an
-empty or short answer must not overwrite the usage stored for it.
+SendGrid answers one entry per requested day, zeros included. `/v3/subusers/stats` pages by `limit`/`offset`: we
+page until every requested day is present. `/v3/categories/stats` defines no paging parameters (tsg_stats_v3), so
+none are sent: a long window is asked in spans of CATEGORY_SPAN_DAYS days, each answered whole. A day still missing
+after the last page is an error for that day, never a zero: an empty or short answer must not overwrite the usage
+stored for it. So is a day whose entry lacks the tenant's own stats, or whose metrics lack `requests` or
+`delivered` (every metric is a required integer in the spec). Only the entry named for the tenant's own subuser or
+category is counted, whatever else the answer holds.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -20,7 +24,10 @@ from usagectl.providers.base import as_int
 from usagectl.records import CheckResult, DayResult, MetricRow, ProviderError
 
 SOURCE = "sendgrid"
-PAGE_LIMIT = 500  # entries (days) per page
+PAGE_LIMIT = 500  # entries (days) per page of /v3/subusers/stats
+# /v3/categories/stats has no limit/offset: each request covers at most this many days (one entry each), a span
+# no default page of the API is known to cut short; the every-day-present check still catches one that was.
+CATEGORY_SPAN_DAYS = 31
 
 
 def error_message(response: httpx.Response) -> str:
@@ -58,31 +65,16 @@ class SendGrid:
     def collect_days(self, tenant: TenantConfig, window: Window) -> dict[date, DayResult]:
         sg = tenant.sendgrid
         assert sg is not None
+        found: dict[date, DayResult] = {}
         if sg.subuser is not None:
-            path, param, kind, name = "/v3/subusers/stats", "subusers", "subuser", sg.subuser
+            kind, name = "subuser", sg.subuser
+            self._paged(window, name, found)
         else:
             assert sg.category is not None
-            path, param, kind, name = "/v3/categories/stats", "categories", "category", sg.category
-        params = [
-            (param, name),
-            ("start_date", window.start.isoformat()),
-            ("end_date", window.last.isoformat()),
-            ("aggregated_by", "day"),
-            ("limit", str(PAGE_LIMIT)),
-        ]
-        found: dict[date, MetricRow] = {}
-        wanted = set(window)
-        offset = 0
-        # One entry per day, and SendGrid may serve fewer than `limit` a page: each page but the last holds at
-        # least one day, so more pages than days in the range means the paging is not advancing.
-        pages_left = window.days + 1
-        while not wanted <= found.keys() and pages_left > 0:
-            pages_left -= 1
-            body = self.http.get_json(path, [*params, ("offset", str(offset))])
-            found.update(_parse_stats(body, kind, name))
-            if not body:
-                break  # past the last page
-            offset += len(body)
+            kind, name = "category", sg.category
+            for span in _spans(window, CATEGORY_SPAN_DAYS):
+                params = [("categories", name), *_dates(span)]
+                found.update(_parse_stats(self.http.get_json("/v3/categories/stats", params), kind, name))
         # SendGrid lists every day, with zeros when there was no traffic: a day it left out is not a zero.
         return {
             d: found[d]
@@ -91,28 +83,74 @@ class SendGrid:
             for d in window
         }
 
+    def _paged(self, window: Window, name: str, found: dict[date, DayResult]) -> None:
+        params = [("subusers", name), *_dates(window), ("limit", str(PAGE_LIMIT))]
+        wanted = set(window)
+        offset = 0
+        # One entry per day, and SendGrid may serve fewer than `limit` a page: each page but the last holds at
+        # least one day, so more pages than days in the range means the paging is not advancing.
+        pages_left = window.days + 1
+        while not wanted <= found.keys() and pages_left > 0:
+            pages_left -= 1
+            body = self.http.get_json("/v3/subusers/stats", [*params, ("offset", str(offset))])
+            found.update(_parse_stats(body, "subuser", name))
+            if not body:
+                break  # past the last page
+            offset += len(body)
 
-def _parse_stats(body: Any, kind: str, name: str) -> dict[date, MetricRow]:
+
+def _dates(window: Window) -> list[tuple[str, str]]:
+    return [
+        ("start_date", window.start.isoformat()),
+        ("end_date", window.last.isoformat()),
+        ("aggregated_by", "day"),
+    ]
+
+
+def _spans(window: Window, days: int) -> list[Window]:
+    out = []
+    start = window.start
+    while start < window.end:
+        end = min(start + timedelta(days=days), window.end)
+        out.append(Window(start, end))
+        start = end
+    return out
+
+
+def _parse_stats(body: Any, kind: str, name: str) -> dict[date, DayResult]:
     if not isinstance(body, list):
         raise ProviderError(
             f"{SOURCE}: malformed response: expected a list of days, got {type(body).__name__}"
         )
-    out: dict[date, MetricRow] = {}
+    out: dict[date, DayResult] = {}
     for i, entry in enumerate(body):
         try:
             day = date.fromisoformat(entry["date"])
             stats = entry["stats"]
+            if not isinstance(stats, list):
+                raise TypeError
         except (TypeError, KeyError, ValueError):
             raise ProviderError(f"{SOURCE}: malformed response: entry {i} has no valid date/stats") from None
-        sent = delivered = 0
-        for s in stats if isinstance(stats, list) else []:
-            # Only this tenant's own entry counts, whatever else the API returns (isolation).
-            if not isinstance(s, dict) or s.get("type") != kind or s.get("name") != name:
-                continue
-            metrics = s.get("metrics") or {}
-            sent += as_int(metrics.get("requests", 0), f"{day} requests")
-            delivered += as_int(metrics.get("delivered", 0), f"{day} delivered")
-        out[day] = MetricRow(emails_sent=sent, emails_delivered=delivered)
+        # Only this tenant's own entry counts, whatever else the API returns (isolation).
+        own = [s for s in stats if isinstance(s, dict) and s.get("type") == kind and s.get("name") == name]
+        try:
+            if not own:
+                raise ProviderError(
+                    f"malformed response: the entry for {day} has no stats of {kind} {name!r}"
+                )
+            sent = delivered = 0
+            for s in own:
+                metrics = s.get("metrics")
+                if not isinstance(metrics, dict) or "requests" not in metrics or "delivered" not in metrics:
+                    raise ProviderError(
+                        f"malformed response: the {kind} {name!r} stats of {day} lack requests/delivered"
+                    )
+                sent += as_int(metrics["requests"], f"{day} requests")
+                delivered += as_int(metrics["delivered"], f"{day} delivered")
+            out[day] = MetricRow(emails_sent=sent, emails_delivered=delivered)
+        except ProviderError as exc:
+            # A malformed day fails alone: its stored row stays, the answer's other days are good.
+            out[day] = ProviderError(f"{SOURCE}: {exc}")
     return out
 
 

@@ -5,9 +5,19 @@ the platform account -> the Messages and Calls lists filtered by number and UTC 
 Daily Usage Records of that account (IncludeSubaccounts=true: its subaccounts are the tenant's too).
 
 Units, as twilio-oai's UsageRecord defines them: `count` is the number of events (`count_unit`: messages, calls)
-and `usage` the billed amount in `usage_unit` (segments for SMS, messages for MMS, minutes for calls). We meter
-`usage` and refuse a unit we do not expect. Prices are in `price_unit`, the account's currency: a price in
-anything but USD leaves the day's provider cost unknown with the reason recorded.
+and `usage` the billed amount in `usage_unit`, "such as `minutes` for calls or `messages` for SMS". We meter
+`usage` in the unit the record gives: SMS in `messages` (the spec's wording and its one example) or `segments`
+(an account billed per segment), MMS in `messages`, calls in `minutes`; the day's note says which SMS unit it was
+counted in, and a unit neither documented nor known fails that day. A record is one UTC day (`start_date` =
+`end_date`): one spanning several days fails the listing, never one day's usage. Prices are in `price_unit`, the
+account's currency: a price in anything but USD leaves the day's provider cost unknown with the reason recorded.
+
+Messages and calls (numbers mode), by their `status` (twilio-oai message_enum_status, call_enum_status): a message
+that `failed` or was `canceled` is not billed and not counted; one `queued`, `accepted`, `scheduled`, `sending` or
+`receiving` is not final (the day is stored provisional and re-collected). A call `queued`, `ringing` or
+`in-progress` is not over (its `duration` is empty until it is): the day is provisional; `busy`, `failed`,
+`no-answer` and `canceled` calls are over and last 0 minutes. An MMS is a message whose sid starts `MM` (the spec's
+mark) or that has `num_media` > 0. A status outside the spec fails the day.
 """
 
 from __future__ import annotations
@@ -30,15 +40,24 @@ from usagectl.records import CheckResult, DayResult, MetricRow, ProviderError
 
 SOURCE = "twilio"
 PAGE_SIZE = 1000  # Twilio's maximum: fewest requests
-# category -> (column, the usage_unit Twilio bills it in)
-CATEGORIES = {
-    "sms-outbound": ("sms_outbound_count", "segments"),
-    "sms-inbound": ("sms_inbound_count", "segments"),
-    "mms-outbound": ("mms_outbound_count", "messages"),
-    "mms-inbound": ("mms_inbound_count", "messages"),
-    "calls-outbound": ("voice_minutes", "minutes"),
-    "calls-inbound": ("voice_minutes", "minutes"),
+SMS_UNITS = ("messages", "segments")  # the spec's unit for SMS, and per-segment billing
+# category -> (column, the usage_units Twilio may bill it in)
+CATEGORIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sms-outbound": ("sms_outbound_count", SMS_UNITS),
+    "sms-inbound": ("sms_inbound_count", SMS_UNITS),
+    "mms-outbound": ("mms_outbound_count", ("messages",)),
+    "mms-inbound": ("mms_inbound_count", ("messages",)),
+    "calls-outbound": ("voice_minutes", ("minutes",)),
+    "calls-inbound": ("voice_minutes", ("minutes",)),
 }
+# Message statuses (message_enum_status): billed and final, not billed, not final yet.
+BILLED_MESSAGE = {"sent", "delivered", "undelivered", "received", "read", "partially_delivered"}
+UNBILLED_MESSAGE = {"failed", "canceled"}
+PENDING_MESSAGE = {"queued", "accepted", "scheduled", "sending", "receiving"}
+# Call statuses (call_enum_status): over with a duration, over without one (0 minutes), not over yet.
+COMPLETED_CALL = {"completed"}
+UNANSWERED_CALL = {"busy", "failed", "no-answer", "canceled"}
+PENDING_CALL = {"queued", "ringing", "in-progress"}
 # The account's whole daily bill, carrier fees and every other product included.
 TOTAL_PRICE = "totalprice"
 # Call directions (twilio-oai call_enum_direction): SIP trunking calls are metered like any other call.
@@ -190,6 +209,7 @@ class Twilio:
         total: dict[date, Decimal | None] = dict.fromkeys(window)
         foreign: dict[date, str] = {}  # day -> a currency that is not USD
         failed: dict[date, ProviderError] = {}
+        sms_units: dict[date, set[str]] = {d: set() for d in window}
         # One listing of every category (Twilio has hundreds; a page of 1000 holds a few days of them) costs one
         # request where a request per category would cost six.
         what = f"usage records {start}..{end}"
@@ -204,31 +224,42 @@ class Twilio:
             what,
         ):
             category = rec.category
-            day = _record_day(rec.start_date)
+            day = _record_span(rec, what)
             if day not in counts or (category not in CATEGORIES and category != TOTAL_PRICE):
                 continue  # the other totals (sms, calls, ...) and everything we do not meter
-            if category == TOTAL_PRICE:
-                if not _usd(rec.price_unit):
-                    foreign[day] = str(rec.price_unit)
-                elif rec.price is not None and rec.price != "":
-                    total[day] = abs(as_decimal(rec.price, f"{category} price on {day}"))
-                continue
-            column, unit = CATEGORIES[category]
-            if str(rec.usage_unit or "").lower() != unit:
-                failed[day] = ProviderError(
-                    f"{SOURCE}: {category} on {day} is billed in {rec.usage_unit!r}, expected {unit!r}"
+            try:
+                if category == TOTAL_PRICE:
+                    if not _usd(rec.price_unit):
+                        foreign[day] = str(rec.price_unit)
+                    elif rec.price is not None and rec.price != "":
+                        total[day] = abs(as_decimal(rec.price, f"{category} price on {day}"))
+                    continue
+                column, units = CATEGORIES[category]
+                unit = str(rec.usage_unit or "").lower()
+                if unit not in units:
+                    raise ProviderError(
+                        f"{SOURCE}: {category} on {day} is billed in {rec.usage_unit!r}, expected "
+                        + " or ".join(repr(u) for u in units)
+                    )
+                if units is SMS_UNITS:
+                    sms_units[day].add(unit)
+                # `usage` is what Twilio bills (messages or segments, minutes already rounded up per call);
+                # `count` is events (an SMS of 3 segments counts 1).
+                amount = as_decimal(rec.usage, f"{category} usage on {day}")
+                if amount < 0:
+                    raise ProviderError(f"malformed response: {category} usage on {day} is {rec.usage!r}")
+                value = int(amount.to_integral_value(rounding="ROUND_CEILING"))
+                counts[day][column] = counts[day].get(column, 0) + value
+                if rec.price is not None and rec.price != "":
+                    if not _usd(rec.price_unit):
+                        foreign[day] = str(rec.price_unit)
+                    else:
+                        metered[day] += abs(as_decimal(rec.price, f"{category} price on {day}"))
+            except ProviderError as exc:
+                # One malformed record fails its day, never the listing's other days.
+                failed.setdefault(
+                    day, exc if str(exc).startswith(SOURCE) else ProviderError(f"{SOURCE}: {exc}")
                 )
-                continue
-            # `usage` is what Twilio bills (segments, messages, minutes already rounded up per call); `count`
-            # is events (an SMS of 3 segments counts 1).
-            amount = as_decimal(rec.usage, f"{category} usage on {day}")
-            value = int(amount.to_integral_value(rounding="ROUND_CEILING"))
-            counts[day][column] = counts[day].get(column, 0) + value
-            if rec.price is not None and rec.price != "":
-                if not _usd(rec.price_unit):
-                    foreign[day] = str(rec.price_unit)
-                else:
-                    metered[day] += abs(as_decimal(rec.price, f"{category} price on {day}"))
         out: dict[date, DayResult] = {}
         for d in window:
             if d in failed:
@@ -246,6 +277,9 @@ class Twilio:
             else:
                 cost = None
                 note = "provider cost unknown: Twilio listed no totalprice for a day with priced usage"
+            if sms_units[d]:
+                counted = f"SMS counted in {' and '.join(sorted(sms_units[d]))}"
+                note = f"{counted}; {note}" if note else counted
             out[d] = MetricRow(**counts[d], provider_cost_usd=cost, note=note)  # type: ignore[arg-type]
         return out
 
@@ -263,23 +297,19 @@ class Twilio:
             seen.add(r.sid)
             yield r
 
-    def _numbers_day(self, account: Any, numbers: Sequence[str], day: date) -> MetricRow:
+    def _numbers_day(self, account: Any, numbers: Sequence[str], day: date) -> DayResult:
+        """One day of our numbers' messages and calls; a record the spec does not allow fails that day only."""
+        try:
+            return self._numbers_day_rows(account, numbers, day)
+        except ProviderError as exc:
+            if str(exc).startswith(SOURCE):
+                raise  # the request itself failed (HTTP, paging): so would every other day's
+            return ProviderError(f"{SOURCE}: {day}: {exc}")
+
+    def _numbers_day_rows(self, account: Any, numbers: Sequence[str], day: date) -> DayResult:
         iso = day.isoformat()
-        totals = dict.fromkeys(("sms_out", "sms_in", "mms_out", "mms_in", "minutes"), 0)
-        cost: Decimal | None = Decimal(0)
+        tally = Tally()
         seen: set[str] = set()
-        unsent = 0
-        currency: str | None = None
-
-        def add_price(raw: Any, unit: Any, what: str) -> None:
-            nonlocal cost, currency
-            if raw is None or raw == "":
-                cost = None  # Twilio has not priced it yet: the day's provider cost is unknown, not lower
-            elif not _usd(unit):
-                cost, currency = None, str(unit)
-            elif cost is not None:
-                cost += abs(as_decimal(raw, what))
-
         for number in numbers:
             for outbound, by_number in ((True, {"from_": number}), (False, {"to": number})):
                 side = "outbound" if outbound else "inbound"
@@ -291,15 +321,7 @@ class Twilio:
                     seen,
                     "date_sent",
                 ):
-                    if as_int(m.num_media or "0", f"num_media of {m.sid}") > 0:
-                        totals["mms_out" if outbound else "mms_in"] += 1
-                    else:
-                        segments = as_int(m.num_segments or "1", f"num_segments of {m.sid}")
-                        if segments == 0:
-                            # Sent through a Messaging Service and not sent yet: its segments are not known.
-                            unsent += 1
-                        totals["sms_out" if outbound else "sms_in"] += segments
-                    add_price(m.price, m.price_unit, f"price of {m.sid}")
+                    tally.message(m, outbound)
                 for c in self._ours(
                     partial(account.calls.page, start_time=iso, page_size=PAGE_SIZE, **by_number),
                     f"calls {side} {number} {iso}",
@@ -308,22 +330,89 @@ class Twilio:
                     seen,
                     "start_time",
                 ):
-                    seconds = as_int(c.duration or "0", f"duration of {c.sid}")
-                    totals["minutes"] += math.ceil(seconds / 60)  # billed per started minute
-                    add_price(c.price, c.price_unit, f"price of {c.sid}")
+                    tally.call(c)
+        return tally.row(iso)
+
+
+class Tally:
+    """One tenant-day of messages and calls, counted as Twilio bills them (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.totals = dict.fromkeys(("sms_out", "sms_in", "mms_out", "mms_in", "minutes"), 0)
+        self.cost: Decimal | None = Decimal(0)
+        self.currency: str | None = None
+        self.unsent = 0  # billed messages whose segments are not known yet (0 segments)
+        self.pending_messages = 0
+        self.pending_calls = 0
+
+    def _price(self, raw: Any, unit: Any, what: str) -> None:
+        if raw is None or raw == "":
+            self.cost = None  # Twilio has not priced it yet: the day's provider cost is unknown, not lower
+        elif not _usd(unit):
+            self.cost, self.currency = None, str(unit)
+        elif self.cost is not None:
+            self.cost += abs(as_decimal(raw, what))
+
+    def message(self, m: Any, outbound: bool) -> None:
+        status = m.status
+        if status in UNBILLED_MESSAGE:
+            return  # Twilio does not bill a message that failed or was canceled
+        if status in PENDING_MESSAGE:
+            # Not final: counted when a later run finds it sent (or failed); meanwhile its cost is unknown.
+            self.pending_messages += 1
+            self.cost = None
+            return
+        if status not in BILLED_MESSAGE:
+            raise ProviderError(f"malformed response: {m.sid} has an unknown status {status!r}")
+        sid = str(m.sid or "")
+        if sid.startswith("MM") or as_int(m.num_media, f"num_media of {sid}") > 0:
+            self.totals["mms_out" if outbound else "mms_in"] += 1
+        else:
+            segments = as_int(m.num_segments, f"num_segments of {sid}")
+            if segments == 0:
+                # Sent through a Messaging Service and not sent yet: its segments are not known.
+                self.unsent += 1
+            self.totals["sms_out" if outbound else "sms_in"] += segments
+        self._price(m.price, m.price_unit, f"price of {sid}")
+
+    def call(self, c: Any) -> None:
+        status = c.status
+        if status in PENDING_CALL:
+            # Its duration is empty until it is over: the day is re-collected until then.
+            self.pending_calls += 1
+            self.cost = None
+            return
+        if status in COMPLETED_CALL:
+            seconds = as_int(c.duration, f"duration of {c.sid}")
+        elif status in UNANSWERED_CALL:
+            # "empty for busy, failed, unanswered ... calls": over, and 0 minutes when Twilio gives none.
+            seconds = 0 if c.duration in (None, "") else as_int(c.duration, f"duration of {c.sid}")
+            if seconds == 0 and c.price in (None, ""):
+                return  # nothing billed and nothing to price
+        else:
+            raise ProviderError(f"malformed response: {c.sid} has an unknown status {status!r}")
+        self.totals["minutes"] += math.ceil(seconds / 60)  # billed per started minute
+        self._price(c.price, c.price_unit, f"price of {c.sid}")
+
+    def row(self, iso: str) -> MetricRow:
         notes = []
-        if unsent:
-            notes.append(f"not final: {unsent} message(s) not sent yet (0 segments)")
-        if currency is not None:
-            notes.append(f"provider cost unknown: Twilio priced {iso} in {currency!r}, not USD")
+        if self.unsent:
+            notes.append(f"not final: {self.unsent} message(s) not sent yet (0 segments)")
+        if self.pending_messages:
+            notes.append(f"not final: {self.pending_messages} message(s) queued or sending, not counted yet")
+        if self.pending_calls:
+            notes.append(f"not final: {self.pending_calls} call(s) not over yet, not counted yet")
+        if self.currency is not None:
+            notes.append(f"provider cost unknown: Twilio priced {iso} in {self.currency!r}, not USD")
+        t = self.totals
         return MetricRow(
-            sms_outbound_count=totals["sms_out"],
-            sms_inbound_count=totals["sms_in"],
-            mms_outbound_count=totals["mms_out"],
-            mms_inbound_count=totals["mms_in"],
-            voice_minutes=totals["minutes"],
-            provider_cost_usd=cost,
-            final=unsent == 0,
+            sms_outbound_count=t["sms_out"],
+            sms_inbound_count=t["sms_in"],
+            mms_outbound_count=t["mms_out"],
+            mms_inbound_count=t["mms_in"],
+            voice_minutes=t["minutes"],
+            provider_cost_usd=self.cost,
+            final=not (self.unsent or self.pending_messages or self.pending_calls),
             note="; ".join(notes) or None,
         )
 
@@ -337,11 +426,28 @@ def _outbound(direction: Any, sid: str) -> bool:
         return True
     if direction in INBOUND:
         return False
-    raise ProviderError(f"{SOURCE}: {sid} has an unknown direction {direction!r}")
+    raise ProviderError(f"malformed response: {sid} has an unknown direction {direction!r}")
 
 
 def _same_day(when: Any, day: date) -> bool:
     return isinstance(when, datetime) and when.astimezone(UTC).date() == day
+
+
+def _record_span(rec: Any, what: str) -> date:
+    """The one UTC day a daily usage record covers. A record without a valid `start_date`, or whose `end_date` is
+    not that same day (the spec's own example spans years), cannot be one day's usage: the listing fails."""
+    first, last = _record_day(rec.start_date), _record_day(rec.end_date)
+    if first is None or last is None:
+        raise ProviderError(
+            f"{SOURCE}: malformed response to {what}: a {rec.category!r} record without a valid "
+            f"start_date/end_date ({rec.start_date!r}, {rec.end_date!r})"
+        )
+    if first != last:
+        raise ProviderError(
+            f"{SOURCE}: {what}: a {rec.category!r} record spans {first}..{last}, not one day; "
+            "its usage cannot be given to one day"
+        )
+    return first
 
 
 def _record_day(value: Any) -> date | None:

@@ -164,8 +164,9 @@ class ProviderCosts:
 
     @property
     def complete(self) -> bool:
-        """Every day of every cost-reporting source the tenant used is known (and it used at least one)."""
-        return self.days > 0 and self.unknown_days == 0
+        """Every day of every cost-reporting source the tenant used is known. A tenant that used none (no Twilio
+        or OpenAI attribution, or no usage there) cost the platform nothing with them: known, $0."""
+        return self.unknown_days == 0
 
 
 def margin_of(charge: PlanCharge | None, costs: ProviderCosts | None) -> Decimal | None:

@@ -70,6 +70,7 @@ class Message:
     num_segments: int = 1
     num_media: int = 0
     price: Decimal | None = None  # negative, as Twilio reports it
+    status: str | None = None  # None: received (inbound), accepted (0 segments) or delivered
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class Call:
     start_time: datetime
     duration: int  # seconds
     price: Decimal | None = None
+    # completed; busy, failed, no-answer, canceled (over, no duration); queued, ringing, in-progress (not over:
+    # no duration, no price)
+    status: str = "completed"
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,9 @@ class World:
 
     seed: int = 0
     synthetic: bool = True
+    # The day whose last seconds are still in flight when the night's collect runs (the demo's yesterday): each
+    # synthetic number has a message still sending and a call still ringing on it, so the day is provisional.
+    in_flight_day: date | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _records: dict[tuple[str, date], dict[str, UsageRecord]] = field(default_factory=dict, repr=False)
     _scripted_accounts: set[str] = field(default_factory=set, repr=False)
@@ -183,6 +190,7 @@ class World:
         num_segments: int = 1,
         num_media: int = 0,
         price: Decimal | str | None = None,
+        status: str | None = None,
     ) -> Message:
         with self._lock:
             msg = Message(
@@ -195,6 +203,7 @@ class World:
                 num_segments,
                 num_media,
                 None if price is None else Decimal(price),
+                status,
             )
             self._messages.append(msg)
             self._scripted_numbers.update((from_, to))
@@ -210,6 +219,7 @@ class World:
         start_time: datetime,
         duration: int,
         price: Decimal | str | None = None,
+        status: str = "completed",
     ) -> Call:
         with self._lock:
             call = Call(
@@ -221,6 +231,7 @@ class World:
                 start_time.astimezone(UTC),
                 duration,
                 None if price is None else Decimal(price),
+                status,
             )
             self._calls.append(call)
             self._scripted_numbers.update((from_, to))
@@ -291,12 +302,16 @@ class World:
         calls_in = int(calls_out * rng.uniform(0.5, 0.9))
         minutes_out = sum(rng.randint(1, 9) for _ in range(calls_out))
         minutes_in = sum(rng.randint(1, 6) for _ in range(calls_in))
-        # A long SMS is billed per segment: segments outnumber messages.
+        # A long SMS is billed per segment: segments outnumber messages. About a third of the accounts report SMS
+        # usage in `messages`, as the spec describes it, where usage is the count.
         seg_out = sms_out + int(sms_out * rng.uniform(0.1, 0.4))
         seg_in = sms_in + int(sms_in * rng.uniform(0.0, 0.2))
+        sms_unit = "messages" if _rng(self.seed, "sms-unit", account_sid).random() < 1 / 3 else None
+        if sms_unit:
+            seg_out, seg_in = sms_out, sms_in
         return {
-            "sms-outbound": UsageRecord(sms_out, Decimal(seg_out), Decimal("0.0079") * seg_out),
-            "sms-inbound": UsageRecord(sms_in, Decimal(seg_in), Decimal("0.0079") * seg_in),
+            "sms-outbound": UsageRecord(sms_out, Decimal(seg_out), Decimal("0.0079") * seg_out, sms_unit),
+            "sms-inbound": UsageRecord(sms_in, Decimal(seg_in), Decimal("0.0079") * seg_in, sms_unit),
             "sms-messages-carrierfees": UsageRecord(sms_out, Decimal(sms_out), Decimal("0.0030") * sms_out),
             "mms-outbound": UsageRecord(mms_out, Decimal(mms_out), Decimal("0.0200") * mms_out),
             "mms-inbound": UsageRecord(mms_in, Decimal(mms_in), Decimal("0.0100") * mms_in),
@@ -321,10 +336,12 @@ class World:
             media = 1 if rng.random() < 0.08 else 0
             segments = 1 if media else rng.choice((1, 1, 1, 2, 3))
             other = f"+1555{rng.randint(0, 9999999):07d}"
-            price = Decimal("-0.0200") if media else Decimal("-0.0079") * segments
+            price: Decimal | None = Decimal("-0.0200") if media else Decimal("-0.0079") * segments
+            # A few outbound messages fail (unbilled, unpriced); an MMS has an MM sid.
+            failed = not inbound and rng.random() < 0.03
             out.append(
                 Message(
-                    _sid("SM", number, day, i),
+                    _sid("MM" if media else "SM", number, day, i),
                     account_sid,
                     other if inbound else number,
                     number if inbound else other,
@@ -332,7 +349,23 @@ class World:
                     _midnight(day) + timedelta(seconds=rng.randint(0, 86399)),
                     segments,
                     media,
-                    price,
+                    None if failed else price,
+                    "failed" if failed else None,
+                )
+            )
+        if day == self.in_flight_day:
+            out.append(
+                Message(
+                    _sid("SM", number, day, "sending"),
+                    account_sid,
+                    number,
+                    f"+1555{rng.randint(0, 9999999):07d}",
+                    "outbound-api",
+                    _midnight(day) + timedelta(seconds=86399),
+                    1,
+                    0,
+                    None,
+                    "sending",
                 )
             )
         return out
@@ -364,6 +397,10 @@ class World:
                     Decimal("-0.0085" if inbound else "-0.0140") * minutes,
                 )
             )
+        if day == self.in_flight_day:
+            start = _midnight(day) + timedelta(seconds=86390)
+            out.append(Call(_sid("CA", number, day, "ringing"), account_sid, number,
+                            f"+1555{rng.randint(0, 9999999):07d}", "outbound-api", start, 0, None, "ringing"))  # fmt: skip
         return out
 
     def email_stats(self, kind: str, name: str, day: date) -> dict[str, int]:

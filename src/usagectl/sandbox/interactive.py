@@ -7,9 +7,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from usagectl.errors import InputError, UsagectlError
+from usagectl.periods import utc_today
 from usagectl.sandbox import Sandbox, demo_tenants
 
 MAX_BASE_PORT = 65535 - 2  # three consecutive ports
@@ -55,6 +57,7 @@ def serve(
     if port and not 1024 <= port <= MAX_BASE_PORT:
         raise InputError(f"--port: {port} is not between 1024 and {MAX_BASE_PORT} (three ports from it)")
     sb = Sandbox(port=port)
+    sb.world.in_flight_day = utc_today() - timedelta(days=1)  # yesterday's last call still ringing
     try:
         sb.__enter__()
     except OSError as exc:

@@ -2,8 +2,10 @@
 
 Paths, query parameters, auth headers, pagination, error bodies and units follow the providers' published
 specifications (twilio/twilio-oai, twilio/sendgrid-oai, openai/openai-openapi; their own example responses are
-replayed in tests/test_provider_specs.py): Twilio usage records count messages and bill SMS in segments, prices carry
-the account's `price_unit`, SendGrid pages by limit/offset, OpenAI has completions, embeddings and moderations usage.
+replayed in tests/test_provider_specs.py): Twilio usage records count messages and bill SMS in segments (a third of
+the synthetic accounts in messages), prices carry the account's `price_unit`, messages and calls carry their status
+(failed messages; on `World.in_flight_day` a message still sending and a call still ringing), SendGrid pages subuser
+stats by limit/offset and refuses them on category stats, OpenAI has completions, embeddings and moderations usage.
 Only what usagectl reads (and a cheap endpoint per provider for `config check --online`) exists.
 Faults are injected per provider and optionally per request (a substring of the path and query).
 
@@ -633,9 +635,12 @@ class TwilioServer(ProviderServer):
                 "price": _price(m.price),
                 "price_unit": self.world.price_unit(m.account_sid),
                 # A message on a Messaging Service has 0 segments until a sender is assigned and it is sent.
-                "status": "received"
-                if m.direction == "inbound"
-                else ("accepted" if m.num_segments == 0 else "delivered"),
+                "status": m.status
+                or (
+                    "received"
+                    if m.direction == "inbound"
+                    else ("accepted" if m.num_segments == 0 else "delivered")
+                ),
                 "uri": f"{self.API}/Accounts/{m.account_sid}/Messages/{m.sid}.json",
             }
             for m in chosen
@@ -661,14 +666,17 @@ class TwilioServer(ProviderServer):
                 "account_sid": c.account_sid,
                 "api_version": "2010-04-01",
                 "direction": c.direction,
-                "duration": str(c.duration),
+                # Empty "for busy, failed, unanswered, or ongoing calls", as is end_time until a call is over.
+                "duration": str(c.duration) if c.status == "completed" else None,
                 "start_time": _rfc2822(c.start_time),
-                "end_time": _rfc2822(c.start_time + timedelta(seconds=c.duration)),
+                "end_time": _rfc2822(c.start_time + timedelta(seconds=c.duration))
+                if c.status not in ("queued", "ringing", "in-progress")
+                else None,
                 "from": c.from_,
                 "to": c.to,
                 "price": _price(c.price),
                 "price_unit": self.world.price_unit(c.account_sid),
-                "status": "completed",
+                "status": c.status,
                 "uri": f"{self.API}/Accounts/{c.account_sid}/Calls/{c.sid}.json",
             }
             for c in chosen
@@ -776,6 +784,14 @@ class SendGridServer(ProviderServer):
                 ]
             out.append({"date": day.isoformat(), "stats": stats})
             day += timedelta(days=1)
+        if kind == "category":
+            # tsg_stats_v3 defines no limit/offset on /v3/categories/stats: a client that sends them relies on
+            # something the API does not promise, so the sandbox refuses them. Its answer is the whole range.
+            if "limit" in params or "offset" in params:
+                raise Reply(
+                    400, {"errors": [{"field": "limit", "message": "not a parameter of this endpoint"}]}
+                )
+            return out
         # Paged by limit/offset over the days (SendGrid's default page is shorter than a long backfill).
         try:
             limit = int(params.get("limit", "500"))

@@ -42,7 +42,7 @@ from usagectl.meters import (
 from usagectl.money import from_micros, to_micros
 
 SCHEMA_HEAD = (
-    "0007_rollup_provider_costs"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+    "0008_rollup_provider_costs"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 )
 
 metadata = MetaData(
@@ -261,6 +261,20 @@ api_tokens = Table(
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("expires_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# The pages' sign-in sessions (store/sessions.py): the SHA-256 of a random session id (the id is only in the
+# browser's cookie) and the token it was opened with. Signing out deletes the row; a copy of the cookie then opens
+# nothing. Expired rows are deleted when the next session is opened.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sid_sha256", String(64), nullable=False, unique=True),
+    Column("token_id", Integer, ForeignKey("api_tokens.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "expires_at"),
 )
 
 # Allowance and budget alerts (`usagectl alerts`): one row per tenant x period x meter x threshold, ever. The

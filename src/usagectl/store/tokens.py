@@ -168,25 +168,6 @@ def verify_token(store: Store, token: str) -> TokenScope | None:
     return TokenScope(prefix=prefix, tenant=row.slug if row.scope == "tenant" else None)
 
 
-def active_token_scope(store: Store, prefix: str) -> TokenScope | None:
-    """The scope of the token with this prefix if it is still valid (not revoked, not expired, its tenant still
-    there); None otherwise. For sessions that carry the prefix, never the token, and re-check it per request."""
-    t = api_tokens.c
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            select(t.scope, tenants.c.slug, t.expires_at, t.revoked_at)
-            .select_from(api_tokens.outerjoin(tenants, tenants.c.id == t.tenant_id))
-            .where(t.prefix == prefix)
-        ).first()
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
-        return None
-    if row.scope == "tenant" and row.slug is None:
-        return None
-    return TokenScope(prefix=prefix, tenant=row.slug if row.scope == "tenant" else None)
-
-
 def token_expiry(store: Store, prefix: str) -> datetime | None:
     with store.engine.connect() as conn:
         value: datetime | None = conn.execute(

@@ -8,6 +8,7 @@ JWTs (PyJWT). Neither ever logs or echoes the credential. Failures are `AuthErro
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -128,9 +129,14 @@ class JwtVerifier:
             raise AuthError("token expired") from None
         except jwt.ImmatureSignatureError:
             raise AuthError("token not yet valid") from None
-        except (jwt.InvalidTokenError, ValueError, TypeError, KeyError):
+        except (jwt.InvalidTokenError, ValueError, TypeError, KeyError, OverflowError):
             # InvalidTokenError covers signature, algorithm, audience, issuer, malformed input.
             raise AuthError("invalid token") from None
+        # RFC 7519 4.1.4-4.1.6: exp, nbf and iat are NumericDates, JSON numbers. PyJWT compares int(value), so it
+        # accepts "1893456000" (a string) too: refuse anything that is not a finite number.
+        for name in ("exp", "nbf", "iat"):
+            if name in claims and not _numeric_date(claims[name]):
+                raise AuthError("invalid token")
         roles = claims.get(cfg.role_claim)
         # A platform may send one role or a list of them.
         role_set: set[str] = set()
@@ -146,6 +152,10 @@ class JwtVerifier:
                 raise ForbiddenError(f"token has no {cfg.tenant_claim!r} claim")
             return Principal("tenant_admin", tenant)
         raise ForbiddenError("token grants no usagectl role")
+
+
+def _numeric_date(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def make_verifier(cfg: ServeAuthConfig, store: Store) -> Verifier:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -99,10 +100,10 @@ def _viewer(request: Request, ctx: AppContext) -> Viewer:
         return Viewer(who, csrf, new_csrf, False)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        from usagectl.store.tokens import active_token_scope
+        from usagectl.store.sessions import session_scope
 
         session = read_session(ctx.session_secret, cookie)
-        scope = active_token_scope(ctx.store, session.prefix) if session else None
+        scope = session_scope(ctx.store, session.sid) if session else None
         if scope is None:
             stale = True
         else:
@@ -325,6 +326,7 @@ async def sign_in(request: Request, ctx: Ctx) -> Response:
     token = form.get("token", "").strip()
 
     def check() -> tuple[Principal, str, int] | None:
+        from usagectl.store.sessions import open_session
         from usagectl.store.tokens import token_expiry, verify_token
 
         scope = verify_token(ctx.store, token)
@@ -334,19 +336,22 @@ async def sign_in(request: Request, ctx: Ctx) -> Response:
         token_expires = token_expiry(ctx.store, scope.prefix)
         if token_expires is not None:
             expires = min(expires, int(token_expires.timestamp()))
+        sid = open_session(ctx.store, scope.prefix, datetime.fromtimestamp(expires, UTC))
+        if sid is None:  # the token was deleted in between
+            return None
         who = Principal("root_admin", None) if scope.is_root else Principal("tenant_admin", scope.tenant)
-        return who, scope.prefix, expires
+        return who, sid, expires
 
     found = await run_in_threadpool(check) if token else None
     if found is None:
         return _sign_in_page(
             request, ctx, viewer, 401, "That token is not valid (unknown, expired or revoked)."
         )
-    who, prefix, expires = found
+    who, sid, expires = found
     response = RedirectResponse(_home(request, who), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        sign_session(ctx.session_secret, Session(prefix, expires)),
+        sign_session(ctx.session_secret, Session(sid, expires)),
         max_age=max(1, expires - int(time.time())),
         httponly=True,
         samesite="strict",
@@ -373,6 +378,12 @@ async def sign_out(request: Request, ctx: Ctx) -> Response:
         return _error(
             request, ctx, viewer, 403, "Not allowed", "The form expired; reload the page and try again."
         )
+    # The session ends on the server, not only in this browser: a copy of the cookie opens nothing afterwards.
+    session = read_session(ctx.session_secret, request.cookies.get(SESSION_COOKIE) or "")
+    if session is not None:
+        from usagectl.store.sessions import end_session
+
+        await run_in_threadpool(end_session, ctx.store, session.sid)
     target = _base(request) + pages.SIGN_IN_PATH
     response = RedirectResponse(target, status_code=303)
     secure = _secure(request)

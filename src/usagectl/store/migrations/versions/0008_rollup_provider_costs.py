@@ -1,8 +1,8 @@
 """usage_rollups_daily keeps, per cost-reporting provider, whether it has a raw row for the tenant-day and the cost
 it reported; a partial index of the failed collection_runs rows
 
-Revision ID: 0007_rollup_provider_costs
-Revises: 0006_sealed_days
+Revision ID: 0008_rollup_provider_costs
+Revises: 0007_web_sessions
 Create Date: 2026-12-03
 
 The margin (plan charge - the providers' reported cost) used to read the raw usage_metrics rows of every tenant
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_rollup_provider_costs"
-down_revision = "0006_sealed_days"
+revision = "0008_rollup_provider_costs"
+down_revision = "0007_web_sessions"
 branch_labels = None
 depends_on = None
 
