@@ -131,8 +131,13 @@ def pending_days(conn: Connection) -> set[date]:
         # Not a plain WHERE updated_at > ...: for the DISTINCT, SQLite would walk the whole (date, tenant_id)
         # index (millions of entries at full size) instead of reading the few rows written since the last run
         # from the updated_at index. The IN (subquery) form makes it use the latter (docs/performance.md).
-        written = select(usage_metrics.c.id).where(usage_metrics.c.updated_at > newest)
-        q = q.where(usage_metrics.c.id.in_(written))
+        # PostgreSQL is the other way round: the IN (subquery) form is a semi-join over every id written (7 s for
+        # 400,000 rows at 100,000 tenants), the plain WHERE an index range scan (0.4 s).
+        if conn.dialect.name == "postgresql":
+            q = q.where(usage_metrics.c.updated_at > newest)
+        else:
+            written = select(usage_metrics.c.id).where(usage_metrics.c.updated_at > newest)
+            q = q.where(usage_metrics.c.id.in_(written))
     return {r for (r,) in conn.execute(q)}
 
 
@@ -669,7 +674,10 @@ def run_rollup(
                 last_sealed = sealed_through(conn)
                 closed = {d for d in days if last_sealed is not None and d <= last_sealed}
                 windows = _ranges(days - closed)
-                conn.execute(rollup_statement(cfg, windows, now, store.dialect, tenant_id))
+                upserted = conn.execute(
+                    rollup_statement(cfg, windows, now, store.dialect, tenant_id),
+                    execution_options={"preserve_rowcount": True},
+                )
                 # Raising rolls the upsert back. Every tenant-day with raw metrics in `windows` has its rollup row
                 # now, so their count is the rollup rows' (a DISTINCT over the raw rows is far slower, on PostgreSQL
                 # above all: docs/performance.md, Design decisions).
@@ -677,12 +685,17 @@ def run_rollup(
                 tenant_days = check_written(
                     conn, cfg, windows, tenant_id, check=store.dialect != "postgresql"
                 )
-                # Rows written by this run carry its timestamp (rowcount of INSERT ... SELECT is not portable).
-                changed = conn.execute(
-                    select(func.count())
-                    .select_from(usage_rollups_daily)
-                    .where(usage_rollups_daily.c.created_at == now)
-                ).scalar_one()
+                if store.dialect == "postgresql":
+                    # Its rowcount of an upsert is the rows inserted or updated (not those its WHERE skipped).
+                    changed = upserted.rowcount
+                else:
+                    # Rows written by this run carry its timestamp (SQLite's rowcount of INSERT ... SELECT ... ON
+                    # CONFLICT is not that).
+                    changed = conn.execute(
+                        select(func.count())
+                        .select_from(usage_rollups_daily)
+                        .where(usage_rollups_daily.c.created_at == now)
+                    ).scalar_one()
                 adjusted = post_adjustments(
                     conn,
                     cfg,
