@@ -177,9 +177,9 @@ def test_the_data_exercises_what_it_should(store: Any) -> None:
     over = [t for t in full.lines if t.plan_charge and any(line.overage for line in t.plan_charge.lines)]
     assert len(over) > 5
     assert full.margin_total is None
-    # A month where nothing is over yet: no days, no margin, the fees alone.
+    # A month with no usage: the fees alone, and the margins are the fees.
     nov = tenants_report(store, Window.month(2026, 11), cfg=cfg, today=TODAY)
-    assert nov.total.sms == 0 and nov.margin_total is None
+    assert nov.total.sms == 0 and nov.margin_total == nov.plan_charge_total  # no provider cost: a known $0
     assert nov.plan_charge_total == Decimal("19.99") * 8 + Decimal("99") * 7  # 8 pro, 7 elite tenants
     assert nov.plan_charge_total == sum((t.plan_charge.total for t in nov.lines if t.plan_charge), Decimal(0))
 

@@ -622,8 +622,8 @@ def _ranking(cfg: Config | None, month: Window, done: Window, dialect: str) -> A
             s: or_(func.coalesce(u[f"{s}_rows"], 0) > 0, func.coalesce(failed.c[f"{s}_failed"], 0) == 1)
             for s in COST_SOURCES
         }
+        # A tenant that used none of them cost the platform nothing there: known, $0 (ProviderCosts.complete).
         complete = and_(
-            or_(*used.values()),
             *(or_(~used[s], func.coalesce(u[f"{s}_known"], 0) == done.days) for s in COST_SOURCES),
         )
         reported: Any = _int(0)
