@@ -58,14 +58,17 @@ monthly_budget = "1000"
 
 # acme: 930 SMS (93.0% of 1000: the 80% threshold) costing $9.30, exactly its plan budget (80, 95, 100 %).
 # globex: 31,000 SMS (3100%: all three) costing $310, under its own $1000 budget (the plan's $9.30 does not apply).
+# Each meter's highest threshold crossed fires (is sent); the lower ones it passed at once are recorded, not sent.
 EXPECTED = {
     ("acme", "sms", "80"),
+    ("acme", "budget", "100"),
+    ("globex", "sms", "100"),
+}
+PASSED = {
     ("acme", "budget", "80"),
     ("acme", "budget", "95"),
-    ("acme", "budget", "100"),
     ("globex", "sms", "80"),
     ("globex", "sms", "95"),
-    ("globex", "sms", "100"),
 }
 
 
@@ -182,7 +185,7 @@ def test_thresholds_fire_once_across_two_runs(setup: Any, cli: Callable[..., Any
     assert first.code == 0, first.err
     doc = json.loads(first.out)
     assert doc["period"] == "2026-10" and doc["dry_run"] is False and doc["webhook"] is None
-    assert _keys(doc["fired"]) == EXPECTED
+    assert _keys(doc["fired"]) == EXPECTED and _keys(doc["passed"]) == PASSED
     acme_sms = next(f for f in doc["fired"] if f["tenant"] == "acme" and f["meter"] == "sms")
     # The report's own allowance figures: 930 of 1000, 93.0%.
     rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
@@ -195,7 +198,7 @@ def test_thresholds_fire_once_across_two_runs(setup: Any, cli: Callable[..., Any
     second = cli("alerts", "--month", "2026-10", "--format", "json")
     assert second.code == 0 and json.loads(second.out)["fired"] == []
     rows = _rows(store)
-    assert len(rows) == 7 and {r.status for r in rows} == {"recorded"}
+    assert sorted(r.status for r in rows) == ["passed"] * 4 + ["recorded"] * 3
     table = cli("alerts", "--month", "2026-10")
     assert table.code == 0 and table.out == "" and "0 alerts fired for 2026-10" in table.err
 
@@ -205,12 +208,15 @@ def test_dry_run_records_nothing(setup: Any, cli: Callable[..., Any], receiver: 
     dry = cli("alerts", "--month", "2026-10", "--dry-run", "--format", "json")
     assert dry.code == 0, dry.err
     assert _keys(json.loads(dry.out)["fired"]) == EXPECTED
+    assert _keys(json.loads(dry.out)["passed"]) == PASSED
     assert _rows(store) == [] and receiver.got == []
     table = cli("alerts", "--month", "2026-10", "--dry-run")
     assert table.code == 0 and "Would fire" in table.out and "globex" in table.out
+    # The common table style: thousands separators, no box.
+    assert "31,000" in table.out and "31000" not in table.out and "│" not in table.out
     assert _rows(store) == [] and receiver.got == []
     assert cli("alerts", "--month", "2026-10").code == 0
-    assert len(_rows(store)) == 7 and len(receiver.got) == 7
+    assert len(_rows(store)) == 7 and len(receiver.got) == 3
     again = cli("alerts", "--month", "2026-10", "--dry-run", "--format", "json")
     assert json.loads(again.out)["fired"] == []
 
@@ -222,14 +228,15 @@ def test_budget_tracks_the_tenant_override_and_the_plan(setup: Any, cli: Callabl
     assert not [f for f in doc["fired"] if f["tenant"] == "globex" and f["meter"] == "budget"]
     setup('\n[alerts]\nthresholds = ["30", 99.5]\n')
     doc = json.loads(cli("alerts", "--month", "2026-10", "--format", "json").out)
-    # New thresholds are new alerts; the ones already fired at 80/95/100 stay fired.
-    assert _keys(doc["fired"]) == {
+    # New thresholds below one already fired (80/100) are recorded as passed, not sent; globex's budget (31%)
+    # reaches its first threshold and fires.
+    assert _keys(doc["fired"]) == {("globex", "budget", "30")}
+    assert _keys(doc["passed"]) == {
         ("acme", "sms", "30"),
         ("acme", "budget", "30"),
         ("acme", "budget", "99.5"),
         ("globex", "sms", "30"),
         ("globex", "sms", "99.5"),
-        ("globex", "budget", "30"),
     }
 
 
@@ -237,8 +244,9 @@ def test_webhook_signature_verifies(setup: Any, cli: Callable[..., Any], receive
     store, _ = setup(webhook_toml(receiver.url))
     res = cli("alerts", "--month", "2026-10")
     assert res.code == 0, res.err
-    assert "webhook: 7 delivered, 0 failed" in res.err
-    assert len(receiver.got) == 7
+    assert "webhook: 3 delivered, 0 failed" in res.err
+    assert "4 lower thresholds passed (recorded, not sent)" in res.err
+    assert len(receiver.got) == 3
     for headers, body in receiver.got:
         ts = headers[TIMESTAMP_HEADER.lower()]
         sig = headers[SIGNATURE_HEADER.lower()]
@@ -253,9 +261,9 @@ def test_webhook_signature_verifies(setup: Any, cli: Callable[..., Any], receive
     payloads = [json.loads(b) for _, b in receiver.got]
     assert {(p["tenant"], p["meter"], p["threshold_percent"]) for p in payloads} == EXPECTED
     assert all(p["schema_version"] == 1 and p["period"] == "2026-10" for p in payloads)
-    assert {r.status for r in _rows(store)} == {"sent"}
+    assert {r.status for r in _rows(store)} == {"sent", "passed"}
     assert cli("alerts", "--month", "2026-10").code == 0
-    assert len(receiver.got) == 7  # nothing sent twice
+    assert len(receiver.got) == 3  # nothing sent twice
 
 
 def test_receiver_failing_twice_then_succeeding(
@@ -265,13 +273,13 @@ def test_receiver_failing_twice_then_succeeding(
     receiver.codes = [500, 503]
     res = cli("alerts", "--month", "2026-10")
     assert res.code == 0, res.err
-    assert len(receiver.got) == 9  # 2 failures + 7 successes
+    assert len(receiver.got) == 5  # 2 failures + 3 successes
     first_three = [json.loads(b)["alert"] for _, b in receiver.got[:3]]
     assert len(set(first_three)) == 1  # the same alert, retried within the run
     assert receiver.got[0][1] == receiver.got[2][1]  # the exact same body
-    assert {r.status for r in _rows(store)} == {"sent"}
+    assert {r.status for r in _rows(store)} == {"sent", "passed"}
     log = json.loads(cli("alerts", "log", "--format", "json", "--limit", "100").out)
-    assert len(log) == 9
+    assert len(log) == 5
     attempts = [x for x in reversed(log) if x["alert"] == first_three[0]]
     assert [(x["status_code"], x["success"]) for x in attempts] == [(500, False), (503, False), (200, True)]
     assert len(json.loads(cli("alerts", "log", "--format", "json", "-n", "2").out)) == 2
@@ -285,12 +293,14 @@ def test_receiver_down_then_back(setup: Any, cli: Callable[..., Any]) -> None:
     res = cli("alerts", "--month", "2026-10", "--format", "json")
     assert res.code == 3
     doc = json.loads(res.out)
-    assert len(doc["fired"]) == 7 and doc["webhook"] == {"delivered": 0, "failed": 7}
-    assert "7 webhook deliveries failed" in res.err
+    assert len(doc["fired"]) == 3 and doc["webhook"] == {"delivered": 0, "failed": 3}
+    assert "3 webhook deliveries failed" in res.err
     rows = _rows(store)
-    assert len(rows) == 7 and {r.status for r in rows} == {"pending"} and {r.sent_at for r in rows} == {None}
+    assert sorted(r.status for r in rows) == ["passed"] * 4 + ["pending"] * 3 and {
+        r.sent_at for r in rows
+    } == {None}
     log = json.loads(cli("alerts", "log", "--format", "json", "--limit", "1000").out)
-    # The first alert got 1 + max_retries (3) attempts and no answer: the other six wait for the next run.
+    # The first alert got 1 + max_retries (3) attempts and no answer: the other two wait for the next run.
     assert len(log) == 4 and len({x["alert"] for x in log}) == 1
     assert all(not x["success"] and x["status_code"] is None and x["error"] for x in log)
     assert "ConnectError" in log[0]["error"]
@@ -304,9 +314,10 @@ def test_receiver_down_then_back(setup: Any, cli: Callable[..., Any]) -> None:
         thread.join()
     assert again.code == 0, again.err
     doc = json.loads(again.out)
-    assert doc["fired"] == [] and doc["webhook"] == {"delivered": 7, "failed": 0}
+    assert doc["fired"] == [] and doc["webhook"] == {"delivered": 3, "failed": 0}
     assert {(p["tenant"], p["meter"], p["threshold_percent"]) for p in rec.delivered()} == EXPECTED
-    assert {r.status for r in _rows(store)} == {"sent"} and None not in {r.sent_at for r in _rows(store)}
+    sent = [r for r in _rows(store) if r.status == "sent"]
+    assert len(sent) == 3 and None not in {r.sent_at for r in sent}
 
 
 def test_two_concurrent_runs_fire_and_deliver_once(setup: Any, db_url: str, receiver: Receiver) -> None:
@@ -332,10 +343,10 @@ def test_two_concurrent_runs_fire_and_deliver_once(setup: Any, db_url: str, rece
         t.join()
     assert errors == []
     fired = [(x.tenant, x.meter, str(x.threshold)) for r in results for x in r.fired]
-    assert len(fired) == 7 and set(fired) == EXPECTED  # each fired by exactly one of the two runs
-    assert sum(r.delivered for r in results) == 7 and sum(r.failed for r in results) == 0
+    assert len(fired) == 3 and set(fired) == EXPECTED  # each fired by exactly one of the two runs
+    assert sum(r.delivered for r in results) == 3 and sum(r.failed for r in results) == 0
     sent = [p["alert"] for p in receiver.delivered()]
-    assert len(sent) == 7 == len(set(sent))  # each POSTed exactly once
+    assert len(sent) == 3 == len(set(sent))  # each POSTed exactly once
 
 
 def test_secret_never_appears(setup: Any, cli: Callable[..., Any], receiver: Receiver) -> None:
@@ -432,9 +443,9 @@ def test_a_claimed_alert_is_left_to_its_holder_until_the_claim_lapses(
     with store.engine.begin() as conn:
         conn.execute(update(alerts).values(claimed_until=datetime.now(UTC) + timedelta(hours=1)))
     held = json.loads(cli("alerts", "--month", "2026-10", "--format", "json").out)
-    assert held["webhook"] == {"delivered": 0, "failed": 0} and len(receiver.got) == 7
+    assert held["webhook"] == {"delivered": 0, "failed": 0} and len(receiver.got) == 3
     with store.engine.begin() as conn:
         conn.execute(update(alerts).values(claimed_until=datetime.now(UTC) - timedelta(seconds=1)))
     lapsed = json.loads(cli("alerts", "--month", "2026-10", "--format", "json").out)
-    assert lapsed["webhook"] == {"delivered": 1, "failed": 0} and len(receiver.got) == 8
-    assert {r.status for r in _rows(store)} == {"sent"}
+    assert lapsed["webhook"] == {"delivered": 1, "failed": 0} and len(receiver.got) == 4
+    assert {r.status for r in _rows(store)} == {"sent", "passed"}

@@ -47,7 +47,7 @@ def test_tenants_and_report_keep_every_figure_and_column(
     r = cli("tenants", "--month", "2026-11")
     assert r.code == 0, r.err
     _no_cut_figures(r.out, int(columns))
-    for word in ("tenant", "acme", "globex", "initech", "est. cost", "AI tokens", "total (3)"):
+    for word in ("tenant", "acme", "globex", "initech", "Est. cost", "AI tokens", "total (3)"):
         assert word in r.out
     assert max(len(line) for line in r.out.splitlines()) <= int(columns)
     rep = cli("report", "--tenant", "acme", "--month", "2026-11")
@@ -88,3 +88,21 @@ def test_collect_failure_summary_is_one_plain_line_per_failed_task(
     assert lines[-1].startswith("usagectl: error: 1 of 3 tenant/provider collections failed")
     assert len(lines) == 2
     assert not any(ch in r.err for ch in "│┃━─")
+
+
+def test_split_tables_keep_their_keys_at_60_columns(
+    cli: Callable[..., Any], demo_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    # tenants: the sort column comes right after the tenant, so it shares the first table with it.
+    for sort, header in (("ai", "AI tokens"), ("cost", "Est. cost"), ("email", "Emails")):
+        r = cli("tenants", "--month", "2026-11", "--sort", sort)
+        assert r.code == 0, r.err
+        head = next(line for line in r.out.splitlines() if line.startswith("tenant"))
+        assert head.split()[0] == "tenant" and head[len("tenant") :].lstrip().startswith(header), (sort, head)
+    # reconcile: every split table repeats the tenant and the provider.
+    r = cli("reconcile", "--month", "2026-11")
+    assert r.code == 0, r.err
+    heads = [line for line in r.out.splitlines() if line.startswith("tenant")]
+    assert len(heads) >= 2, r.out  # split at 60 columns
+    assert all(line.split()[:2] == ["tenant", "provider"] for line in heads), heads

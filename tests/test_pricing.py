@@ -14,12 +14,12 @@ from usagectl.pricing import (
     book_for,
     book_segments,
     cost_of_day,
-    format_usd,
     plan_charge,
     prices_for,
     unit_prices,
 )
 from usagectl.records import ModelTokens
+from usagectl.render.fmt import format_usd
 
 V1 = Config().pricing.books[0]
 

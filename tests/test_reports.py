@@ -165,7 +165,7 @@ def test_month_to_date_projection_is_labelled_an_estimate(env: Any, cli: Callabl
 
     buf = io.StringIO()
     render_tenant_report(rep, buf, width=80)
-    assert "month-end (estimate)" in buf.getvalue()
+    assert "Month-end projection (estimate)" in buf.getvalue()
 
 
 def _lines_ok(text: str, width: int = 80) -> None:
@@ -373,6 +373,7 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     assert list(rep["totals"]) == TOTALS
     assert list(rep["month_to_date"]) == [
         "month", "as_of", "estimated_cost_usd", "projected_month_cost_usd", "projection_is_estimate",
+        "days_elapsed", "projection_shown", "projected_plan_charge_usd",
     ]  # fmt: skip
     assert list(rep["allowances"][0]) == ["metric", "included", "used", "percent_used", "over"]
     assert ",".join(rep["days"][0]) == EXPORT_CSV_HEADER

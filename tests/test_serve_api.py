@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from usagectl import config as cfgmod
 from usagectl.periods import Window, utc_today
 from usagectl.records import MetricRow
+from usagectl.render.layout import PLATFORM_FIELDS
 from usagectl.store.engine import Store, open_store
 from usagectl.store.metrics import upsert_metric
 from usagectl.store.tables import SCHEMA_HEAD
@@ -116,16 +117,29 @@ def _strip(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k != "generated_at"}
 
 
+def _tenant_view(value: Any) -> Any:
+    """`report --format json` as a tenant admin may see it: without the platform's own figures."""
+    if isinstance(value, dict):
+        return {k: _tenant_view(v) for k, v in value.items() if k not in PLATFORM_FIELDS}
+    if isinstance(value, list):
+        return [_tenant_view(v) for v in value]
+    return value
+
+
 def test_daily_equals_report_json_for_the_same_window(api: Api, cli: Callable[..., Any]) -> None:
-    r = api.get(DAILY, api.acme, **{"from": "2026-10-01", "to": "2026-10-31"})
+    window = {"from": "2026-10-01", "to": "2026-10-31"}
+    r = api.get(DAILY, api.acme, **window)
     assert r.status_code == 200
     body = r.json()
     expected = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
-    assert _strip(body) == _strip(expected)
+    # A tenant admin: the operator's report without provider cost and margin; a root admin: all of it.
+    assert _strip(body) == _strip(_tenant_view(expected))
+    assert _strip(api.get(DAILY, api.root, tenant="acme", **window).json()) == _strip(expected)
     assert len(body["days"]) == 31
     day = body["days"][0]
     assert day["tenant"] == "acme" and day["sms_total"] == 30 and day["sms_cost_usd"] == "0.420000"
-    assert day["provider_cost_usd"] == "0.410000" and day["email_cost_usd"] == "0.050000"
+    assert "provider_cost_usd" not in day and day["email_cost_usd"] == "0.050000"
+    assert expected["days"][0]["provider_cost_usd"] == "0.410000"
     assert body["totals"]["estimated_cost_usd"] == str(31 * Decimal("0.47")) + "0000"
 
 
@@ -151,7 +165,10 @@ def test_summary_equals_report_json_for_the_month(api: Api, cli: Callable[..., A
     assert s["cards"]["voice"]["voice_total_minutes"] == t["voice_total_minutes"]
     assert s["cards"]["ai"]["ai_total_tokens"] == t["ai_total_tokens"]
     assert s["cost"]["estimated_cost_usd"] == t["estimated_cost_usd"]
-    assert s["cost"]["provider_cost_usd"] == t["provider_cost_usd"] == "12.710000"
+    assert "provider_cost_usd" not in s["cost"] and "margin_usd" not in s and "provider_costs" not in s
+    root = api.get(SUMMARY, api.root, month="2026-10", tenant="acme").json()
+    assert root["cost"]["provider_cost_usd"] == t["provider_cost_usd"] == "12.710000"
+    assert root["margin_usd"] == rep["margin_usd"] and root["provider_costs"] == rep["provider_costs"]
     assert s["cost"]["month_to_date_usd"] == rep["month_to_date"]["estimated_cost_usd"]
     assert s["cost"]["projected_month_cost_usd"] == rep["month_to_date"]["projected_month_cost_usd"]
     assert s["allowances"] == rep["allowances"]

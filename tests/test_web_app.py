@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from test_serve_api import CONFIG, collect
 from usagectl import config as cfgmod
-from usagectl.periods import Window
+from usagectl.periods import Window, utc_today
 from usagectl.records import MetricRow
 from usagectl.reports import EMPTY_MESSAGE
 from usagectl.store.engine import Store, open_store
@@ -311,8 +311,22 @@ def test_tenant_session_never_sees_another_tenants_page_or_csv(site: Site) -> No
 
 def test_csv_equals_the_api_daily_rows(site: Site) -> None:
     assert sign_in(site.client, site.acme).status_code == 303
-    rows = list(csv.DictReader(io.StringIO(site.client.get(BILLING + ".csv").text)))
-    api = site.fresh().get("/api/admin/usage/daily", headers={"Authorization": f"Bearer {site.acme}"}).json()
+    # The page's month (here: last month, complete) against the API's days of the same dates.
+    month = (utc_today().replace(day=1) - timedelta(days=1)).replace(day=1)
+    text = site.client.get(BILLING + ".csv", params={"month": f"{month:%Y-%m}"}).text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert "provider_cost_usd" not in text.splitlines()[0].split(",")
+    last = utc_today().replace(day=1) - timedelta(days=1)
+    api = (
+        site.fresh()
+        .get(
+            "/api/admin/usage/daily",
+            params={"from": month.isoformat(), "to": last.isoformat()},
+            headers={"Authorization": f"Bearer {site.acme}"},
+        )
+        .json()
+    )
+    assert rows
     assert [r["date"] for r in rows] == [d["date"] for d in api["days"]]
     assert [r["estimated_cost_usd"] for r in rows] == [d["estimated_cost_usd"] for d in api["days"]]
     assert [int(r["sms_total"]) for r in rows] == [d["sms_total"] for d in api["days"]]

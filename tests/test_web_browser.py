@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 from browser import set_color_scheme, set_viewport, static_server
 from test_web_pages import NOV_5, OCT, ROOT, TENANT, WEB_CONFIG, _october
 from usagectl import config as cfgmod
-from usagectl.render.table import n, usd
+from usagectl.periods import Window
+from usagectl.render.fmt import n, usd
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
 from usagectl.store.engine import make_engine, open_store, upgrade
 from usagectl.store.tenants import sync_tenants
@@ -28,6 +30,7 @@ from usagectl.web.pages import (
     render_forbidden,
     render_sign_in,
     render_system_usage,
+    system_default_month,
 )
 
 CSP = (
@@ -36,6 +39,7 @@ CSP = (
 )
 LIGHT_BG = "rgb(246, 247, 249)"  # --bg in usage.css
 DARK_BG = "rgb(13, 17, 23)"
+NOV_3 = date(2026, 11, 3)
 
 
 @pytest.fixture
@@ -66,6 +70,20 @@ def site(
             ),
             "admin/system-usage.html": render_system_usage(
                 tenants_report(store, OCT), SystemUsageQuery(OCT), ROOT
+            ),
+            # A root admin's view (a provider cost column: the widest daily table) and System Usage on 3 November,
+            # before the 7th: it opens on October, with the plan charge, margin and month-over-month columns.
+            "admin/billing-usage-root.html": render_billing_usage(report, ROOT),
+            # A starter tenant's September: no usage, a plan with allowances.
+            "admin/billing-usage-empty-plan.html": render_billing_usage(
+                tenant_report(store, cfg, "evil", Window.month(2026, 9), today=NOV_5), TENANT
+            ),
+            "admin/system-usage-nov3.html": render_system_usage(
+                tenants_report(store, system_default_month(NOV_3), cfg=cfg),
+                SystemUsageQuery(system_default_month(NOV_3)),
+                ROOT,
+                previous=tenants_report(store, Window.month(2026, 9), cfg=cfg),
+                today=NOV_3,
             ),
             "signin.html": render_sign_in(PageContext(role=None)),
             "forbidden.html": render_forbidden(TENANT),
@@ -120,8 +138,7 @@ def test_pages_in_a_real_browser(browser: Any, site: tuple[Path, TenantReport], 
         first = [c.text for c in table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child > *")]
         d = report.days[0]
         assert first == [d.date.isoformat(), n(d.sms_total), n(d.mms_total), n(d.voice_total_minutes),
-                         n(d.email_total), n(d.ai_total_tokens), usd(d.estimated_cost_usd),
-                         usd(d.provider_cost_usd)]  # fmt: skip
+                         n(d.email_total), n(d.ai_total_tokens), usd(d.estimated_cost_usd)]  # fmt: skip
         assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 31
         # Numbers are right-aligned.
         assert (
@@ -183,6 +200,73 @@ def test_pages_in_a_real_browser(browser: Any, site: tuple[Path, TenantReport], 
         "system-usage-390x844",
     ):
         assert (shots / f"{name}.png").stat().st_size > 5000
+
+
+# Every money cell's box, and whether any scroll container around it scrolls sideways.
+_MONEY_BOXES = """
+const out = [];
+for (const el of document.querySelectorAll('td.money, td.num, .card dd')) {
+  const r = el.getBoundingClientRect();
+  let hidden = false;
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    if (p.scrollWidth > p.clientWidth + 1 && getComputedStyle(p).overflowX !== 'visible') { hidden = true; }
+  }
+  out.push([el.textContent.trim(), r.left, r.right, hidden]);
+}
+return out;
+"""
+
+
+def test_phone_keeps_every_figure_in_view(
+    browser: Any, site: tuple[Path, TenantReport], tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    root, _ = site
+    with static_server(root, {"Content-Security-Policy": CSP}) as base:
+        set_viewport(browser, 390, 844, mobile=True)
+        for page in ("billing-usage", "billing-usage-root", "system-usage-nov3"):
+            browser.get(f"{base}/admin/{page}.html")
+            _no_horizontal_scroll(browser)
+            boxes = _js(browser, _MONEY_BOXES)
+            assert len(boxes) > 30, page
+            for text, left, right, hidden in boxes:
+                # Inside the 390 px viewport, and no sideways-scrolling box around it.
+                assert left >= 0 and right <= 390 and not hidden, (page, text, left, right, hidden)
+        # The daily table, stacked: the date, then the money, then the counts, each with its label.
+        browser.get(f"{base}/admin/billing-usage.html")
+        tops = _js(
+            browser,
+            "return [...document.querySelector('table.daily tbody tr').children]"
+            ".map(c => [c.className, Math.round(c.getBoundingClientRect().top)])",
+        )
+        order = [cls.split()[0] for cls, _ in sorted(tops, key=lambda t: t[1])]
+        assert order[:2] == ["col-date", "col-estimated_cost_usd"], tops
+        assert len({top for _, top in tops}) == len(tops)  # one line each: stacked, not side by side
+        label = _js(
+            browser,
+            "return getComputedStyle(document.querySelector('table.daily tbody td.money'), '::before').content",
+        )
+        assert label == '"Est. cost"'
+        # A tenant admin's page has no provider cost or margin, wide or narrow.
+        main = browser.find_element(By.TAG_NAME, "main").text
+        assert "Provider" not in main and "Margin" not in main and "$0.41" not in main
+
+        set_viewport(browser, 1280, 800)
+        # System Usage on 3 November opens on October, with a link to November so far.
+        browser.get(f"{base}/admin/system-usage-nov3.html")
+        assert browser.find_element(By.ID, "month").get_attribute("value") == "2026-10"
+        link = browser.find_element(By.CSS_SELECTOR, "a.month-so-far")
+        assert link.is_displayed() and link.text == "November 2026 so far"
+        heads = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table.tenants thead th")]
+        assert "vs last month" in heads and "Margin" in heads
+        # The empty state keeps the sentence and shows the plan and its allowances.
+        browser.get(f"{base}/admin/billing-usage-empty-plan.html")
+        assert browser.find_element(By.CSS_SELECTOR, "p.empty").text == EMPTY_MESSAGE
+        plan = browser.find_element(By.CSS_SELECTOR, "section.plan-summary")
+        assert plan.is_displayed() and "Monthly fee" in plan.text
+        assert len(plan.find_elements(By.CSS_SELECTOR, "li.allowance meter")) == 4
+        assert _csp_violations(browser) == []
 
 
 def test_a_missing_browser_fails_under_require_browser(

@@ -3,6 +3,8 @@ PostgreSQL: the figures are the report's, tenant strings are escaped, the chart 
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from usagectl import config as cfgmod
 from usagectl.errors import InputError
 from usagectl.periods import Window
 from usagectl.records import MetricRow
-from usagectl.render.table import margin_text, n, usd
+from usagectl.render.fmt import margin_text, n, usd
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
 from usagectl.store.engine import Store, open_store
 from usagectl.store.tenants import sync_tenants
@@ -179,7 +181,10 @@ def test_billing_usage_page_shows_the_reports_figures(env: Any, cli: Callable[..
     cost = card(doc, "Cost")
     # 14 days at $0.61 (price book v1) + 17 at $0.45 (v2); provider: 31 x $0.41.
     assert cost["Estimated, this window"] == usd(report.totals.estimated_cost) == "$16.19"
-    assert cost["Provider-reported, this window"] == "$12.71"
+    # A tenant admin never sees the platform's provider cost or margin; a root admin does.
+    assert "Provider-reported, this window" not in cost and "Margin" not in card(doc, "Charge")
+    root_doc = parse(render_billing_usage(report, ROOT))
+    assert card(root_doc, "Cost")["Provider-reported, this window"] == "$12.71"
     assert cost["October 2026 to 31 Oct"] == usd(report.month_to_date.cost) == "$16.19"
     assert cost["Month total"] == "$16.19"  # October is over: not an estimate
     assert "v1, v2" in doc.one("section", **{"data-card": "Cost"}).text()
@@ -201,17 +206,20 @@ def test_billing_usage_page_shows_the_reports_figures(env: Any, cli: Callable[..
 
     # The daily table: the report's daily rows, cell for cell, then the totals.
     table = doc.one("table", class_="daily")
-    assert [th.attrs.get("scope") for th in table.one("thead").iter("th")] == ["col"] * 8
+    assert [th.attrs.get("scope") for th in table.one("thead").iter("th")] == ["col"] * 7
     body = rows(table)
     assert len(body) == len(report.days) == 31
     for cells, d in zip(body, report.days, strict=True):
         assert cells == [
             d.date.isoformat(), n(d.sms_total), n(d.mms_total), n(d.voice_total_minutes), n(d.email_total),
-            n(d.ai_total_tokens), usd(d.estimated_cost_usd), usd(d.provider_cost_usd),
+            n(d.ai_total_tokens), usd(d.estimated_cost_usd),
         ]  # fmt: skip
-    assert body[0] == ["2026-10-01", "40", "0", "0", "100", "0", "$0.61", "$0.41"]
+    assert body[0] == ["2026-10-01", "40", "0", "0", "100", "0", "$0.61"]
     assert body[-1][6] == "$0.45"
-    assert rows(table, "tfoot") == [["Total", "1,240", "0", "0", "3,100", "0", "$16.19", "$12.71"]]
+    assert rows(table, "tfoot") == [["Total", "1,240", "0", "0", "3,100", "0", "$16.19"]]
+    root_table = root_doc.one("table", class_="daily")
+    assert rows(root_table)[0] == ["2026-10-01", "40", "0", "0", "100", "0", "$0.61", "$0.41"]
+    assert rows(root_table, "tfoot") == [["Total", "1,240", "0", "0", "3,100", "0", "$16.19", "$12.71"]]
     assert all("num" in td.attrs.get("class", "") for td in table.one("tbody").iter("td"))
 
     # The chart of the last 30 days: a point per day, and a text alternative.
@@ -226,11 +234,15 @@ def test_billing_usage_page_shows_the_reports_figures(env: Any, cli: Callable[..
     # Nothing of another tenant; the CSV link and the CSV itself (the CLI's --format csv).
     for needle in ("globex", "987,654", "55,555", "HYPERLINK"):
         assert needle not in html
-    assert doc.one("a", class_="download").attrs["href"] == "/admin/billing-usage.csv"
-    assert (
-        billing_usage_csv(report)
-        == cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "csv").out
-    )
+    assert doc.one("a", class_="download").attrs["href"] == "/admin/billing-usage.csv?month=2026-10"
+    operator_csv = cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "csv").out
+    assert billing_usage_csv(report, "root") == operator_csv
+    # The tenant's CSV: the same rows without the provider-reported cost column.
+    tenant_rows = list(csv.DictReader(io.StringIO(billing_usage_csv(report))))
+    assert tenant_rows == [
+        {k: v for k, v in r.items() if k != "provider_cost_usd"}
+        for r in csv.DictReader(io.StringIO(operator_csv))
+    ]
 
     # Navigation: a tenant admin has no System Usage link; the sign-out form carries the CSRF token.
     nav = doc.one("nav", **{"aria-label": "Settings & Administration"})
@@ -293,11 +305,8 @@ def test_svg_chart_unit() -> None:
 
 
 def _system(store: Any, query: SystemUsageQuery, cfg: Any = None) -> str:
-    """The System Usage page as the app builds it: the database filters, sorts and pages."""
-    report = tenants_report(
-        store, query.month, sort=query.sort, limit=query.limit, offset=query.offset, query=query.q, cfg=cfg
-    )
-    return render_system_usage(report, query, ROOT)
+    """The System Usage page as the app builds it (the whole ranking; the page filters and pages it)."""
+    return render_system_usage(tenants_report(store, query.month, sort=query.sort, cfg=cfg), query, ROOT)
 
 
 def test_tenant_supplied_strings_are_escaped(env: Any, cli: Callable[..., Any]) -> None:
@@ -310,7 +319,10 @@ def test_tenant_supplied_strings_are_escaped(env: Any, cli: Callable[..., Any]) 
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     # A root admin looking at a tenant: the links keep the tenant.
     doc = parse(page)
-    assert doc.one("a", class_="download").attrs["href"] == "/usage/admin/billing-usage.csv?tenant=evil"
+    assert (
+        doc.one("a", class_="download").attrs["href"]
+        == "/usage/admin/billing-usage.csv?tenant=evil&month=2026-10"
+    )
     assert doc.one("a", **{"aria-current": "page"}).attrs["href"] == "/usage/admin/billing-usage?tenant=evil"
     assert parse(page).one("span", class_="tenant-name").text() == EVIL
     assert 'value="&#34;&gt;&lt;script&gt;x&lt;/script&gt;"' in system
@@ -405,7 +417,7 @@ def test_system_usage_query_parameters() -> None:
         ({"limit": "0"}, "limit: must be from 1 to 500, got 0"),
         ({"limit": "x"}, "limit: 'x' is not a whole number"),
         ({"offset": "-1"}, "offset: must be at least 0"),
-        ({"month": "2026-13"}, "'2026-13' is not a month"),
+        ({"month": "2026-13"}, "month must look like 2026-10"),
     ):
         with pytest.raises(InputError, match=re.escape(message)):
             SystemUsageQuery.from_params(params, default_month=default)

@@ -106,6 +106,8 @@ class AlertsResult:
     webhook: bool
     delivered: int
     failed: int  # alerts still owed a delivery after this run
+    # Thresholds newly passed below a higher one that fired (or had fired): recorded as `passed`, never sent.
+    passed: tuple[Alert, ...] = ()
 
 
 def _percent(used: Decimal, limit: Decimal) -> Decimal | None:
@@ -219,6 +221,7 @@ def run_alerts(
     period = f"{month.start:%Y-%m}"
     webhook = cfg.alerts.webhook
     fired: list[Alert] = []
+    passed: list[Alert] = []
     with store.engine.connect() as conn:
         ids = {row.slug: row.id for row in conn.execute(select(tenants.c.slug, tenants.c.id))}
     for tcfg in cfg.tenants:
@@ -229,12 +232,15 @@ def run_alerts(
         candidates = evaluate(cfg, rep)
         if not candidates:
             continue
+        with store.engine.connect() as conn:
+            done = _fired_keys(conn, tenant_id, period)
+        top, lower = highest_only(candidates, done)
         if dry_run:
-            with store.engine.connect() as conn:
-                done = _fired_keys(conn, tenant_id, period)
-            fired.extend(c for c in candidates if (c.meter, str(c.threshold)) not in done)
+            fired.extend(c for c in top if (c.meter, str(c.threshold)) not in done)
+            passed.extend(c for c in lower if (c.meter, str(c.threshold)) not in done)
             continue
-        fired.extend(_record(store, tenant_id, candidates, pending=webhook is not None))
+        fired.extend(_record(store, tenant_id, top, status="pending" if webhook is not None else "recorded"))
+        passed.extend(_record(store, tenant_id, lower, status="passed"))
     delivered = failed = 0
     if webhook is not None and not dry_run:
         if secret is None:
@@ -247,11 +253,33 @@ def run_alerts(
         webhook=webhook is not None,
         delivered=delivered,
         failed=failed,
+        passed=tuple(passed),
     )
 
 
-def _record(store: Store, tenant_id: int, candidates: Sequence[Alert], *, pending: bool) -> list[Alert]:
-    """Insert-or-ignore each candidate; the ones this call inserted are the ones that fired now."""
+def highest_only(
+    candidates: Sequence[Alert],
+    done: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
+) -> tuple[list[Alert], list[Alert]]:
+    """Each meter's highest crossed threshold, and the lower ones. A month that is already past several
+    thresholds (a first run late in the month, a big day) alerts once, for the highest: three messages saying
+    80%, 90% and 100% at the same moment tell nothing the last one does not. The lower ones are recorded as
+    passed, so they never fire later either; so is a threshold below one already recorded (`done`: (meter,
+    threshold text) of the month's alerts, e.g. a threshold added to the config after a higher one fired)."""
+    top: dict[str, Alert] = {}
+    for c in candidates:
+        if c.meter not in top or c.threshold > top[c.meter].threshold:
+            top[c.meter] = c
+    recorded: dict[str, Decimal] = {}
+    for meter, threshold in done:
+        recorded[meter] = max(recorded.get(meter, Decimal(0)), Decimal(threshold))
+    highest = {id(c) for m, c in top.items() if m not in recorded or c.threshold > recorded[m]}
+    return [c for c in candidates if id(c) in highest], [c for c in candidates if id(c) not in highest]
+
+
+def _record(store: Store, tenant_id: int, candidates: Sequence[Alert], *, status: str) -> list[Alert]:
+    """Insert-or-ignore each candidate with `status` (pending: a delivery is owed; recorded: no webhook;
+    passed: below a higher threshold, never sent); the ones this call inserted are the ones new now."""
     stmt = _insert_ignore(store.dialect)
     new: list[Alert] = []
     now = _now()
@@ -265,7 +293,7 @@ def _record(store: Store, tenant_id: int, candidates: Sequence[Alert], *, pendin
                     "meter": c.meter,
                     "threshold": str(c.threshold),
                     "payload": body_bytes(c.payload(now)).decode("utf-8"),
-                    "status": "pending" if pending else "recorded",
+                    "status": status,
                     "fired_at": now,
                 },
             ).first()

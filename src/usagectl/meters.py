@@ -39,6 +39,10 @@ class Meter:
     raw_header: str = ""
     #: priced per model first where the book has a model's rate (`usage_metrics_ai_models`), the rest at the unit price
     per_model: bool = False
+    #: the usage card it is shown on, for people (render.layout); None: on no card and no daily table
+    card: str | None = None
+    #: its line on that card ("sent + received"); the daily tables head its column with `label`
+    card_label: str = ""
 
     @property
     def priced(self) -> bool:
@@ -61,6 +65,8 @@ METERS: tuple[Meter, ...] = (
         unit_price="sms",
         allowance="sms",
         raw_header="sms out/in",
+        card="SMS",
+        card_label="sent + received",
     ),
     Meter(
         "mms",
@@ -72,6 +78,8 @@ METERS: tuple[Meter, ...] = (
         unit_price="mms",
         allowance="mms",
         raw_header="mms out/in",
+        card="SMS",
+        card_label="MMS",
     ),
     Meter(
         "voice",
@@ -83,6 +91,8 @@ METERS: tuple[Meter, ...] = (
         unit_price="voice_minute",
         allowance="voice_minutes",
         raw_header="voice min",
+        card="Voice",
+        card_label="minutes",
     ),
     Meter(
         "email",
@@ -95,6 +105,8 @@ METERS: tuple[Meter, ...] = (
         unit_price="email",
         allowance="emails",
         raw_header="emails",
+        card="Email",
+        card_label="sent",
     ),
     Meter(
         "ai",
@@ -108,6 +120,8 @@ METERS: tuple[Meter, ...] = (
         allowance="ai_tokens",
         per_model=True,
         raw_header="AI in/out",
+        card="AI",
+        card_label="tokens",
     ),
     Meter(
         "jobs",

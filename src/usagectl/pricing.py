@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from itertools import pairwise
 
 from usagectl.config import DEFAULT_BOOK, PLAN_TIERS, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
@@ -192,17 +192,6 @@ def plan_charge(
         lines.append(OverageLine(meter=m.key, used=used, included=included, overage=over, amount=amount))
     fee = round_micro(plan.monthly_fee or Decimal(0))
     return PlanCharge(plan_tier=plan_tier, fee=fee, lines=tuple(lines))
-
-
-def format_usd(amount: Decimal | None, places: int = 2) -> str:
-    """Display form. Unknown (unpriced) stays visible as such, never as $0."""
-    if amount is None:
-        return "unknown"
-    q = Decimal(1).scaleb(-places)
-    shown = amount.quantize(q, rounding=ROUND_HALF_UP)
-    if shown == 0 and amount != 0:
-        return f"<${q}"
-    return f"${shown:,}"
 
 
 # A priced meter added to the catalogue needs its quantity on DayUsage and its line on CostBreakdown.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from decimal import Decimal
+from typing import Annotated
 
 import typer
 
 from usagectl.cli.context import get_state
-from usagectl.cli.output import info, stdout_console, warn
+from usagectl.cli.output import info, warn
 
 FORMATS = ("table", "json")
 
@@ -36,12 +37,14 @@ def _check_format(fmt: str) -> None:
         raise InputError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
 
 
-def _clean(value: object) -> Any:
-    from rich.text import Text
+def _figure(value: Decimal, meter: str) -> str:
+    """Used or limit: whole units with thousands separators; the budget in dollars."""
+    from usagectl.alerts import BUDGET
+    from usagectl.render.fmt import n, usd
 
-    from usagectl.render import clean_text
-
-    return Text(clean_text(str(value)))
+    if meter == BUDGET:
+        return usd(value)
+    return n(int(value)) if value == value.to_integral_value() else f"{value:,}"
 
 
 @alerts_app.callback()
@@ -77,31 +80,44 @@ def alerts(
             "period": result.period,
             "dry_run": result.dry_run,
             "fired": [alert_json(x) for x in result.fired],
+            "passed": [alert_json(x) for x in result.passed],
             "webhook": {"delivered": result.delivered, "failed": result.failed} if result.webhook else None,
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif result.fired:
-        from rich.table import Table
+        from usagectl.render import clean_text
+        from usagectl.render.table import make_console, print_fitted
 
-        table = Table(title=f"{'Would fire' if dry_run else 'Fired'} ({result.period})")
-        for col in ("tenant", "meter", "threshold", "used", "limit", "% used", "as of"):
-            table.add_column(col, overflow="fold")
-        for x in result.fired:
-            table.add_row(
-                _clean(x.tenant),
-                _clean(x.label),
+        rows = [
+            [
+                clean_text(x.tenant),
+                clean_text(x.label),
                 f"{x.threshold}%",
-                f"{x.used}",
-                f"{x.limit}",
-                "-" if x.percent_used is None else f"{x.percent_used}%",
+                _figure(x.used, x.meter),
+                _figure(x.limit, x.meter),
+                "n/a" if x.percent_used is None else f"{x.percent_used}%",
                 x.as_of.isoformat(),
-            )
-        stdout_console().print(table)
+            ]
+            for x in result.fired
+        ]
+        print_fitted(
+            make_console(sys.stdout),
+            ("tenant", "meter", "threshold", "used", "limit", "% used", "as of"),
+            rows,
+            title=f"{'Would fire' if dry_run else 'Fired'} ({result.period})",
+            keys=2,
+        )
     verb = "would fire" if dry_run else "fired"
     info(
         f"{len(result.fired)} alert{'s' if len(result.fired) != 1 else ''} {verb} for {result.period}",
         quiet=state.quiet,
     )
+    if result.passed:
+        info(
+            f"{len(result.passed)} lower threshold{'s' if len(result.passed) != 1 else ''} passed "
+            f"{'(would be recorded, not sent)' if dry_run else '(recorded, not sent)'}: only the highest alerts",
+            quiet=state.quiet,
+        )
     if result.webhook and not dry_run:
         info(f"webhook: {result.delivered} delivered, {result.failed} failed", quiet=state.quiet)
     if result.failed:
@@ -143,17 +159,16 @@ def log(
     if not lines:
         info("no webhook delivery attempts yet", quiet=get_state(ctx).quiet)
         return
-    from rich.table import Table
+    from usagectl.render import clean_text
+    from usagectl.render.table import make_console, print_fitted
 
-    table = Table()
-    for col in ("attempted at", "alert", "status", "ok"):
-        table.add_column(col, overflow="fold")
-    for x in lines:
-        status = str(x.status_code) if x.status_code is not None else (x.error or "-")
-        table.add_row(
+    rows = [
+        [
             x.attempted_at.strftime("%Y-%m-%d %H:%M:%S"),
-            _clean(x.alert),
-            _clean(status),
+            clean_text(x.alert),
+            clean_text(str(x.status_code) if x.status_code is not None else (x.error or "-")),
             "yes" if x.success else "no",
-        )
-    stdout_console().print(table)
+        ]
+        for x in lines
+    ]
+    print_fitted(make_console(sys.stdout), ("attempted at", "alert", "status", "ok"), rows, keys=2, left=3)

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from usagectl.meters import PRICED, RANKED
 from usagectl.money import MICROS_PER_USD, from_micros
 from usagectl.render import clean_text
+from usagectl.render.layout import Audience, export_columns
 from usagectl.reports import (
     ADJUSTMENT_COLUMNS,
     EXPORT_COLUMNS,
@@ -156,9 +157,10 @@ def write_adjustments_csv(export: ExportReport, stream: TextIO) -> int:
     return len(rows)
 
 
-def write_tenant_report_csv(report: TenantReport, stream: TextIO) -> None:
-    """The report's daily rows, with the export's columns."""
-    _write(stream, EXPORT_COLUMNS, _day_cells(report.days))
+def write_tenant_report_csv(report: TenantReport, stream: TextIO, *, audience: Audience = "operator") -> None:
+    """The report's daily rows, with the export's columns this audience may see (render.layout)."""
+    columns = export_columns(audience)
+    _write(stream, columns, ([getattr(d, c) for c in columns] for d in report.days))
 
 
 def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from usagectl.meters import BY_KEY, COST_COLUMNS, COUNTERS, PRICED
 from usagectl.periods import Window
 from usagectl.pricing import PlanCharge
+from usagectl.render.layout import PLATFORM_FIELDS, Audience, sees_platform, usage_cards
 from usagectl.reports import (
     CURRENCY,
     SCHEMA_VERSION,
@@ -56,7 +57,7 @@ def _envelope(kind: str, window: Window, generated_at: datetime) -> dict[str, An
     }
 
 
-def _totals(t: Totals) -> dict[str, Any]:
+def _totals(t: Totals, audience: Audience = "operator") -> dict[str, Any]:
     # Each summed meter's total under its rollup column's name, then each priced meter's cost.
     out: dict[str, Any] = _plain(
         {
@@ -66,7 +67,14 @@ def _totals(t: Totals) -> dict[str, Any]:
             "provider_cost_usd": t.provider_cost,
         }
     )
-    return out
+    return _for(out, audience)
+
+
+def _for(obj: dict[str, Any], audience: Audience) -> dict[str, Any]:
+    """`obj` without the platform's own figures unless the audience may see them (layout.PLATFORM_FIELDS)."""
+    if sees_platform(audience):
+        return obj
+    return {k: v for k, v in obj.items() if k not in PLATFORM_FIELDS}
 
 
 def plan_charge_dict(charge: PlanCharge | None) -> dict[str, Any] | None:
@@ -110,9 +118,9 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def day_dict(d: DayRow) -> dict[str, Any]:
+def day_dict(d: DayRow, audience: Audience = "operator") -> dict[str, Any]:
     out: dict[str, Any] = _plain(d.as_dict())
-    return out
+    return _for(out, audience)
 
 
 def adjustment_dict(a: Adjustment) -> dict[str, Any]:
@@ -134,14 +142,16 @@ def _dump(obj: Any, stream: TextIO) -> None:
     stream.write("\n")
 
 
-def tenant_report_dict(report: TenantReport) -> dict[str, Any]:
-    return {**_report_head(report), "days": [day_dict(d) for d in report.days]}
+def tenant_report_dict(report: TenantReport, audience: Audience = "operator") -> dict[str, Any]:
+    """The report with its days. A tenant admin (`audience="tenant"`) gets no provider cost, margin or provider
+    figures (render.layout)."""
+    return {**_report_head(report, audience), "days": [day_dict(d, audience) for d in report.days]}
 
 
-def _report_head(report: TenantReport) -> dict[str, Any]:
+def _report_head(report: TenantReport, audience: Audience = "operator") -> dict[str, Any]:
     """Everything of the tenant report but its days."""
     mtd = report.month_to_date
-    return {
+    head = {
         **_envelope("tenant_report", report.window, report.generated_at),
         "tenant": {
             "slug": report.tenant.slug,
@@ -149,7 +159,7 @@ def _report_head(report: TenantReport) -> dict[str, Any]:
             "plan_tier": report.tenant.plan_tier,
         },
         "has_usage": report.has_usage,
-        "totals": _totals(report.totals),
+        "totals": _totals(report.totals, audience),
         "month_to_date": {
             "month": mtd.month.start.strftime("%Y-%m"),
             "as_of": mtd.as_of.isoformat(),
@@ -157,6 +167,10 @@ def _report_head(report: TenantReport) -> dict[str, Any]:
             "projected_month_cost_usd": str(mtd.projected_cost),
             # A linear projection (cost so far / days elapsed x days in month), not a bill.
             "projection_is_estimate": not mtd.complete,
+            "days_elapsed": mtd.elapsed_days,
+            # People are shown a projection only from MIN_PROJECTION_DAYS days of the month on.
+            "projection_shown": mtd.projection_ready,
+            "projected_plan_charge_usd": _money(report.projected_charge),
         },
         "allowances": [
             {
@@ -174,25 +188,24 @@ def _report_head(report: TenantReport) -> dict[str, Any]:
         "margin_usd": _money(report.margin),
         "adjustments": _adjustments(report),
     }
+    return _for(head, audience)
 
 
-def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
+def tenant_summary_dict(report: TenantReport, audience: Audience = "operator") -> dict[str, Any]:
     """The summary cards of a month (the API's /usage/summary): the figures of `tenant_report_dict`, grouped as
-    the report's cards are."""
-    full = _report_head(report)
+    the report's cards are (render.layout.usage_cards)."""
+    full = _report_head(report, "operator")
     t = full["totals"]
     mtd = full["month_to_date"]
-    return {
+    out = {
         **_envelope("tenant_summary", report.window, report.generated_at),
         "month": report.window.start.strftime("%Y-%m"),
         "tenant": full["tenant"],
         "plan_tier": report.tenant.plan_tier,
         "has_usage": full["has_usage"],
         "cards": {
-            "sms": {"sms_total": t["sms_total"], "mms_total": t["mms_total"]},
-            "email": {"email_total": t["email_total"]},
-            "voice": {"voice_total_minutes": t["voice_total_minutes"]},
-            "ai": {"ai_total_tokens": t["ai_total_tokens"]},
+            card.key: {line.key: line.value for line in card.lines if line.key != "estimated_cost_usd"}
+            for card in usage_cards(report)
         },
         "cost": {
             "estimated_cost_usd": t["estimated_cost_usd"],
@@ -202,6 +215,8 @@ def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
             "as_of": mtd["as_of"],
             "projected_month_cost_usd": mtd["projected_month_cost_usd"],
             "projection_is_estimate": mtd["projection_is_estimate"],
+            "projection_shown": mtd["projection_shown"],
+            "projected_plan_charge_usd": mtd["projected_plan_charge_usd"],
         },
         "allowances": full["allowances"],
         "plan_charge": full["plan_charge"],
@@ -209,6 +224,9 @@ def tenant_summary_dict(report: TenantReport) -> dict[str, Any]:
         "margin_usd": full["margin_usd"],
         "adjustments": full["adjustments"],
     }
+    if not sees_platform(audience):
+        out["cost"] = _for(out["cost"], audience)
+    return _for(out, audience)
 
 
 def write_tenant_report_json(report: TenantReport, stream: TextIO) -> None:

@@ -11,11 +11,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
 from usagectl.meters import BY_KEY
-from usagectl.pricing import format_usd
-from usagectl.render import clean_text, use_color
+from usagectl.render import clean_text, layout, use_color
+from usagectl.render.fmt import exact_usd, n, signed_usd, usd
 from usagectl.reports import (
     EMPTY_MESSAGE,
-    ProviderCosts,
     ReconcileReport,
     RepriceReport,
     TenantReport,
@@ -52,23 +51,20 @@ def _console(stream: TextIO, width: int | None) -> Console:
     return console
 
 
-def n(value: int) -> str:
-    return f"{value:,}"
-
-
-def usd(amount: Decimal | None) -> str:
-    return format_usd(amount)
-
-
-def _card(title: str, lines: Sequence[tuple[str, str]]) -> RenderableType:
+def _card(title: str, lines: Sequence[tuple[str, str]] | Sequence[layout.Line]) -> RenderableType:
+    """A titled panel of label/figure rows; layout lines with a detail get a middle column for it."""
     from rich.panel import Panel
     from rich.table import Table
 
+    rows = [(x.label, x.detail, x.text) if isinstance(x, layout.Line) else (x[0], "", x[1]) for x in lines]
+    with_detail = any(detail for _, detail, _ in rows)
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
+    if with_detail:
+        grid.add_column(justify="right", no_wrap=True)
     grid.add_column(justify="right", no_wrap=True)
-    for k, v in lines:
-        grid.add_row(k, v)
+    for label, detail, text in rows:
+        grid.add_row(label, detail, text) if with_detail else grid.add_row(label, text)
     return Panel(grid, title=title, title_align="left", expand=False)
 
 
@@ -81,12 +77,14 @@ def print_fitted(
     keys: int = 1,
     totals: Sequence[str] | None = None,
     left: int | None = None,
+    right: Sequence[bool] | None = None,
 ) -> None:
     """A table whose figures are never truncated. When all columns do not fit the console, the columns are split
     into several narrower tables, one under the other, each repeating the first `keys` (identifying) columns; a
     table that still does not fit is printed at its full width and left to the terminal to wrap.
 
-    Columns before index `left` (default: `keys`) are left-aligned, the others right-aligned."""
+    Columns before index `left` (default: `keys`) are left-aligned, the others right-aligned; `right` (one flag
+    per column) says it column by column instead."""
     from rich import box
     from rich.cells import cell_len
     from rich.table import Table
@@ -122,7 +120,9 @@ def print_fitted(
         for i in cols:
             table.add_column(
                 headers[i],
-                justify="left" if i < left else "right",
+                justify=("right" if right[i] else "left")
+                if right is not None
+                else ("left" if i < left else "right"),
                 no_wrap=True,
                 min_width=widths[i] + (i > 0),
             )
@@ -162,41 +162,21 @@ def _print_header(console: Console, report: TenantReport) -> None:
 
 
 def _print_cards(console: Console, report: TenantReport) -> None:
-    """The usage cards, then the cost card and the plan's allowances for the month."""
+    """The usage cards, then the cost card, the plan charge and the plan's allowances for the month, as
+    render.layout gives them to an operator."""
     from rich.columns import Columns
     from rich.table import Table
     from rich.text import Text
 
-    t, tot = report.tenant, report.totals
     cards = [
-        _card(
-            "SMS",
-            [("sent+recv", n(tot.sms)), ("MMS", n(tot.mms)), ("cost", usd(tot.sms_cost + tot.mms_cost))],
-        ),
-        _card("Email", [("sent", n(tot.emails)), ("cost", usd(tot.email_cost))]),
-        _card("Voice", [("minutes", n(tot.voice_minutes)), ("cost", usd(tot.voice_cost))]),
-        _card("AI", [("tokens", n(tot.ai_tokens)), ("cost", usd(tot.ai_cost))]),
+        _card(c.title, [(line.label, line.text) for line in c.lines]) for c in layout.usage_cards(report)
     ]
     console.print(Columns(cards, padding=(0, 1)))
 
-    mtd = report.month_to_date
-    month_name = mtd.month.start.strftime("%B %Y")
-    cost_lines = [("estimated, window", usd(tot.estimated_cost))]
-    if tot.provider_cost is not None:
-        cost_lines.append(("provider-reported", usd(tot.provider_cost)))
-    if report.adjustments:
-        # Posted in this window for sealed days of earlier ones: their own months' totals stay as they were.
-        count = len(report.adjustments)
-        cost_lines.append((f"adjustments ({count})", usd(report.adjustments_cost)))
-        cost_lines.append(("window + adjustments", usd(tot.estimated_cost + report.adjustments_cost)))
-    cost_lines.append((f"{month_name} to {mtd.as_of:%d %b}", usd(mtd.cost)))
-    if mtd.complete:
-        cost_lines.append(("month total", usd(mtd.projected_cost)))
-    else:
-        cost_lines.append(("month-end (estimate)", usd(mtd.projected_cost)))
-    cards2: list[RenderableType] = [_card("Cost (USD)", cost_lines)]
-    if report.plan_charge is not None:
-        cards2.append(_charge_card(report, f"Plan charge to {mtd.as_of:%d %b}"))
+    cards2: list[RenderableType] = [_card("Cost (USD)", layout.cost_lines(report, "operator"))]
+    charge = layout.charge_lines(report, "operator")
+    if charge:
+        cards2.append(_card(f"Plan charge to {report.month_to_date.as_of:%d %b}", charge))
     if report.allowances:
         allow = Table(box=None, padding=(0, 1), show_header=True, header_style=None)
         allow.add_column("included", no_wrap=True)
@@ -211,55 +191,12 @@ def _print_cards(console: Console, report: TenantReport) -> None:
             )
         from rich.panel import Panel
 
-        cards2.append(
-            Panel(allow, title=f"Plan {t.plan_tier}: {month_name}", title_align="left", expand=False)
-        )
+        title = f"Plan {clean_text(report.tenant.plan_tier)}: {layout.month_name(report)}"
+        cards2.append(Panel(allow, title=title, title_align="left", expand=False))
     console.print(Columns(cards2, padding=(0, 1)))
-
-
-def unknown_days(costs: ProviderCosts | None) -> str:
-    """Why a margin is not shown: "unknown for 3 of 30 days"."""
-    if costs is None or costs.days == 0:
-        return "no provider cost"
-    return f"unknown for {costs.unknown_days} of {costs.days} days"
-
-
-def signed_usd(amount: Decimal) -> str:
-    """A margin or difference: "-$1.50" below zero (format_usd alone would show "$-1.50")."""
-    return "-" + usd(-amount) if amount < 0 else usd(amount)
-
-
-def margin_text(margin: Decimal | None) -> str:
-    """A margin, or "incomplete" while some provider cost of the month is unknown (never $0)."""
-    return "incomplete" if margin is None else signed_usd(margin)
-
-
-def _charge_card(report: TenantReport, title: str) -> RenderableType:
-    """The plan charge: the fee, each meter's units above its allowance and their amount, the total, the margin
-    (or how many provider-cost days are unknown). Three narrow columns: it fits beside the cost card at 60."""
-    from rich.panel import Panel
-    from rich.table import Table
-
-    charge = report.plan_charge
-    assert charge is not None
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
-    grid.add_column(justify="right", no_wrap=True)
-    grid.add_column(justify="right", no_wrap=True)
-    grid.add_row("monthly fee", "", usd(charge.fee))
-    for line in charge.lines:
-        if line.overage:
-            grid.add_row(BY_KEY[line.meter].label, "+" + n(line.overage), usd(line.amount))
-    grid.add_row("plan charge", "", usd(charge.total))
-    costs = report.provider_costs
-    if costs is not None and costs.complete:
-        grid.add_row("provider-reported", "", usd(costs.cost))
-        grid.add_row("margin", "", margin_text(report.margin))
-    else:
-        grid.add_row("margin", "", "incomplete")
-        if costs is not None and costs.days:
-            grid.add_row("provider cost", "unknown", f"{costs.unknown_days} of {costs.days} days")
-    return Panel(grid, title=title, title_align="left", expand=False)
+    note = layout.projection_note(report)
+    if note:
+        console.print(note)
 
 
 def _print_chart(console: Console, report: TenantReport, *, color: bool) -> None:
@@ -281,29 +218,10 @@ def _print_chart(console: Console, report: TenantReport, *, color: bool) -> None
 
 def _print_daily_table(console: Console, report: TenantReport) -> None:
     """One row per day with a rollup, the totals, the missing days and the price books used."""
-    tot = report.totals
-    show_provider = any(d.provider_cost_usd is not None for d in report.days)
-    headers = ["date", "SMS", "MMS", "voice min", "email", "AI tokens", "est. cost"]
-    if show_provider:
-        headers.append("provider $")
-    rows = []
-    for d in report.days:
-        cells = [
-            d.date.isoformat(),
-            n(d.sms_total),
-            n(d.mms_total),
-            n(d.voice_total_minutes),
-            n(d.email_total),
-            n(d.ai_total_tokens),
-            usd(d.estimated_cost_usd),
-        ]
-        if show_provider:
-            cells.append(usd(d.provider_cost_usd))
-        rows.append(cells)
-    totals = ["total", n(tot.sms), n(tot.mms), n(tot.voice_minutes), n(tot.emails), n(tot.ai_tokens)]
-    totals.append(usd(tot.estimated_cost))
-    if show_provider:
-        totals.append(usd(tot.provider_cost))
+    columns = layout.daily_columns(report, "operator")
+    headers = [c.header for c in columns]
+    rows = [[c.text(d) for c in columns] for d in report.days]
+    totals = layout.daily_totals(report, columns)
     # Each column as wide as its widest cell, split into narrower tables when the console is narrow: Rich would
     # otherwise squeeze the table by truncating numbers ("$18"), which must never happen to a figure.
     print_fitted(console, headers, rows, title="Daily usage (UTC days)", totals=totals)
@@ -317,58 +235,50 @@ def _print_daily_table(console: Console, report: TenantReport) -> None:
     )
 
 
+def _fits(console: Console, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> bool:
+    """Whether a print_fitted table of these cells fits the console in one piece."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(h), *(cell_len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    return sum(widths) + 2 * (len(widths) - 1) + 1 <= console.width
+
+
 def render_tenants(report: TenantsReport, stream: TextIO, *, width: int | None = None) -> None:
-    """The tenants ranking for a month, with a total row over all tenants."""
+    """The tenants ranking for a month, with a total row over all tenants. The sort column follows the tenant
+    and plan when the table does not fit in one piece (at 60 columns), so it stays in the first table."""
 
     console = _console(stream, width)
     month = report.month.start.strftime("%B %Y")
     shown = len(report.lines)
     more = f", top {shown} of {report.tenant_count}" if shown < report.tenant_count else ""
-    with_charge = any(line.plan_charge is not None for line in report.lines)
-    rows = [
-        [
-            clean_text(line.slug) + ("" if line.active else " (inactive)"),
-            line.plan_tier,
-            n(line.sms),
-            n(line.emails),
-            n(line.voice_minutes),
-            n(line.ai_tokens),
-            usd(line.estimated_cost),
-            *(
-                (usd(line.plan_charge.total if line.plan_charge else None), margin_text(line.margin))
-                if with_charge
-                else ()
-            ),
-        ]
-        for line in report.lines
-    ]
-    tot = report.total
-    totals = [
-        f"total ({report.tenant_count})",
-        "",
-        n(tot.sms),
-        n(tot.emails),
-        n(tot.voice_minutes),
-        n(tot.ai_tokens),
-        usd(tot.estimated_cost),
-        *((usd(report.plan_charge_total), margin_text(report.margin_total)) if with_charge else ()),
-    ]
+
+    def cells_of(columns: Sequence[layout.Column]) -> tuple[list[list[str]], list[str]]:
+        rows = []
+        for line in report.lines:
+            cells = [clean_text(c.text(line)) for c in columns]
+            if not line.active:
+                cells[0] += " (inactive)"
+            rows.append(cells)
+        label = f"total ({report.tenant_count})"
+        totals = layout.tenant_totals(
+            columns, label, report.total, report.plan_charge_total, report.margin_total
+        )
+        return rows, totals
+
+    columns = layout.tenant_columns(report, "operator")
+    rows, totals = cells_of(columns)
+    if not _fits(console, [c.header for c in columns], [*rows, totals]):
+        # Split over several tables: the sort column moves beside the tenant so it stays in the first one.
+        columns = layout.sort_first(columns, report.sort)
+        rows, totals = cells_of(columns)
     print_fitted(
         console,
-        (
-            "tenant",
-            "plan",
-            "SMS",
-            "emails",
-            "voice min",
-            "AI tokens",
-            "est. cost",
-            *(("plan charge", "margin") if with_charge else ()),
-        ),
+        [c.header.lower() if c.key in ("tenant", "plan_tier") else c.header for c in columns],
         rows,
         title=f"Tenants - {month} (UTC) - by {report.sort}{more}",
         totals=totals,
-        left=2,
+        keys=1 if columns[1].key == "plan_tier" else 2,
+        right=[c.numeric or c.key == "margin_usd" for c in columns],
     )
     if not report.lines:
         console.print("No tenants configured yet: add [[tenants]] to the config (see `usagectl init`).")
@@ -405,6 +315,8 @@ def render_reconcile(report: ReconcileReport, stream: TextIO, *, width: int | No
         ("tenant", "provider", "usage", "estimate", "provider-reported", "difference", "%"),
         rows,
         title=f"Reconcile - {month} (UTC) to {report.as_of:%d %b}",
+        # Every split table repeats the tenant and the provider: a row of figures is never anonymous.
+        keys=2,
         left=3,
     )
     if not report.lines:
@@ -442,4 +354,4 @@ def _signed(amount: Decimal) -> str:
 
 def _exact(amount: Decimal) -> str:
     # Finance compares these to the micro-dollar: no rounding to cents.
-    return format_usd(amount, 6)
+    return exact_usd(amount)

@@ -15,6 +15,8 @@ from usagectl.pricing import PlanCharge
 
 SCHEMA_VERSION = 1
 CURRENCY = "USD"
+# Days of a month that must have passed before a month-end projection is shown to people.
+MIN_PROJECTION_DAYS = 7
 EMPTY_MESSAGE = "Usage metrics will appear here once you begin messaging."
 SORT_KEYS = ("cost", *(m.key for m in RANKED), "plan_charge", "margin", "name")
 
@@ -151,6 +153,16 @@ class MonthToDate:
     projected_cost: Decimal  # an ESTIMATE: month-to-date cost / days elapsed x days in month
     complete: bool  # the month is over: the projection is the actual figure
 
+    @property
+    def elapsed_days(self) -> int:
+        return (self.as_of - self.month.start).days + 1
+
+    @property
+    def projection_ready(self) -> bool:
+        """Enough of the month has passed for a projection to mean something (on the 3rd, two days would be
+        multiplied by 15): people are shown it from MIN_PROJECTION_DAYS on, or the total of a month that is over."""
+        return self.complete or self.elapsed_days >= MIN_PROJECTION_DAYS
+
 
 @dataclass(frozen=True)
 class ProviderCosts:
@@ -202,6 +214,9 @@ class TenantReport:
 
     # Posted in the window (for sealed days of earlier windows): not in `totals`, which are the window's days.
     adjustments: tuple[Adjustment, ...] = ()
+    # What the month's plan charge comes to if the rest of it goes at the pace so far (an ESTIMATE); None for a
+    # month that is over, or before MIN_PROJECTION_DAYS days of it.
+    projected_charge: Decimal | None = None
 
     @property
     def has_usage(self) -> bool:

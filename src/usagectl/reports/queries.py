@@ -33,7 +33,15 @@ from sqlalchemy import (
 
 from usagectl.config import Config
 from usagectl.errors import InputError, did_you_mean
-from usagectl.meters import COST_SOURCES, COUNTERS, PRICED, RANKED, SOURCE_COST_COLUMNS, WITH_ALLOWANCE
+from usagectl.meters import (
+    BY_KEY,
+    COST_SOURCES,
+    COUNTERS,
+    PRICED,
+    RANKED,
+    SOURCE_COST_COLUMNS,
+    WITH_ALLOWANCE,
+)
 from usagectl.money import MICRO, PICOS_PER_MICRO, from_micros, round_micro, to_micros, to_picos
 from usagectl.periods import Window, utc_today
 from usagectl.pricing import (
@@ -271,6 +279,7 @@ def tenant_report(
         charge = _plan_charges(conn, cfg, mtd_window, {t.id: t.plan_tier}, tenant_id=t.id)[t.id]
         costs = _provider_costs(conn, mtd_window, tenant_id=t.id).get(t.id, _NO_COSTS)
         adjustments = adjustments_posted(conn, window, t.id)
+    mtd_figures = month_projection(month, as_of, mtd.estimated_cost)
     included = cfg.plan(t.plan_tier).included
     allowances = tuple(
         Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
@@ -282,13 +291,31 @@ def tenant_report(
         window=window,
         days=days,
         totals=totals,
-        month_to_date=month_projection(month, as_of, mtd.estimated_cost),
+        month_to_date=mtd_figures,
         allowances=allowances,
         generated_at=_now(),
         plan_charge=charge,
         provider_costs=costs,
         adjustments=adjustments,
+        projected_charge=projected_charge(cfg, charge, mtd_figures),
     )
+
+
+def projected_charge(cfg: Config, charge: PlanCharge, mtd: MonthToDate) -> Decimal | None:
+    """The month's plan charge if the rest of it goes at the pace so far (an ESTIMATE): each meter's units so far
+    / days elapsed x days in the month (whole units, rounded down); the units above what is already used or
+    included are priced at the unit price of the last day counted. None for a month that is over (its charge is
+    the actual one) and before MIN_PROJECTION_DAYS days of it."""
+    if mtd.complete or not mtd.projection_ready:
+        return None
+    prices = prices_for(cfg, charge.plan_tier, mtd.as_of)
+    extra = Decimal(0)
+    for line in charge.lines:
+        projected = line.used * mtd.month.days // mtd.elapsed_days
+        above = projected - max(line.used, line.included)
+        if above > 0:
+            extra += above * getattr(prices, BY_KEY[line.meter].unit_price or "")
+    return charge.total + round_micro(extra)
 
 
 _NO_COSTS = ProviderCosts(cost=Decimal("0.000000"), days=0, unknown_days=0)
@@ -658,8 +685,18 @@ def _matches(k: Any, needle: str, dialect: str) -> Any:
     )
 
 
+_DETAIL_BATCH = 1000
+
+
 def _lines(conn: Connection, cfg: Config | None, done: Window, rows: Sequence[Any]) -> tuple[TenantLine, ...]:
     """Ranking rows as report lines, with the exact plan charge and provider costs of these tenants."""
+    if len(rows) > _DETAIL_BATCH:
+        # The whole ranking at once (no limit): the details in batches, as a bound IN list must stay short.
+        return tuple(
+            line
+            for i in range(0, len(rows), _DETAIL_BATCH)
+            for line in _lines(conn, cfg, done, rows[i : i + _DETAIL_BATCH])
+        )
     charges: dict[int, PlanCharge] = {}
     costs: dict[int, ProviderCosts] = {}
     if cfg is not None and rows:

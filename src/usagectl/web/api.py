@@ -12,11 +12,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from usagectl.config import SLUG_BODY
 from usagectl.errors import InputError
 from usagectl.periods import Window, utc_today
+from usagectl.render.layout import Audience
 from usagectl.reports import SORT_KEYS, tenant_report, tenants_report
+from usagectl.web import models
 from usagectl.web.auth import AuthError, ForbiddenError, Principal
 from usagectl.web.context import ApiError, AppContext, app_context
 
@@ -101,7 +104,24 @@ TenantParam = Annotated[
 ]
 
 
-@router.get("/api/admin/usage/daily", tags=["tenant admin"], summary="One row per day of a tenant's usage")
+def _audience(who: Principal) -> Audience:
+    """A root admin viewing a tenant gets the root models; a tenant admin (also with ?tenant= of itself) the
+    tenant models, which have no field for the platform's provider cost or margin."""
+    return "root" if who.is_root else "tenant"
+
+
+def _respond(model: type[BaseModel], body: dict[str, Any]) -> JSONResponse:
+    # Validated against the audience's model (extra fields forbidden): a field the audience may not see fails
+    # here, as a 500, instead of reaching it.
+    return JSONResponse(model.model_validate(body).model_dump(mode="json"))
+
+
+@router.get(
+    "/api/admin/usage/daily",
+    tags=["tenant admin"],
+    summary="One row per day of a tenant's usage",
+    response_model=models.TenantUsageDaily | models.RootUsageDaily,
+)
 def usage_daily(
     ctx: Annotated[AppContext, Depends(app_context)],
     who: Annotated[Principal, Depends(principal)],
@@ -109,8 +129,9 @@ def usage_daily(
     to: Annotated[str | None, Query(description="Last UTC day, YYYY-MM-DD (inclusive).")] = None,
     tenant: TenantParam = None,
 ) -> JSONResponse:
-    """Every rollup column per day, the cost breakdown and the provider-reported cost. Default: the last 30
-    complete UTC days; at most 366 days."""
+    """Every rollup column per day and the cost breakdown; for a root admin also the provider-reported cost and
+    the margin (`RootUsageDaily`), never for a tenant admin (`TenantUsageDaily`). Default: the last 30 complete
+    UTC days; at most 366 days."""
     from usagectl.render.json import tenant_report_dict
 
     slug = _scoped_tenant(who, tenant)
@@ -125,22 +146,32 @@ def usage_daily(
             400, f"from..to: at most {MAX_DAYS} days per request, asked for {(last - first).days + 1}", "from"
         )
     window = Window(first, last + timedelta(days=1))
-    return JSONResponse(tenant_report_dict(_report(ctx, slug, window)))
+    audience = _audience(who)
+    model = models.RootUsageDaily if audience == "root" else models.TenantUsageDaily
+    return _respond(model, tenant_report_dict(_report(ctx, slug, window), audience))
 
 
-@router.get("/api/admin/usage/summary", tags=["tenant admin"], summary="A tenant's month in cards")
+@router.get(
+    "/api/admin/usage/summary",
+    tags=["tenant admin"],
+    summary="A tenant's month in cards",
+    response_model=models.TenantUsageSummary | models.RootUsageSummary,
+)
 def usage_summary(
     ctx: Annotated[AppContext, Depends(app_context)],
     who: Annotated[Principal, Depends(principal)],
     month: Annotated[str | None, Query(description="YYYY-MM; default: the current UTC month.")] = None,
     tenant: TenantParam = None,
 ) -> JSONResponse:
-    """SMS, email, voice and AI cards; estimated and provider-reported cost, month to date and a month-end
-    projection (an estimate); plan tier; allowances with % used."""
+    """SMS, email, voice and AI cards; estimated cost, month to date and a month-end projection (an estimate);
+    plan tier and charge; allowances with % used. A root admin (`RootUsageSummary`) also gets the
+    provider-reported cost and the margin; a tenant admin (`TenantUsageSummary`) never does."""
     from usagectl.render.json import tenant_summary_dict
 
     slug = _scoped_tenant(who, tenant)
-    return JSONResponse(tenant_summary_dict(_report(ctx, slug, _month(month))))
+    audience = _audience(who)
+    model = models.RootUsageSummary if audience == "root" else models.TenantUsageSummary
+    return _respond(model, tenant_summary_dict(_report(ctx, slug, _month(month)), audience))
 
 
 @router.get("/api/root-admin/usage/tenants", tags=["root admin"], summary="Every tenant's month, ranked")

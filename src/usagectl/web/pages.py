@@ -13,7 +13,7 @@ import functools
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -21,9 +21,19 @@ from urllib.parse import urlencode
 
 from usagectl.errors import InputError
 from usagectl.meters import RANKED
-from usagectl.periods import Window, parse_month
-from usagectl.render.table import CHART_DAYS, margin_text, n, usd
-from usagectl.reports import EMPTY_MESSAGE, SORT_KEYS, TenantReport, TenantsReport
+from usagectl.periods import Window
+from usagectl.render import layout
+from usagectl.render.fmt import margin_text, n, usd
+from usagectl.render.table import CHART_DAYS
+from usagectl.reports import (
+    EMPTY_MESSAGE,
+    MIN_PROJECTION_DAYS,
+    SORT_KEYS,
+    TenantLine,
+    TenantReport,
+    TenantsReport,
+    Totals,
+)
 from usagectl.web.svgchart import Series, line_chart_svg
 
 Role = Literal["tenant", "root"]
@@ -77,7 +87,7 @@ class SystemUsageQuery:
     @classmethod
     def from_params(cls, params: Mapping[str, str], *, default_month: Window) -> SystemUsageQuery:
         """Parse query parameters; a bad one raises InputError naming it (the app answers 400)."""
-        month = parse_month(params["month"]) if params.get("month") else default_month
+        month = page_month(params.get("month"), default_month.start) or default_month
         sort = params.get("sort") or "cost"
         if sort not in SORT_KEYS:
             raise InputError(f"sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
@@ -204,100 +214,201 @@ def billing_charts(report: TenantReport) -> list[dict[str, Any]]:
     ]
 
 
-def render_billing_usage(report: TenantReport, ctx: PageContext, *, csv_url: str | None = None) -> str:
-    """The Billing & Usage page of one tenant. `report` is `reports.tenant_report(...)` over the window to show
-    (the app's default: the last 30 complete UTC days). `csv_url` is the link to the daily rows as CSV
-    (billing_usage_csv); default `{base}/admin/billing-usage.csv` (with ?tenant= for a root admin)."""
+def audience(ctx: PageContext) -> layout.Audience:
+    return "root" if ctx.role == "root" else "tenant"
+
+
+MONTH_HINT = "month must look like 2026-10"
+
+
+def page_month(text: str | None, today: date) -> Window | None:
+    """The Billing & Usage page's `?month=` (None: the current month); InputError in page words otherwise."""
+    if not text:
+        return None
+    import re
+
+    m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
+    # Years 2..9998: the month before and the month after (links, month-over-month) exist too.
+    if not m or not 1 <= int(m.group(2)) <= 12 or not 2 <= int(m.group(1)) <= 9998:
+        raise InputError(MONTH_HINT)
+    return Window.month(int(m.group(1)), int(m.group(2)))
+
+
+def month_window(month: Window, today: date) -> Window:
+    """The days of `month` the page reports on: all of a past month; of the current one, up to yesterday (the
+    last complete UTC day), or the 1st alone on the 1st."""
+    if month.end <= today:
+        return month
+    last = max(month.start + timedelta(days=1), today)
+    return Window(month.start, min(month.end, last))
+
+
+def _month_links(ctx: PageContext, month: Window, today: date, slug: str) -> dict[str, Any]:
+    prev_start = (month.start - timedelta(days=1)).replace(day=1)
+    this_month = today.replace(day=1)
+    tenant = slug if ctx.role == "root" else None
+    return {
+        "prev": ctx.billing_url(tenant, month=prev_start.strftime("%Y-%m")),
+        "prev_label": prev_start.strftime("%B %Y"),
+        "next": ctx.billing_url(tenant, month=month.end.strftime("%Y-%m"))
+        if month.end <= this_month
+        else None,
+        "next_label": month.end.strftime("%B %Y"),
+        # No "This month" link on it, nor when the next month's link already leads there.
+        "current": month.start == this_month or month.end == this_month,
+        "current_url": ctx.billing_url(tenant),
+    }
+
+
+def render_billing_usage(
+    report: TenantReport,
+    ctx: PageContext,
+    *,
+    csv_url: str | None = None,
+    chart_report: TenantReport | None = None,
+    today: date | None = None,
+) -> str:
+    """The Billing & Usage page of one tenant for one month. `report` is `reports.tenant_report(...)` over the
+    month's window (`month_window`), `chart_report` over the last CHART_DAYS days for the charts (default:
+    `report`). The plan charge leads, then usage, the charts and the daily table; every card, cost line and
+    column comes from render.layout for the viewer's audience. `csv_url` is the link to the daily rows as CSV
+    (billing_usage_csv); default `{base}/admin/billing-usage.csv` (with ?tenant= and ?month=)."""
     ctx = replace(ctx, tenant=report.tenant.slug)
+    who = audience(ctx)
+    mtd = report.month_to_date
+    today = today or report.generated_at.date()
+    month_value = mtd.month.start.strftime("%Y-%m")
     if csv_url is None:
         slug = report.tenant.slug if ctx.role == "root" else None
-        csv_url = ctx.url(BILLING_PATH + ".csv", {"tenant": slug})
+        csv_url = ctx.url(BILLING_PATH + ".csv", {"tenant": slug, "month": month_value})
+    common = {
+        "report": report,
+        "month_name": layout.month_name(report),
+        "month_value": month_value,
+        "links": _month_links(ctx, mtd.month, today, report.tenant.slug),
+        "action": ctx.url(BILLING_PATH),
+        "charge_lines": layout.charge_lines(report, who),
+    }
     if not report.has_usage:
-        return _render("billing_usage.html.j2", ctx, report=report, empty=EMPTY_MESSAGE)
-    tot = report.totals
-    cards = [
-        (
-            "SMS",
-            [
-                ("sent + received", n(tot.sms)),
-                ("MMS", n(tot.mms)),
-                ("cost", usd(tot.sms_cost + tot.mms_cost)),
-            ],
-        ),
-        ("Email", [("sent", n(tot.emails)), ("cost", usd(tot.email_cost))]),
-        ("Voice", [("minutes", n(tot.voice_minutes)), ("cost", usd(tot.voice_cost))]),
-        ("AI", [("tokens", n(tot.ai_tokens)), ("cost", usd(tot.ai_cost))]),
-    ]
-    mtd = report.month_to_date
-    month_name = mtd.month.start.strftime("%B %Y")
-    cost_lines = [("Estimated, this window", usd(tot.estimated_cost))]
-    if tot.provider_cost is not None:
-        cost_lines.append(("Provider-reported, this window", usd(tot.provider_cost)))
-    cost_lines.append((f"{month_name} to {mtd.as_of:%d %b}", usd(mtd.cost)))
-    cost_lines.append(
-        ("Month total" if mtd.complete else "Month-end projection (estimate)", usd(mtd.projected_cost))
-    )
-    charge = report.plan_charge
-    if charge is not None:
-        cost_lines.append((f"Plan charge, {month_name} to {mtd.as_of:%d %b}", usd(charge.total)))
-        if ctx.role == "root":
-            # The platform's margin is for its operators, not for the tenant's admins.
-            cost_lines.append(("Margin (plan charge - provider-reported)", margin_text(report.margin)))
+        return _render("billing_usage.html.j2", ctx, empty=EMPTY_MESSAGE, **common)
+    charts_of = chart_report or report
+    columns = layout.daily_columns(report, who)
     return _render(
         "billing_usage.html.j2",
         ctx,
-        report=report,
         empty=None,
-        cards=cards,
-        cost_lines=cost_lines,
-        month_name=month_name,
-        charts=billing_charts(report),
-        chart_days=min(CHART_DAYS, report.window.days),
-        show_provider=any(d.provider_cost_usd is not None for d in report.days),
-        versions=", ".join(sorted({d.pricing_version for d in report.days})),
+        cards=layout.usage_cards(report),
+        cost_lines=layout.cost_lines(report, who),
+        projection_note=layout.projection_note(report),
+        charts=billing_charts(charts_of),
+        chart_days=min(CHART_DAYS, charts_of.window.days),
+        columns=columns,
+        rows=[[(c, c.text(d)) for c in columns] for d in report.days],
+        totals=list(zip(columns, layout.daily_totals(report, columns), strict=True)),
+        versions=", ".join(sorted({d.pricing_version for d in report.days})) or "none",
         csv_url=csv_url,
+        **common,
     )
 
 
-def billing_usage_csv(report: TenantReport) -> str:
-    """The page's daily rows as CSV: exactly `usagectl report --format csv` (formula cells neutralised)."""
+def billing_usage_csv(report: TenantReport, who: layout.Audience = "tenant") -> str:
+    """The page's daily rows as CSV: `usagectl report --format csv` (formula cells neutralised), without the
+    provider-reported cost for a tenant admin."""
     from usagectl.render.csv import write_tenant_report_csv
 
     buf = io.StringIO()
-    write_tenant_report_csv(report, buf)
+    write_tenant_report_csv(report, buf, audience=who)
     return buf.getvalue()
 
 
-SYSTEM_COLUMNS = (
-    # (sort key or None, header, numeric)
-    ("name", "Tenant", False),
-    (None, "Plan", False),
-    *((m.key, m.label, True) for m in RANKED),
-    ("cost", "Est. cost", True),
-    ("plan_charge", "Plan charge", True),
-    ("margin", "Margin", True),
-)
+def _matches(line: TenantLine, needle: str) -> bool:
+    return needle in line.slug.lower() or needle in line.name.lower()
 
 
-def render_system_usage(report: TenantsReport, query: SystemUsageQuery, ctx: PageContext) -> str:
+def _sum_lines(lines: Sequence[TenantLine]) -> Totals:
+    usage = {f: sum(getattr(t, f) for t in lines) for m in RANKED if (f := m.total)}
+    return Totals(
+        **usage,
+        estimated_cost=sum((t.estimated_cost for t in lines), Decimal("0.000000")),
+    )
+
+
+def _sum_margins(lines: Sequence[TenantLine]) -> Decimal | None:
+    margins = [t.margin for t in lines]
+    return (
+        sum((m for m in margins if m is not None), Decimal("0.000000"))
+        if lines and None not in margins
+        else None
+    )
+
+
+def system_default_month(today: date) -> Window:
+    """System Usage opens on the current month from the 7th; before, on the last complete month (a month of a
+    few days ranks nobody usefully)."""
+    if today.day < MIN_PROJECTION_DAYS:
+        last = today.replace(day=1) - timedelta(days=1)
+        return Window.month(last.year, last.month)
+    return Window.month(today.year, today.month)
+
+
+def previous_costs(report: TenantsReport) -> dict[str, Decimal]:
+    """slug -> estimated cost, from the ranking of the month before (for the month-over-month column)."""
+    return {t.slug: t.estimated_cost for t in report.lines}
+
+
+def _ranking_totals(
+    columns: Sequence[layout.Column], label: str, tot: Totals, charge: Decimal | None, margin: Decimal | None
+) -> list[tuple[layout.Column, str]]:
+    return list(zip(columns, layout.tenant_totals(columns, label, tot, charge, margin), strict=True))
+
+
+def render_system_usage(
+    report: TenantsReport,
+    query: SystemUsageQuery,
+    ctx: PageContext,
+    *,
+    previous: TenantsReport | None = None,
+    today: date | None = None,
+) -> str:
     """The root admin's System Usage page. `report` is `reports.tenants_report(store, query.month,
-    sort=query.sort, limit=query.limit, offset=query.offset, query=query.q, cfg=...)`: the database filtered,
-    sorted and paged it (`report.lines` is the page), with the totals and the filter's subtotal."""
+    sort=query.sort)` without a limit: this page filters by `query.q` and shows the page
+    [offset, offset+limit) of it. `previous` is the month before's ranking, for the month-over-month column.
+    The columns are render.layout's tenant columns for a root admin; the template loops over them."""
     if ctx.role != "root":
         raise PermissionError("the System Usage page is for root admins")  # the app answers render_forbidden
-    shown = report.lines
-    sub = report.subtotal
-    columns = []
-    for key, label, numeric in SYSTEM_COLUMNS:
-        href = ctx.url(SYSTEM_PATH, query.params(sort=key, offset=0)) if key else None
-        columns.append(
-            {"key": key, "label": label, "numeric": numeric, "href": href, "sorted": key == report.sort}
-        )
+    needle = query.q.lower()
+    matched = [t for t in report.lines if _matches(t, needle)] if needle else list(report.lines)
+    shown = matched[query.offset : query.offset + query.limit]
+    prev = previous_costs(previous) if previous is not None else None
+    columns = layout.tenant_columns(report, "root", previous=prev)
+    heads = []
+    for c in columns:
+        href = ctx.url(SYSTEM_PATH, query.params(sort=c.sort, offset=0)) if c.sort else None
+        heads.append({"column": c, "href": href, "sorted": c.sort == report.sort and c.sort is not None})
     prev_url = next_url = None
     if query.offset > 0:
         prev_url = ctx.url(SYSTEM_PATH, query.params(offset=max(0, query.offset - query.limit)))
-    if report.more:
+    if query.offset + query.limit < len(matched):
         next_url = ctx.url(SYSTEM_PATH, query.params(offset=query.offset + query.limit))
+    today = today or report.generated_at.date()
+    this_month = Window.month(today.year, today.month)
+    so_far_url = None
+    if query.month.end == this_month.start:
+        so_far_url = ctx.url(SYSTEM_PATH, query.params(month=this_month, offset=0))
+    rows = [
+        {"line": t, "href": ctx.billing_url(t.slug), "cells": [(c, c.text(t)) for c in columns[1:]]}
+        for t in shown
+    ]
+    charge_sub = sum((t.plan_charge.total for t in matched if t.plan_charge), Decimal("0.000000"))
+    subtotal = (
+        _ranking_totals(columns, f"Matching ({n(len(matched))})", _sum_lines(matched), charge_sub,
+                        _sum_margins(matched))
+        if needle else None
+    )  # fmt: skip
+    total = _ranking_totals(
+        columns, f"Total, all tenants ({n(report.tenant_count)})", report.total, report.plan_charge_total,
+        report.margin_total,
+    )  # fmt: skip
     return _render(
         "system_usage.html.j2",
         ctx,
@@ -305,19 +416,37 @@ def render_system_usage(report: TenantsReport, query: SystemUsageQuery, ctx: Pag
         query=query,
         month_value=query.month.start.strftime("%Y-%m"),
         month_name=query.month.start.strftime("%B %Y"),
-        columns=columns,
-        lines=[(t, ctx.billing_url(t.slug)) for t in shown],
-        matched=report.matched,
-        first=report.offset + 1 if shown else 0,
-        last=report.offset + len(shown),
-        subtotal=sub.totals if sub is not None else None,
-        subtotal_charge=sub.plan_charge if sub is not None else Decimal("0.000000"),
-        subtotal_margin=sub.margin if sub is not None else None,
+        heads=heads,
+        rows=rows,
+        matched=len(matched),
+        first=query.offset + 1 if shown else 0,
+        last=query.offset + len(shown),
+        subtotal=subtotal,
+        total=total,
         prev_url=prev_url,
         next_url=next_url,
         action=ctx.url(SYSTEM_PATH),
+        csv_url=ctx.url(
+            SYSTEM_PATH + ".csv",
+            {"month": query.month.start.strftime("%Y-%m"), "sort": query.sort, "q": query.q},
+        ),
+        so_far_url=so_far_url,
+        so_far_name=this_month.start.strftime("%B %Y"),
         default_limit=DEFAULT_PAGE_SIZE,
     )
+
+
+def system_usage_csv(report: TenantsReport, query: SystemUsageQuery) -> str:
+    """The ranking as CSV: `usagectl tenants --format csv` for the month and sort (the API's rows, every page),
+    only the tenants matching `query.q` when there is one; formula cells neutralised."""
+    from usagectl.render.csv import write_tenants_csv
+
+    needle = query.q.lower()
+    if needle:
+        report = replace(report, lines=tuple(t for t in report.lines if _matches(t, needle)))
+    buf = io.StringIO()
+    write_tenants_csv(report, buf)
+    return buf.getvalue()
 
 
 def render_sign_in(ctx: PageContext, *, error: str | None = None) -> str:

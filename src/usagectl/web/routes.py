@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -211,22 +211,40 @@ def _billing(request: Request, ctx: AppContext, *, csv: bool) -> Response:
         slug = who.tenant
     today = utc_today()
     try:
-        report = tenant_report(ctx.store, ctx.config, slug, Window.last_days(PAGE_DAYS, today), today=today)
+        asked_month = pages.page_month(request.query_params.get("month"), today)
+    except InputError as exc:
+        return _error(request, ctx, viewer, 400, "Bad request", str(exc))
+    month = asked_month or Window.month(today.year, today.month)
+    window = pages.month_window(month, today)
+    pctx = _page_context(request, ctx, viewer, slug)
+    try:
+        report = tenant_report(ctx.store, ctx.config, slug, window, today=today)
     except InputError:
         return _error(request, ctx, viewer, 404, "Unknown tenant", f"tenant: no tenant {slug!r}")
     if csv:
         headers = page_headers(ctx)
-        headers["Content-Disposition"] = f'attachment; filename="{slug}-usage.csv"'
-        response: Response = Response(
-            pages.billing_usage_csv(report), media_type="text/csv; charset=utf-8", headers=headers
-        )
+        name = f"{slug}-usage-{month.start:%Y-%m}.csv"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        body = pages.billing_usage_csv(report, pages.audience(pctx))
+        response: Response = Response(body, media_type="text/csv; charset=utf-8", headers=headers)
         return _finish(request, ctx, viewer, response)
-    page = pages.render_billing_usage(report, _page_context(request, ctx, viewer, slug))
+    # The charts stay on the last PAGE_DAYS days whatever the month shown.
+    chart_report = tenant_report(ctx.store, ctx.config, slug, Window.last_days(PAGE_DAYS, today), today=today)
+    page = pages.render_billing_usage(report, pctx, chart_report=chart_report, today=today)
     return _finish(request, ctx, viewer, _html(ctx, page))
 
 
 @router.get(pages.SYSTEM_PATH)
 def system_usage(request: Request, ctx: Ctx) -> Response:
+    return _system(request, ctx, csv=False)
+
+
+@router.get(pages.SYSTEM_PATH + ".csv")
+def system_usage_csv(request: Request, ctx: Ctx) -> Response:
+    return _system(request, ctx, csv=True)
+
+
+def _system(request: Request, ctx: AppContext, *, csv: bool) -> Response:
     viewer, refused = _who(request, ctx)
     if refused is not None:
         return refused
@@ -237,20 +255,26 @@ def system_usage(request: Request, ctx: Ctx) -> Response:
     today = utc_today()
     try:
         query = pages.SystemUsageQuery.from_params(
-            request.query_params, default_month=Window.month(today.year, today.month)
+            request.query_params, default_month=pages.system_default_month(today)
         )
     except InputError as exc:
         return _error(request, ctx, viewer, 400, "Bad request", str(exc))
-    report = tenants_report(
-        ctx.store,
-        query.month,
-        sort=query.sort,
-        limit=query.limit,
-        offset=query.offset,
-        query=query.q,
-        cfg=ctx.config,
-    )
-    return _finish(request, ctx, viewer, _html(ctx, pages.render_system_usage(report, query, pctx)))
+    report = tenants_report(ctx.store, query.month, sort=query.sort, cfg=ctx.config)
+    if csv:
+        headers = page_headers(ctx)
+        headers["Content-Disposition"] = f'attachment; filename="tenants-{query.month.start:%Y-%m}.csv"'
+        body = pages.system_usage_csv(report, query)
+        return _finish(
+            request, ctx, viewer, Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+        )
+    previous = None
+    if query.month.start > date.min:
+        before = query.month.start - timedelta(days=1)
+        previous = tenants_report(
+            ctx.store, Window.month(before.year, before.month), sort="cost", cfg=ctx.config
+        )
+    page = pages.render_system_usage(report, query, pctx, previous=previous, today=today)
+    return _finish(request, ctx, viewer, _html(ctx, page))
 
 
 @router.get("/static/" + pages.STYLESHEET)
