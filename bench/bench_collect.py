@@ -1,7 +1,11 @@
 """Collect at scale: N tenants x 3 providers against the sandbox with per-request latency.
 
     python bench/bench_collect.py [--tenants 1000] [--latency 0.05] [--workers 64] [--every-429 40]
-        [--max-concurrency N] [--platform-rate 50] [--twilio-limit 100]
+        [--max-concurrency N] [--platform-rate 50] [--twilio-limit 100] [--days 3] [--bare]
+
+`--days` is the window collected (default: one night, yesterday plus the default lookback); the requests of each
+provider are also given per 1,000 tenants. `--bare` then sends the same GET requests again from a bare httpx loop
+(a client per thread, as many threads per provider as its cap) and compares the CPU per request of the two.
 
 The sandbox runs in a child process (its own GIL, as a remote API would be); the real collector runs here, writing
 to a temporary SQLite file. Meanwhile the simulated platform sends SMS on the same Twilio account at a steady rate
@@ -61,11 +65,28 @@ def serve(
         platform = sb.platform(rate=platform_rate, senders=PLATFORM_SENDERS) if platform_rate else None
         if platform:
             platform.start()
-        conn.recv()  # "stop"
+        while conn.recv() == "log":  # until "stop"
+            conn.send(
+                [
+                    (
+                        s.provider,
+                        s.method,
+                        s.path,
+                        s.query,
+                        s.status,
+                        s.at,
+                        s.duration,
+                        s.authorization,
+                        srv.url,
+                    )
+                    for srv in sb.servers
+                    for s in srv.seen
+                ]
+            )
         if platform:
             platform.stop()
         seen = [
-            (s.provider, s.method, s.path, s.query, s.status, s.at, s.duration)
+            (s.provider, s.method, s.path, s.query, s.status, s.at, s.duration, s.authorization, srv.url)
             for srv in sb.servers
             for s in srv.seen
         ]
@@ -88,6 +109,47 @@ def peak_concurrency(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
+def parent_seen(parent: Connection) -> list[Any]:
+    """The sandbox's request log so far (the child answers "log" requests while it runs)."""
+    parent.send("log")
+    log: list[Any] = parent.recv()
+    return [s for s in log if s[1] == "GET"]
+
+
+def bare_loop(
+    gets: list[tuple[str, str, Any, str | None, str]], caps: dict[str, int]
+) -> tuple[float, float, int]:
+    """The same GETs from plain httpx clients, one per thread, `caps[provider]` threads per provider at once: the
+    baseline of the collector's CPU per request. (CPU seconds, wall seconds, requests)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    local = threading.local()
+
+    def one(req: tuple[str, str, Any, str | None, str]) -> None:
+        url, path, query, auth, _provider = req
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=30)
+        client.get(url + path, params=list(query), headers={"Authorization": auth} if auth else None).read()
+
+    by_provider: dict[str, list[Any]] = defaultdict(list)
+    for g in gets:
+        by_provider[g[4]].append(g)
+    started, cpu = time.perf_counter(), time.process_time()
+    pools = [ThreadPoolExecutor(max_workers=caps.get(p, 5)) for p in by_provider]
+    futures = [
+        pool.submit(one, g) for pool, reqs in zip(pools, by_provider.values(), strict=True) for g in reqs
+    ]
+    for f in futures:
+        f.result()
+    for pool in pools:
+        pool.shutdown()
+    return time.process_time() - cpu, time.perf_counter() - started, len(gets)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tenants", type=int, default=1000)
@@ -103,10 +165,12 @@ def main() -> int:
         "--platform-rate", type=float, default=50, help="the platform's SMS sends per second (0: none)"
     )
     ap.add_argument("--twilio-limit", type=int, default=100, help="the Twilio account's concurrency limit")
+    ap.add_argument("--days", type=int, default=0, help="days collected (0: one night, 1 + lookback_days)")
+    ap.add_argument("--bare", action="store_true", help="replay the requests from a bare httpx loop (CPU)")
     args = ap.parse_args()
     overrides = {"max_concurrency": args.max_concurrency} if args.max_concurrency else {}
 
-    from usagectl.collector import collect
+    from usagectl.collector import collect, default_window
     from usagectl.config import parse
     from usagectl.periods import Window
     from usagectl.providers.registry import HTTP_SOURCES, open_providers
@@ -129,19 +193,31 @@ def main() -> int:
     )
     proc.start()
     cfg = parse(tomllib.loads(parent.recv()), "sandbox config")
-    day = date.today() - timedelta(days=1)
+    today = date.today()
+    window = (
+        Window(today - timedelta(days=args.days), today) if args.days else default_window(cfg, today=today)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'usage.db'}")
         sync_tenants(store, cfg.tenants)
         with open_providers(cfg, store, only=HTTP_SOURCES) as providers:
             started = time.perf_counter()
-            result = collect(store, cfg, providers, Window.day(day), workers=args.workers)
+            cpu_started = time.process_time()
+            result = collect(store, cfg, providers, window, workers=args.workers)
+            collect_cpu = time.process_time() - cpu_started
             wall = time.perf_counter() - started
         store.close()
+    caps = {r.provider: r.max_concurrency for r in result.concurrency}
+    # The collector's requests (GET), logged before any bare-loop replay; the platform's POSTs are counted apart.
+    snapshot = parent_seen(parent)
+    bare: tuple[float, float, int] | None = None
+    if args.bare:
+        bare = bare_loop(
+            [(url, path, q, auth, p) for p, _m, path, q, _s, _a, _d, auth, url in snapshot], caps
+        )
     parent.send("stop")
-    all_seen, (sent, rejected, send_failed), account_peak = parent.recv()
-    # The collector's requests (GET); the platform's POSTs are counted apart.
-    seen = [(p, path, q, status, at, d) for p, method, path, q, status, at, d in all_seen if method == "GET"]
+    _all_seen, (sent, rejected, send_failed), account_peak = parent.recv()
+    seen = [(p, path, q, status, at, d) for p, _m, path, q, status, at, d, _auth, _url in snapshot]
     proc.join(10)
     import resource
 
@@ -169,8 +245,8 @@ def main() -> int:
             n429 += 1
             last_429[key] = at
     failed = len(result.failed)
-    caps = {r.provider: r.max_concurrency for r in result.concurrency}
     print(
+        f"window {window.label()} ({window.days} days), "
         f"tenants x providers: {args.tenants} x 3, workers {args.workers}, latency {args.latency * 1000:.0f} ms, "
         f"max_concurrency {', '.join(f'{k} {v}' for k, v in sorted(caps.items()))}"
     )
@@ -185,6 +261,22 @@ def main() -> int:
     for r in result.concurrency:
         print(f"  {r.describe()}")
     print(f"requests: {len(seen)} ({', '.join(f'{k} {v}' for k, v in sorted(by_provider.items()))})")
+    per_k = 1000 / args.tenants
+    print(
+        f"requests per 1,000 tenants for the window: {len(seen) * per_k:.0f} ("
+        + ", ".join(f"{k} {v * per_k:.0f}" for k, v in sorted(by_provider.items()))
+        + ")"
+    )
+    print(
+        f"collector CPU during collect: {collect_cpu:.2f}s, {collect_cpu / len(seen) * 1000:.2f} ms per request"
+    )
+    if bare is not None:
+        bare_cpu, bare_wall, bare_n = bare
+        print(
+            f"bare httpx loop, same {bare_n} requests at the same caps: CPU {bare_cpu:.2f}s, "
+            f"{bare_cpu / bare_n * 1000:.2f} ms per request, wall {bare_wall:.1f}s; collector/bare CPU per request "
+            f"= {(collect_cpu / len(seen)) / (bare_cpu / bare_n):.2f}x"
+        )
     print(
         f"429s: {n429}, retried too soon: {too_soon}, min retry gap {min(gaps, default=0):.2f}s"
         + (f", median {statistics.median(gaps):.2f}s" if gaps else "")

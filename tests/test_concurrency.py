@@ -106,6 +106,59 @@ def test_acquire_waits_for_a_free_slot() -> None:
     thread.join()
 
 
+class _CountingCondition(threading.Condition):
+    """A Condition that counts the wake-ups of its waiters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wakeups = 0
+        self.waiting = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting += 1
+        try:
+            return super().wait(timeout)
+        finally:
+            self.waiting -= 1
+            self.wakeups += 1
+
+
+def test_a_freed_slot_wakes_one_waiter_not_all() -> None:
+    """Issue 24: release used notify_all, waking every waiting worker for one slot."""
+    limit = ConcurrencyLimit("openai", 1)
+    cond = _CountingCondition()
+    limit._cond = cond
+    held = limit.acquire()
+    got: list[Any] = []
+    threads = [threading.Thread(target=lambda: got.append(limit.acquire())) for _ in range(6)]
+    for t in threads:
+        t.start()
+    while True:  # until all six wait (no timing: the count of waiters)
+        with cond:
+            if cond.waiting == 6:
+                break
+        threading.Event().wait(0.01)
+    limit.release(held, 200)
+    while True:
+        with cond:
+            if got:
+                break
+        threading.Event().wait(0.01)
+    with cond:
+        assert cond.wakeups == 1 and cond.waiting == 5
+    for _ in range(6):  # pass the slot on: each release lets exactly one waiter through
+        while True:
+            with cond:
+                if got:
+                    ticket = got.pop()
+                    break
+            threading.Event().wait(0.01)
+        limit.release(ticket, 200)
+    for t in threads:
+        t.join()
+    assert cond.wakeups == 6  # each waiter woke once, for its own slot
+
+
 # ---- against the sandbox ------------------------------------------------------------------------------------
 
 

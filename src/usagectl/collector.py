@@ -1,9 +1,12 @@
 """Runs providers over tenants x days and writes raw metrics, idempotently.
 
-Each (tenant, provider) pair is one task on a bounded thread pool. A task fetches its window (in one range where
-the provider can) and writes its tenant-days in one transaction, each with its `collection_runs` row, so a failure
-or a kill leaves every tenant-day either as it was or fully replaced. One failing tenant or provider never
-stops the others; the result says which failed and the CLI turns that into exit code 3.
+Each (tenant, provider) pair is one task on a bounded thread pool, or, for a provider that answers for several
+tenants at once (`providers.base.BatchProvider`), each batch of tenants it forms. A task fetches its window (in one
+range where the provider can) and writes each tenant's days in one transaction, each with its `collection_runs`
+row, so a failure or a kill leaves every tenant-day either as it was or fully replaced. A batch whose request
+fails is split in halves and each half asked again, down to single tenants, so one bad tenant fails only its own
+days. One failing tenant or provider never stops the others; the result says which failed and the CLI turns that
+into exit code 3.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from usagectl.config import Config, TenantConfig
 from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 from usagectl.http import BackoffReport, Http
 from usagectl.periods import Window, utc_today
-from usagectl.providers.base import Provider
+from usagectl.providers.base import Provider, is_batched
 from usagectl.records import DayResult, MetricRow, ProviderError
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
@@ -213,7 +216,6 @@ def _run_task(
     written: list[Written],
     written_lock: threading.Lock,
 ) -> TaskOutcome:
-    outcome = TaskOutcome(tenant.slug, provider.source)
     started = utcnow()
     try:
         rows = _fetch(provider, tenant, days)
@@ -225,6 +227,54 @@ def _run_task(
         fetch_error = f"{type(exc).__name__}: {exc}"
     else:
         fetch_error = None
+    return _record(
+        provider, tenant, tenant_id, days, rows, fetch_error, started, writer, written, written_lock
+    )
+
+
+def _run_batch(
+    provider: Provider,
+    batch: Sequence[TenantConfig],
+    ids: Mapping[str, int],
+    days: Sequence[date],
+    writer: _Writer | None,
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> list[TaskOutcome]:
+    """One request set for the batch; if it fails as a whole, each half is asked again (down to one tenant), so a
+    tenant the provider refuses (a 401 for one project id) fails only its own days."""
+    if len(batch) == 1 or not is_batched(provider):
+        return [_run_task(provider, t, ids[t.slug], days, writer, written, written_lock) for t in batch]
+    started = utcnow()
+    try:
+        answers = provider.collect_batch(batch, Window.covering(days))
+    except Exception:
+        half = len(batch) // 2
+        return [
+            *_run_batch(provider, batch[:half], ids, days, writer, written, written_lock),
+            *_run_batch(provider, batch[half:], ids, days, writer, written, written_lock),
+        ]
+    return [
+        _record(provider, t, ids[t.slug], days, answers.get(t.slug, {}), None, started, writer, written,
+                written_lock)
+        for t in batch
+    ]  # fmt: skip
+
+
+def _record(
+    provider: Provider,
+    tenant: TenantConfig,
+    tenant_id: int,
+    days: Sequence[date],
+    rows: Mapping[date, DayResult],
+    fetch_error: str | None,
+    started: datetime,
+    writer: _Writer | None,
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> TaskOutcome:
+    """Write one tenant's answered days (and log its failed ones) in one transaction."""
+    outcome = TaskOutcome(tenant.slug, provider.source)
     failures: list[tuple[date, str]] = []
     good: list[tuple[date, MetricRow]] = []
     for d in days:
@@ -260,6 +310,27 @@ def _run_task(
     return outcome
 
 
+def _tasks(
+    providers: Sequence[Provider],
+    selected: Sequence[TenantConfig],
+    days_of: Callable[[Provider, TenantConfig], list[date]],
+) -> list[tuple[Provider, list[TenantConfig], list[date]]]:
+    """(provider, tenants, days) per task: one tenant each, or the batches a batching provider forms from the
+    tenants that need the same days."""
+    out: list[tuple[Provider, list[TenantConfig], list[date]]] = []
+    for p in providers:
+        mine = [t for t in selected if p.applies_to(t)]
+        if not is_batched(p):
+            out.extend((p, [t], days_of(p, t)) for t in mine)
+            continue
+        by_days: dict[tuple[date, ...], list[TenantConfig]] = {}
+        for t in mine:
+            by_days.setdefault(tuple(days_of(p, t)), []).append(t)
+        for wanted, group in by_days.items():
+            out.extend((p, list(batch), list(wanted)) for batch in p.batches(group))
+    return out
+
+
 def collect(
     store: Store,
     cfg: Config,
@@ -283,6 +354,9 @@ def collect(
     behind = provisional_days(store, window, today)
     days = list(window)
     pairs = [(p, t) for t in selected for p in providers if p.applies_to(t)]
+    tasks = _tasks(
+        providers, selected, lambda p, t: sorted(behind.get((ids[t.slug], p.source), set())) + days
+    )
     run_id = str(uuid.uuid4())
     written: list[Written] = []
     written_lock = threading.Lock()
@@ -294,24 +368,15 @@ def collect(
         with ThreadPoolExecutor(
             max_workers=workers or cfg.collect.workers, thread_name_prefix="collect"
         ) as pool:
-            futures = {
-                pool.submit(
-                    _run_task,
-                    p,
-                    t,
-                    ids[t.slug],
-                    sorted(behind.get((ids[t.slug], p.source), set())) + days,
-                    writer,
-                    written,
-                    written_lock,
-                ): (t, p)
-                for p, t in pairs
-            }
+            futures = [
+                pool.submit(_run_batch, p, batch, ids, wanted, writer, written, written_lock)
+                for p, batch, wanted in tasks
+            ]
             for fut in as_completed(futures):
-                outcomes.append(fut.result())
-                if progress:
-                    t, p = futures[fut]
-                    progress(t.slug, p.source)
+                for outcome in fut.result():
+                    outcomes.append(outcome)
+                    if progress:
+                        progress(outcome.tenant, outcome.source)
 
     if dry_run:
         run_all(None)

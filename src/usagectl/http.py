@@ -170,7 +170,11 @@ class ConcurrencyLimit:
                     self._cap = float(target)
                     self._busy += 1
                     self._lowered()
-            self._cond.notify_all()
+            # Wake as many waiters as there are free slots (one, or two when the cap just grew by one): waking
+            # every worker for one slot costs each of them a context switch only to wait again.
+            free = self.cap - self._in_flight
+            if free > 0:
+                self._cond.notify(free)
 
     def _lowered(self) -> None:
         self._lowest = min(self._lowest, self.cap)

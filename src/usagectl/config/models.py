@@ -333,6 +333,10 @@ class TwilioProvider(_ProviderBase):
     # When account_sid is an API key (SK...), the account it belongs to.
     parent_account_sid: str | None = None
     auth_token: SecretRef | None = None
+    # How phone-number tenants' messages and calls are listed: "account" lists the platform account's whole day
+    # once and attributes each record by number; "number" filters by each number (4 requests a number a day);
+    # "auto" lists the account unless its day takes more pages than the per-number filters would cost.
+    numbers_listing: Literal["auto", "account", "number"] = "auto"
 
 
 class SendGridProvider(_ProviderBase):

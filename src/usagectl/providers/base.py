@@ -7,10 +7,10 @@ wrote for that tenant-day before (idempotent re-collection). The value types liv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from usagectl.config import TenantConfig
 from usagectl.periods import Window
@@ -33,6 +33,29 @@ class Provider(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class BatchProvider(Provider, Protocol):
+    """A source that answers for several tenants with one request set (tenants sharing an account: OpenAI
+    projects of one organization, SendGrid subusers or categories of one key, Twilio numbers of the platform
+    account). The collector hands it the tenants that need the same days; it groups them into `batches`, and a
+    batch whose `collect_batch` raises is split and asked again, so failures stay per tenant."""
+
+    def batches(self, tenants: Sequence[TenantConfig]) -> list[list[TenantConfig]]:
+        """The tenants, grouped so that each group can be asked at once (same account, within the API's
+        limits); a tenant that cannot be batched is a group of its own."""
+        ...
+
+    def collect_batch(
+        self, tenants: Sequence[TenantConfig], window: Window
+    ) -> Mapping[str, Mapping[date, DayResult]]:
+        """Per tenant slug, what `collect_days` would answer for it. Raises ProviderError when the request set
+        failed as a whole (the collector then splits the batch)."""
+        ...
+
+
+def is_batched(provider: Provider) -> TypeGuard[BatchProvider]:
+    return callable(getattr(provider, "collect_batch", None)) and callable(getattr(provider, "batches", None))
 
 
 def as_int(value: object, where: str) -> int:

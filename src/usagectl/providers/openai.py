@@ -14,7 +14,7 @@ in another currency than USD, leaves that day's provider cost unknown with the r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -35,6 +35,11 @@ INPUT_ONLY_PATHS = ("/v1/organization/usage/embeddings", "/v1/organization/usage
 COSTS_PATH = "/v1/organization/costs"
 MAX_USAGE_LIMIT = 31  # buckets per page for bucket_width=1d
 MAX_COSTS_LIMIT = 180
+# Project ids per request. openai-openapi gives `project_ids` as an array without a maximum; what bounds a request
+# is its URL (about 40 bytes per `project_ids=proj_...` pair, 100 of them about 4 KiB, half the 8 KiB request line
+# common servers and proxies accept). Every bucket holds a result per project and model, so a page of 31 daily
+# buckets of 100 projects stays a few hundred KB.
+MAX_PROJECTS_PER_REQUEST = 100
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +107,7 @@ class OpenAI:
         path: str,
         params: list[tuple[str, str]],
         wanted: set[date],
-        projects: Sequence[str],
+        projects: Mapping[str, str],
         seen: set[date] | None = None,
     ) -> Iterator[tuple[date, dict[str, Any]]]:
         """(day, result) for the wanted days, only results of the tenant's own projects: another project's
@@ -119,94 +124,131 @@ class OpenAI:
                     yield day, r
 
     def collect_days(self, tenant: TenantConfig, window: Window) -> dict[date, DayResult]:
-        assert tenant.openai is not None
-        projects = tenant.openai.project_ids
+        return self._collect([tenant], window, whole=False)[tenant.slug]
+
+    def batches(self, tenants: Sequence[TenantConfig]) -> list[list[TenantConfig]]:
+        """Tenants in groups of at most MAX_PROJECTS_PER_REQUEST project ids (a tenant's own list is never
+        split: its days must come from one answer)."""
+        out: list[list[TenantConfig]] = []
+        size = 0
+        for t in tenants:
+            n = len(t.openai.project_ids) if t.openai else 0
+            if not out or size + n > MAX_PROJECTS_PER_REQUEST:
+                out.append([])
+                size = 0
+            out[-1].append(t)
+            size += n
+        return out
+
+    def collect_batch(
+        self, tenants: Sequence[TenantConfig], window: Window
+    ) -> dict[str, dict[date, DayResult]]:
+        return self._collect(tenants, window, whole=True)
+
+    def _collect(
+        self, tenants: Sequence[TenantConfig], window: Window, *, whole: bool
+    ) -> dict[str, dict[date, DayResult]]:
+        """Every tenant's days from one request set over all their projects, grouped by project so each
+        result is given to the tenant whose project it is. `whole`: a failed Costs call raises (the collector
+        splits the batch) instead of failing every day."""
+        owner: dict[str, str] = {}  # project id -> tenant slug
+        for t in tenants:
+            assert t.openai is not None
+            for project in t.openai.project_ids:
+                owner.setdefault(project, t.slug)
+        slugs = [t.slug for t in tenants]
         wanted = set(window)
         base = [
             ("start_time", str(_epoch(window.start))),
             ("end_time", str(_epoch(window.end))),
             ("bucket_width", "1d"),
-            *(("project_ids", p) for p in projects),
+            *(("project_ids", p) for p in owner),
             ("group_by", "project_id"),
         ]
-        # model -> [input, output, cached input, cache-write input]
-        per_model: dict[date, dict[str, list[int]]] = {d: {} for d in window}
-        missing: dict[date, str] = {}
+        # slug -> day -> model -> [input, output, cached input, cache-write input]
+        per_model: dict[str, dict[date, dict[str, list[int]]]] = {s: {d: {} for d in window} for s in slugs}
+        missing: dict[str, dict[date, str]] = {s: {} for s in slugs}
         usage_params = [*base, ("group_by", "model"), ("limit", str(MAX_USAGE_LIMIT))]
         for path in (USAGE_PATH, *INPUT_ONLY_PATHS):
             seen: set[date] = set()
-            for day, r in self._results(path, usage_params, wanted, projects, seen):
+            for day, r in self._results(path, usage_params, wanted, owner, seen):
+                slug = owner[r["project_id"]]
                 try:
                     tokens = _tokens(r, path, day)
                 except ProviderError as exc:
                     # A result without its required counts fails its day, never read as 0 tokens.
-                    missing.setdefault(day, f"{SOURCE}: {path}: {exc}")
+                    missing[slug].setdefault(day, f"{SOURCE}: {path}: {exc}")
                     continue
                 model = str(r.get("model") or "unknown")
-                agg = per_model[day].setdefault(model, [0, 0, 0, 0])
+                agg = per_model[slug][day].setdefault(model, [0, 0, 0, 0])
                 for i, n in enumerate(tokens):
                     agg[i] += n
             for d in wanted - seen:
-                missing.setdefault(d, f"{SOURCE}: {path} has no bucket for {d}")
-        costs, cost_seen, unknown = self._costs(base, wanted, projects)
-        out: dict[date, DayResult] = {}
-        for d in window:
-            if d in missing:
-                out[d] = ProviderError(missing[d])
-                continue
-            if isinstance(costs, ProviderError):
-                out[d] = costs
-                continue
-            models = tuple(
-                ModelTokens(model, tokens_in=a[0], tokens_out=a[1], cached_in=a[2], cache_write_in=a[3])
-                for model, a in sorted(per_model[d].items())
-            )
-            tokens_in = sum(m.tokens_in for m in models)
-            tokens_out = sum(m.tokens_out for m in models)
-            cost = costs.get(d)
-            note = None
-            if d in unknown:
-                note = f"provider cost unknown: {unknown[d]}"
-            elif cost is None and not models and d in cost_seen:
-                cost = Decimal(0)  # no usage and no cost line: nothing was charged
-            elif cost is None:
-                note = "provider cost unknown: OpenAI has no cost line for this day yet"
-            out[d] = MetricRow(
-                ai_tokens_in=tokens_in,
-                ai_tokens_out=tokens_out,
-                ai_models=models,
-                provider_cost_usd=cost,
-                note=note,
-            )
+                for slug in slugs:
+                    missing[slug].setdefault(d, f"{SOURCE}: {path} has no bucket for {d}")
+        costs, cost_seen, unknown = self._costs(base, wanted, owner)
+        if whole and isinstance(costs, ProviderError):
+            raise costs
+        out: dict[str, dict[date, DayResult]] = {}
+        for slug in slugs:
+            days: dict[date, DayResult] = {}
+            for d in window:
+                if d in missing[slug]:
+                    days[d] = ProviderError(missing[slug][d])
+                    continue
+                if isinstance(costs, ProviderError):
+                    days[d] = costs
+                    continue
+                models = tuple(
+                    ModelTokens(model, tokens_in=a[0], tokens_out=a[1], cached_in=a[2], cache_write_in=a[3])
+                    for model, a in sorted(per_model[slug][d].items())
+                )
+                cost = costs.get((slug, d))
+                note = None
+                if (slug, d) in unknown:
+                    note = f"provider cost unknown: {unknown[slug, d]}"
+                elif cost is None and not models and d in cost_seen:
+                    cost = Decimal(0)  # no usage and no cost line: nothing was charged
+                elif cost is None:
+                    note = "provider cost unknown: OpenAI has no cost line for this day yet"
+                days[d] = MetricRow(
+                    ai_tokens_in=sum(m.tokens_in for m in models),
+                    ai_tokens_out=sum(m.tokens_out for m in models),
+                    ai_models=models,
+                    provider_cost_usd=cost,
+                    note=note,
+                )
+            out[slug] = days
         return out
 
     def _costs(
-        self, base: list[tuple[str, str]], wanted: set[date], projects: Sequence[str]
-    ) -> tuple[dict[date, Decimal] | ProviderError, set[date], dict[date, str]]:
-        """What OpenAI says it charged per day (a day with usage but no cost line yet is left unknown, never
-        $0), or the error that stopped the Costs call: then every day fails and keeps its stored figures, since
-        storing NULL over a known cost would lose it silently."""
+        self, base: list[tuple[str, str]], wanted: set[date], owner: Mapping[str, str]
+    ) -> tuple[dict[tuple[str, date], Decimal] | ProviderError, set[date], dict[tuple[str, date], str]]:
+        """What OpenAI says it charged per tenant and day (a day with usage but no cost line yet is left unknown,
+        never $0), or the error that stopped the Costs call: then every day fails and keeps its stored figures,
+        since storing NULL over a known cost would lose it silently."""
         seen: set[date] = set()
-        unknown: dict[date, str] = {}
+        unknown: dict[tuple[str, date], str] = {}
         try:
-            out: dict[date, Decimal] = {}
+            out: dict[tuple[str, date], Decimal] = {}
             costs_params = [*base, ("limit", str(MAX_COSTS_LIMIT))]
-            for day, r in self._results(COSTS_PATH, costs_params, wanted, projects, seen):
+            for day, r in self._results(COSTS_PATH, costs_params, wanted, owner, seen):
+                key = (owner[r["project_id"]], day)
                 # `amount` and both its fields are optional in CostsResult: a line without them is not $0 and
                 # not dollars by default; the day's cost is unknown, with the reason.
                 amount = r.get("amount")
                 if not isinstance(amount, dict) or amount.get("value") is None:
-                    unknown.setdefault(day, f"OpenAI gave a cost line of {day} without an amount")
+                    unknown.setdefault(key, f"OpenAI gave a cost line of {day} without an amount")
                     continue
                 currency = amount.get("currency")
                 value = as_decimal(amount["value"], f"{day} cost amount")
                 if not isinstance(currency, str) or not currency:
-                    unknown.setdefault(day, f"OpenAI gave {day}'s cost without a currency")
+                    unknown.setdefault(key, f"OpenAI gave {day}'s cost without a currency")
                 elif currency.lower() != "usd":
-                    unknown.setdefault(day, f"OpenAI reported {day}'s cost in {currency.lower()!r}, not USD")
-                out[day] = out.get(day, Decimal(0)) + value
-            for day in unknown:
-                out.pop(day, None)  # unknown: never a sum of another currency read as dollars
+                    unknown.setdefault(key, f"OpenAI reported {day}'s cost in {currency.lower()!r}, not USD")
+                out[key] = out.get(key, Decimal(0)) + value
+            for key in unknown:
+                out.pop(key, None)  # unknown: never a sum of another currency read as dollars
             return out, seen, unknown
         except ProviderError as exc:
             log.warning("openai: costs unavailable, the stored days are kept: %s", exc)

@@ -11,6 +11,7 @@ category is counted, whatever else the answer holds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -28,6 +29,8 @@ PAGE_LIMIT = 500  # entries (days) per page of /v3/subusers/stats
 # /v3/categories/stats has no limit/offset: each request covers at most this many days (one entry each), a span
 # no default page of the API is known to cut short; the every-day-present check still catches one that was.
 CATEGORY_SPAN_DAYS = 31
+# Both stats endpoints take up to 10 `subusers` / `categories` a request (tsg_subusers_v3, tsg_stats_v3).
+MAX_NAMES_PER_REQUEST = 10
 
 
 def error_message(response: httpx.Response) -> str:
@@ -63,40 +66,83 @@ class SendGrid:
         self.http.close()
 
     def collect_days(self, tenant: TenantConfig, window: Window) -> dict[date, DayResult]:
-        sg = tenant.sendgrid
-        assert sg is not None
-        found: dict[date, DayResult] = {}
-        if sg.subuser is not None:
-            kind, name = "subuser", sg.subuser
-            self._paged(window, name, found)
-        else:
-            assert sg.category is not None
-            kind, name = "category", sg.category
-            for span in _spans(window, CATEGORY_SPAN_DAYS):
-                params = [("categories", name), *_dates(span)]
-                found.update(_parse_stats(self.http.get_json("/v3/categories/stats", params), kind, name))
-        # SendGrid lists every day, with zeros when there was no traffic: a day it left out is not a zero.
-        return {
-            d: found[d]
-            if d in found
-            else ProviderError(f"{SOURCE}: the stats of {kind} {name!r} have no entry for {d}")
-            for d in window
-        }
+        return self.collect_batch([tenant], window)[tenant.slug]
 
-    def _paged(self, window: Window, name: str, found: dict[date, DayResult]) -> None:
-        params = [("subusers", name), *_dates(window), ("limit", str(PAGE_LIMIT))]
-        wanted = set(window)
+    def batches(self, tenants: Sequence[TenantConfig]) -> list[list[TenantConfig]]:
+        """Subusers and categories apart (two endpoints), at most MAX_NAMES_PER_REQUEST of each a request."""
+        subusers = [t for t in tenants if t.sendgrid and t.sendgrid.subuser is not None]
+        categories = [t for t in tenants if t not in subusers]
+        return [
+            group[i : i + MAX_NAMES_PER_REQUEST]
+            for group in (subusers, categories)
+            for i in range(0, len(group), MAX_NAMES_PER_REQUEST)
+        ]
+
+    def collect_batch(
+        self, tenants: Sequence[TenantConfig], window: Window
+    ) -> dict[str, dict[date, DayResult]]:
+        """One request (set) for up to 10 subusers or categories: every day's entry holds a stats entry per
+        name, and each tenant gets only its own."""
+        names: dict[str, str] = {}  # name -> slug
+        kinds = set()
+        for t in tenants:
+            sg = t.sendgrid
+            assert sg is not None
+            kind, name = ("subuser", sg.subuser) if sg.subuser is not None else ("category", sg.category)
+            assert name is not None
+            kinds.add(kind)
+            names[name] = t.slug
+        (kind,) = kinds  # a batch is of one kind (see `batches`)
+        if len(names) > MAX_NAMES_PER_REQUEST:
+            raise ValueError(f"at most {MAX_NAMES_PER_REQUEST} {kind} names a request")
+        bodies = self._paged(window, list(names)) if kind == "subuser" else self._spans(window, list(names))
+        out: dict[str, dict[date, DayResult]] = {}
+        for name, slug in names.items():
+            found: dict[date, DayResult] = {}
+            for body in bodies:
+                found.update(_parse_stats(body, kind, name))
+            # SendGrid lists every day, with zeros when there was no traffic: a day it left out is not a zero.
+            out[slug] = {
+                d: found[d]
+                if d in found
+                else ProviderError(f"{SOURCE}: the stats of {kind} {name!r} have no entry for {d}")
+                for d in window
+            }
+        return out
+
+    def _spans(self, window: Window, names: list[str]) -> list[Any]:
+        bodies = []
+        for span in _spans(window, CATEGORY_SPAN_DAYS):
+            params = [*(("categories", n) for n in names), *_dates(span)]
+            bodies.append(_as_list(self.http.get_json("/v3/categories/stats", params)))
+        return bodies
+
+    def _paged(self, window: Window, names: list[str]) -> list[Any]:
+        params = [*(("subusers", n) for n in names), *_dates(window), ("limit", str(PAGE_LIMIT))]
+        bodies: list[Any] = []
+        found: set[str] = set()
+        wanted = {d.isoformat() for d in window}
         offset = 0
         # One entry per day, and SendGrid may serve fewer than `limit` a page: each page but the last holds at
         # least one day, so more pages than days in the range means the paging is not advancing.
         pages_left = window.days + 1
-        while not wanted <= found.keys() and pages_left > 0:
+        while not wanted <= found and pages_left > 0:
             pages_left -= 1
-            body = self.http.get_json("/v3/subusers/stats", [*params, ("offset", str(offset))])
-            found.update(_parse_stats(body, "subuser", name))
+            body = _as_list(self.http.get_json("/v3/subusers/stats", [*params, ("offset", str(offset))]))
+            bodies.append(body)
+            found.update(e["date"] for e in body if isinstance(e, dict) and isinstance(e.get("date"), str))
             if not body:
                 break  # past the last page
             offset += len(body)
+        return bodies
+
+
+def _as_list(body: Any) -> list[Any]:
+    if not isinstance(body, list):
+        raise ProviderError(
+            f"{SOURCE}: malformed response: expected a list of days, got {type(body).__name__}"
+        )
+    return body
 
 
 def _dates(window: Window) -> list[tuple[str, str]]:

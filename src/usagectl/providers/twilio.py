@@ -1,8 +1,9 @@
 """Twilio through the twilio SDK, with our httpx stack underneath (`twilio.http.HttpClient`).
 
 Attribution: a subaccount -> Daily Usage Records of that subaccount (IncludeSubaccounts=false); phone numbers on
-the platform account -> the Messages and Calls lists filtered by number and UTC day; the tenant's own account ->
-Daily Usage Records of that account (IncludeSubaccounts=true: its subaccounts are the tenant's too).
+the platform account -> the account's Messages and Calls of each UTC day, listed once for every phone-number tenant
+and attributed by number (`owner_of`), or the lists filtered by each number (`numbers_listing`); the tenant's own
+account -> Daily Usage Records of that account (IncludeSubaccounts=true: its subaccounts are the tenant's too).
 
 Units, as twilio-oai's UsageRecord defines them: `count` is the number of events (`count_unit`: messages, calls)
 and `usage` the billed amount in `usage_unit`, "such as `minutes` for calls or `messages` for SMS". We meter
@@ -116,6 +117,7 @@ class Twilio:
         platform_account: str | None,
         tenant_tokens: dict[str, str],
         token_errors: dict[str, str] | None = None,
+        numbers_listing: str = "auto",
     ) -> None:
         self.http = http
         self.base_url = base_url
@@ -124,6 +126,7 @@ class Twilio:
         self.tenant_tokens = tenant_tokens  # slug -> the tenant's own auth token
         # slug -> why the tenant's own token could not be read: fails that tenant's tasks only.
         self.token_errors = token_errors or {}
+        self.numbers_listing = numbers_listing  # auto | account | number (config: [providers.twilio])
         self._sdk_http = _SdkHttpClient.build(http)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -197,8 +200,28 @@ class Twilio:
         assert tw is not None
         account = self._account(tenant)
         if tw.mode == "numbers":
-            return {d: self._numbers_day(account, tw.phone_numbers, d) for d in window}
+            return self._numbers([tenant], window)[tenant.slug]
         return self._usage_records(account, window, include_subaccounts=tw.mode == "own")
+
+    def batches(self, tenants: Sequence[TenantConfig]) -> list[list[TenantConfig]]:
+        """Every phone-number tenant together (the platform account's listings answer for all of them); a
+        subaccount or own account alone (its usage records are its own request)."""
+        numbers = [t for t in tenants if t.twilio is not None and t.twilio.mode == "numbers"]
+        return ([numbers] if numbers else []) + [[t] for t in tenants if t not in numbers]
+
+    def collect_batch(
+        self, tenants: Sequence[TenantConfig], window: Window
+    ) -> dict[str, dict[date, DayResult]]:
+        if all(t.twilio is not None and t.twilio.mode == "numbers" for t in tenants):
+            try:
+                return self._numbers(tenants, window)
+            except ProviderError as exc:
+                if self.numbers_listing == "number":
+                    raise  # a number's own listing failed: the collector splits the batch to find whose
+                # The account's listing does not depend on which tenants asked: a smaller batch would fail the
+                # same way, so the failure is every tenant's (for each day), not a reason to split.
+                return {t.slug: dict.fromkeys(window, exc) for t in tenants}
+        return {t.slug: self.collect_days(t, window) for t in tenants}
 
     def _usage_records(
         self, account: Any, window: Window, *, include_subaccounts: bool
@@ -297,41 +320,125 @@ class Twilio:
             seen.add(r.sid)
             yield r
 
-    def _numbers_day(self, account: Any, numbers: Sequence[str], day: date) -> DayResult:
-        """One day of our numbers' messages and calls; a record the spec does not allow fails that day only."""
-        try:
-            return self._numbers_day_rows(account, numbers, day)
-        except ProviderError as exc:
-            if str(exc).startswith(SOURCE):
-                raise  # the request itself failed (HTTP, paging): so would every other day's
-            return ProviderError(f"{SOURCE}: {day}: {exc}")
+    def _numbers(self, tenants: Sequence[TenantConfig], window: Window) -> dict[str, dict[date, DayResult]]:
+        """The phone-number tenants' days, from the platform account's listings of each day (once, attributed
+        locally by number) or from the per-number filters, whichever `numbers_listing` picks. A record the spec
+        does not allow fails that tenant's day only; a failed request raises (the collector splits a batch)."""
+        account = self._account(tenants[0])
+        owners: dict[str, str] = {}  # number -> tenant slug
+        for t in tenants:
+            assert t.twilio is not None
+            for number in t.twilio.phone_numbers:
+                owners.setdefault(number, t.slug)
+        out: dict[str, dict[date, DayResult]] = {t.slug: {} for t in tenants}
+        for day in window:
+            tallies = {t.slug: Tally() for t in tenants}
+            failed: dict[str, ProviderError] = {}
+            for kind in ("messages", "calls"):
+                records = None
+                if self.numbers_listing != "number":
+                    # "auto": worth it while the day's listing takes fewer pages than the per-number filters
+                    # (From= and To= each number) would take requests; past that it stops, having spent at
+                    # most that many requests.
+                    budget = None if self.numbers_listing == "account" else 2 * len(owners)
+                    records = self._account_day(account, kind, day, budget)
+                stream = (
+                    self._attributed(records, owners, day, kind)
+                    if records is not None
+                    else self._by_number(account, tenants, day, kind)
+                )
+                for slug, outbound, r in stream:
+                    if slug in failed:
+                        continue
+                    try:
+                        if outbound is None:
+                            raise r
+                        if kind == "messages":
+                            tallies[slug].message(r, outbound)
+                        else:
+                            tallies[slug].call(r)
+                    except ProviderError as exc:
+                        failed[slug] = ProviderError(f"{SOURCE}: {day}: {exc}")
+            for t in tenants:
+                out[t.slug][day] = failed.get(t.slug) or tallies[t.slug].row(day.isoformat())
+        return out
 
-    def _numbers_day_rows(self, account: Any, numbers: Sequence[str], day: date) -> DayResult:
-        iso = day.isoformat()
-        tally = Tally()
-        seen: set[str] = set()
-        for number in numbers:
-            for outbound, by_number in ((True, {"from_": number}), (False, {"to": number})):
-                side = "outbound" if outbound else "inbound"
-                for m in self._ours(
-                    partial(account.messages.page, date_sent=iso, page_size=PAGE_SIZE, **by_number),
-                    f"messages {side} {number} {iso}",
-                    day,
-                    outbound,
-                    seen,
-                    "date_sent",
-                ):
-                    tally.message(m, outbound)
-                for c in self._ours(
-                    partial(account.calls.page, start_time=iso, page_size=PAGE_SIZE, **by_number),
-                    f"calls {side} {number} {iso}",
-                    day,
-                    outbound,
-                    seen,
-                    "start_time",
-                ):
-                    tally.call(c)
-        return tally.row(iso)
+    def _list(self, account: Any, kind: str, day: date, **by_number: str) -> Callable[[], Any]:
+        if kind == "messages":
+            return partial(account.messages.page, date_sent=day.isoformat(), page_size=PAGE_SIZE, **by_number)
+        return partial(account.calls.page, start_time=day.isoformat(), page_size=PAGE_SIZE, **by_number)
+
+    def _account_day(self, account: Any, kind: str, day: date, budget: int | None) -> list[Any] | None:
+        """Every message (or call) of the account on `day`, all pages; None once more than `budget` pages."""
+        what = f"{kind} of the account on {day}"
+        guard = PageGuard(SOURCE, what)
+        page = self._call(self._list(account, kind, day), what)
+        pages, records = 1, []
+        while True:
+            records.extend(page)
+            url = page.next_page_url
+            if not url:
+                return records
+            if budget is not None and pages >= budget:
+                return None
+            guard.follow(url)
+            page = self._call(page.next_page, what)
+            pages += 1
+
+    def _attributed(
+        self, records: list[Any], owners: dict[str, str], day: date, kind: str
+    ) -> Iterator[tuple[str, bool | None, Any]]:
+        """(tenant, outbound, record) for the account's records of `day` on the tenants' numbers; (tenant, None,
+        error) for one that cannot be attributed."""
+        when = "date_sent" if kind == "messages" else "start_time"
+        for r in records:
+            if not _same_day(getattr(r, when), day):
+                continue
+            # The SDK names the sender `from_` on a message and `_from` on a call.
+            sender = owner_of(owners, getattr(r, "from_", None) or getattr(r, "_from", None), day)
+            receiver = owner_of(owners, r.to, day)
+            if sender is None and receiver is None:
+                continue  # nobody's numbers
+            try:
+                outbound = _outbound(r.direction, r.sid)
+            except ProviderError as exc:
+                for slug in {sender, receiver} - {None}:
+                    assert slug is not None
+                    yield slug, None, exc
+                continue
+            # An outbound record is its sender's, an inbound one its receiver's: a number-to-number exchange
+            # between two tenants is two records, one each.
+            slug = sender if outbound else receiver
+            if slug is not None:
+                yield slug, outbound, r
+
+    def _by_number(
+        self, account: Any, tenants: Sequence[TenantConfig], day: date, kind: str
+    ) -> Iterator[tuple[str, bool | None, Any]]:
+        """The same as `_attributed`, from the lists filtered by each number (From= outbound, To= inbound)."""
+        when = "date_sent" if kind == "messages" else "start_time"
+        for t in tenants:
+            assert t.twilio is not None
+            seen: set[str] = set()
+            for number in t.twilio.phone_numbers:
+                for outbound, by_number in ((True, {"from_": number}), (False, {"to": number})):
+                    side = "outbound" if outbound else "inbound"
+                    what = f"{kind} {side} {number} {day}"
+                    try:
+                        for r in self._ours(
+                            self._list(account, kind, day, **by_number), what, day, outbound, seen, when
+                        ):
+                            yield t.slug, outbound, r
+                    except ProviderError as exc:
+                        if str(exc).startswith(SOURCE):
+                            raise  # the request itself failed
+                        yield t.slug, None, exc
+
+
+def owner_of(owners: dict[str, str], number: Any, day: date) -> str | None:
+    """The tenant a number belongs to on `day`: the one place phone numbers are attributed (dated number
+    ownership plugs in here)."""
+    return owners.get(number) if isinstance(number, str) else None
 
 
 class Tally:
@@ -528,7 +635,7 @@ def make(cfg: Config) -> Twilio | None:
     )
     # With an API key (SK...) as the username, the resources belong to parent_account_sid.
     owner = settings.parent_account_sid or (platform[0] if platform else None)
-    return Twilio(http, settings.base_url, platform, owner, tokens, token_errors)
+    return Twilio(http, settings.base_url, platform, owner, tokens, token_errors, settings.numbers_listing)
 
 
 def check(cfg: Config) -> list[CheckResult]:

@@ -165,6 +165,9 @@ class Sandbox:
         registered here, with the token in a sandbox file."""
         wired = []
         for t in tenants:
+            if t.twilio is not None and t.twilio.mode == "numbers":
+                # The platform account's own numbers: an account-wide listing carries their traffic.
+                self.world.add_account_numbers(self.twilio_accounts.master_sid, t.twilio.phone_numbers)
             if t.twilio is not None and t.twilio.mode == "own":
                 assert t.twilio.account_sid is not None
                 twilio = t.twilio.model_copy(update={"auth_token": self.own_account(t.twilio.account_sid)})

@@ -136,6 +136,14 @@ class World:
     _messages: list[Message] = field(default_factory=list, repr=False)
     _calls: list[Call] = field(default_factory=list, repr=False)
     _scripted_numbers: set[str] = field(default_factory=set, repr=False)
+    _account_numbers: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    _version: int = field(default=0, repr=False)
+
+    @property
+    def version(self) -> tuple[int, date | None]:
+        """Changes whenever what the Twilio listings hold may have (a scripted message, call or number)."""
+        return self._version, self.in_flight_day
+
     _email: dict[tuple[str, str, date], dict[str, int]] = field(default_factory=dict, repr=False)
     _scripted_email: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _ai: dict[tuple[str, date], list[ModelUsage]] = field(
@@ -169,6 +177,7 @@ class World:
         """The currency an account is billed in (`price_unit` on its records, messages and calls); USD if unset."""
         with self._lock:
             self._price_units[account_sid] = unit
+            self._version += 1
 
     def price_unit(self, account_sid: str) -> str:
         with self._lock:
@@ -206,6 +215,7 @@ class World:
                 status,
             )
             self._messages.append(msg)
+            self._version += 1
             self._scripted_numbers.update((from_, to))
             return msg
 
@@ -234,12 +244,25 @@ class World:
                 status,
             )
             self._calls.append(call)
+            self._version += 1
             self._scripted_numbers.update((from_, to))
             return call
+
+    def add_account_numbers(self, account_sid: str, numbers: list[str]) -> None:
+        """Numbers the account owns: a listing of the account without a From/To filter carries their synthetic
+        traffic too."""
+        with self._lock:
+            self._account_numbers.setdefault(account_sid, set()).update(numbers)
+            self._version += 1
+
+    def account_numbers(self, account_sid: str) -> list[str]:
+        with self._lock:
+            return sorted(self._account_numbers.get(account_sid, ()))
 
     def script_numbers(self, *numbers: str) -> None:
         with self._lock:
             self._scripted_numbers.update(numbers)
+            self._version += 1
 
     def set_email_stats(
         self, kind: str, name: str, day: date, *, requests: int, delivered: int | None = None

@@ -381,6 +381,7 @@ class TwilioServer(ProviderServer):
         super().__init__(world, **kw)
         self.accounts = accounts
         self.messages_created = 0  # the platform's sends that were accepted
+        self._listings: dict[Any, list[Any]] = {}
 
     def error_body(self, status: int, message: str) -> Any:
         code = {401: 20003, 404: 20404, 429: 20429, 500: 20500, 400: 21400}.get(status, 20000 + status)
@@ -602,11 +603,36 @@ class TwilioServer(ProviderServer):
         params = dict(query)
         return params.get("From"), params.get("To")
 
+    def _listing(self, path: str, account_sid: str, query: list[tuple[str, str]], build: Any) -> Any:
+        """A page of a Messages/Calls listing; the listing itself is built once per filter and world state (an
+        account's whole day is every page's source: rebuilding it for each page of 1,000 would be quadratic)."""
+        key = (
+            path,
+            tuple((k, v) for k, v in query if k not in ("Page", "PageSize", "PageToken")),
+            self.world.version,
+        )
+        with self._lock:
+            items = self._listings.get(key)
+        if items is None:
+            items = build(path, account_sid, query)
+            with self._lock:
+                if len(self._listings) > 64:
+                    self._listings.clear()
+                self._listings[key] = items
+        return self._page(path, "messages" if path.endswith("Messages.json") else "calls", items, query)
+
     def _messages(self, path: str, account_sid: str, query: list[tuple[str, str]]) -> Any:
+        return self._listing(path, account_sid, query, self._message_items)
+
+    def _calls(self, path: str, account_sid: str, query: list[tuple[str, str]]) -> Any:
+        return self._listing(path, account_sid, query, self._call_items)
+
+    def _message_items(self, path: str, account_sid: str, query: list[tuple[str, str]]) -> list[Any]:
         when = self._date_filter(query, "DateSent", lambda m: self._fail(400, m))
         frm, to = self._numbers_filter(query)
         pool: list[Message] = list(self.world.messages(account_sid))
-        for number in {n for n in (frm, to) if n}:
+        numbers = {n for n in (frm, to) if n} or set(self.world.account_numbers(account_sid))
+        for number in numbers:
             for day in self._days_in(query, "DateSent"):
                 pool.extend(self.world.synthetic_messages(account_sid, number, day))
         chosen = [
@@ -645,13 +671,14 @@ class TwilioServer(ProviderServer):
             }
             for m in chosen
         ]
-        return self._page(path, "messages", items, query)
+        return items
 
-    def _calls(self, path: str, account_sid: str, query: list[tuple[str, str]]) -> Any:
+    def _call_items(self, path: str, account_sid: str, query: list[tuple[str, str]]) -> list[Any]:
         when = self._date_filter(query, "StartTime", lambda m: self._fail(400, m))
         frm, to = self._numbers_filter(query)
         pool: list[Call] = list(self.world.calls(account_sid))
-        for number in {n for n in (frm, to) if n}:
+        numbers = {n for n in (frm, to) if n} or set(self.world.account_numbers(account_sid))
+        for number in numbers:
             for day in self._days_in(query, "StartTime"):
                 pool.extend(self.world.synthetic_calls(account_sid, number, day))
         chosen = [
@@ -681,7 +708,7 @@ class TwilioServer(ProviderServer):
             }
             for c in chosen
         ]
-        return self._page(path, "calls", items, query)
+        return items
 
     @staticmethod
     def _days_in(query: list[tuple[str, str]], key: str) -> list[date]:
