@@ -304,13 +304,16 @@ def test_svg_chart_unit() -> None:
         )  # fmt: skip
 
 
+def _system(store: Any, query: SystemUsageQuery, cfg: Any = None) -> str:
+    """The System Usage page as the app builds it (the whole ranking; the page filters and pages it)."""
+    return render_system_usage(tenants_report(store, query.month, sort=query.sort, cfg=cfg), query, ROOT)
+
+
 def test_tenant_supplied_strings_are_escaped(env: Any, cli: Callable[..., Any]) -> None:
     store, cfg = env
     _october(store, cli)
     page = render_billing_usage(tenant_report(store, cfg, "evil", OCT, today=NOV_5), ROOT)
-    system = render_system_usage(
-        tenants_report(store, OCT), SystemUsageQuery(OCT, q='"><script>x</script>'), ROOT
-    )
+    system = _system(store, SystemUsageQuery(OCT, q='"><script>x</script>'))
     for html in (page, system):
         csp_clean(html)  # no <script> at all: the name is text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -323,7 +326,7 @@ def test_tenant_supplied_strings_are_escaped(env: Any, cli: Callable[..., Any]) 
     assert doc.one("a", **{"aria-current": "page"}).attrs["href"] == "/usage/admin/billing-usage?tenant=evil"
     assert parse(page).one("span", class_="tenant-name").text() == EVIL
     assert 'value="&#34;&gt;&lt;script&gt;x&lt;/script&gt;"' in system
-    system = render_system_usage(tenants_report(store, OCT), SystemUsageQuery(OCT, q="alert"), ROOT)
+    system = _system(store, SystemUsageQuery(OCT, q="alert"))
     assert [r.attrs["data-tenant"] for r in parse(system).iter("tr") if "data-tenant" in r.attrs] == ["evil"]
     assert parse(system).one("span", class_="tenant-name").text() == EVIL
 
@@ -382,11 +385,11 @@ def test_system_usage_page(env: Any, cli: Callable[..., Any]) -> None:
     assert [a.text() for a in nav.iter("a")] == ["Billing & Usage", "System Usage"]
 
     # Filter by name or slug, with a subtotal of the matches; paging keeps the other parameters.
-    doc = parse(render_system_usage(report, SystemUsageQuery(OCT, q="CORP"), ROOT))
+    doc = parse(_system(store, SystemUsageQuery(OCT, q="CORP"), cfg))
     assert [r[0] for r in rows(doc.one("table"))] == ["Acme Corp acme"]
     assert rows(doc.one("table"), "tfoot")[0][0] == "Matching (1)"
     by_name = tenants_report(store, OCT, sort="name")
-    doc = parse(render_system_usage(by_name, SystemUsageQuery(OCT, sort="name", offset=1, limit=2), ROOT))
+    doc = parse(_system(store, SystemUsageQuery(OCT, sort="name", offset=1, limit=2)))
     assert [r[0].split()[-1] for r in rows(doc.one("table"))] == [
         by_name.lines[1].slug,
         by_name.lines[2].slug,

@@ -156,6 +156,14 @@ COST_LINES = tuple(m.key for m in PRICED)
 #: `usage_rollups_daily` cost columns, in order
 COST_COLUMNS = tuple(m.cost_column for m in PRICED)
 
+#: the providers that report what they charged (docs/cost-model.md, "What the provider cost covers"); SendGrid
+#: reports no cost, so a margin deducts only these
+COST_SOURCES = ("twilio", "openai")
+#: (source, its `usage_rollups_daily` columns) per cost source: what a margin needs of each tenant-day, kept by the
+#: rollup so that no report reads the raw rows for it: `<source>_collected` 1 when the source has a `usage_metrics`
+#: row for the day, else 0; `<source>_reported_cost_usd` the cost it reported (NULL: none, or no row)
+SOURCE_COST_COLUMNS = tuple((s, f"{s}_collected", f"{s}_reported_cost_usd") for s in COST_SOURCES)
+
 #: `usage_metrics` count columns (BIGINT NOT NULL DEFAULT 0), in table order; the gauges are nullable apart
 RAW_COUNT_COLUMNS = tuple(c for m in COUNTERS for c in (*m.raw, *m.unrolled))
 RAW_GAUGE_COLUMNS = tuple(c for m in GAUGES for c in m.raw)

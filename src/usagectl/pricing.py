@@ -13,7 +13,7 @@ from datetime import date
 from decimal import Decimal
 from itertools import pairwise
 
-from usagectl.config import DEFAULT_BOOK, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
+from usagectl.config import DEFAULT_BOOK, PLAN_TIERS, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
 from usagectl.meters import COST_LINES, PRICED
 from usagectl.money import PICOS_PER_USD, from_micros, round_micro, to_micros, to_picos
 from usagectl.periods import Window
@@ -87,6 +87,13 @@ def unit_prices(book: PriceBook, plan: PlanConfig) -> UnitPrices:
         ai_token=o.ai_token if o.ai_token is not None else book.ai_token,
         ai_models=dict(book.ai_models),
     )
+
+
+def plan_tiers(cfg: Config) -> tuple[str, ...]:
+    """Every plan a tenant can be priced with, from the config alone (never by reading the tenants): each plan
+    tier, and '' standing for any tier the config does not know, which `Config.plan` gives the default plan. SQL
+    that prices tenants (rollup, the reports' ranking) joins a tenant's tier to these, any other to ''."""
+    return (*PLAN_TIERS, "")
 
 
 def prices_for(cfg: Config, plan_tier: str, day: date) -> UnitPrices:

@@ -47,8 +47,7 @@ def _preview(
     for tid, day, micros in conn.execute(q):
         old[(tid, day)] += int(micros)
     new = dict(old)
-    tenant_rows = [(tid, tier) for tid, tier in conn.execute(select(tenants.c.id, tenants.c.plan_tier))]
-    _, body = rollup_select(cfg, windows, tenant_rows, utcnow(), dialect, tenant_id)
+    _, body = rollup_select(cfg, windows, utcnow(), dialect, tenant_id)
     for row in conn.execute(body).mappings():
         new[(row["tenant_id"], row["date"])] = int(row["estimated_cost_usd"])
     per_old: dict[int, int] = defaultdict(int)

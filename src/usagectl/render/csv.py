@@ -10,7 +10,7 @@ margin, a difference or an adjustment's delta can be negative, and a number is n
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any, TextIO
@@ -164,26 +164,29 @@ def write_tenant_report_csv(report: TenantReport, stream: TextIO, *, audience: A
 
 
 def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:
-    """One row per tenant, then a total row (tenant = "TOTAL") over all tenants."""
+    """One row per tenant, then a total row (tenant = "TOTAL") over all tenants. A streamed report's rows are
+    written as they come."""
     month = report.month.start.strftime("%Y-%m")
-    rows: list[list[Any]] = [
-        [
-            month,
-            t.slug,
-            t.name,
-            t.plan_tier,
-            t.active,
-            *(getattr(t, f) for f in _RANKED_FIELDS),
-            t.estimated_cost,
-            t.provider_cost,
-            t.plan_charge.total if t.plan_charge else None,
-            t.margin,
-        ]
-        for t in report.lines
-    ]
-    tot = report.total
-    rows.append(
-        [
+    priced = False
+
+    def rows() -> Iterator[list[Any]]:
+        nonlocal priced
+        for t in report.iter_lines():
+            priced = priced or t.plan_charge is not None
+            yield [
+                month,
+                t.slug,
+                t.name,
+                t.plan_tier,
+                t.active,
+                *(getattr(t, f) for f in _RANKED_FIELDS),
+                t.estimated_cost,
+                t.provider_cost,
+                t.plan_charge.total if t.plan_charge else None,
+                t.margin,
+            ]
+        tot = report.total
+        yield [
             month,
             "TOTAL",
             "",
@@ -192,11 +195,11 @@ def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:
             *(getattr(tot, f) for f in _RANKED_FIELDS),
             tot.estimated_cost,
             tot.provider_cost,
-            report.plan_charge_total if any(t.plan_charge for t in report.lines) else None,
+            report.plan_charge_total if priced else None,
             report.margin_total,
         ]
-    )
-    _write(stream, TENANTS_COLUMNS, rows)
+
+    _write(stream, TENANTS_COLUMNS, rows())
 
 
 def write_reconcile_csv(report: ReconcileReport, stream: TextIO) -> None:

@@ -22,6 +22,7 @@ from usagectl.reports import (
     ExportReport,
     ProviderCosts,
     ReconcileReport,
+    TenantLine,
     TenantReport,
     TenantsReport,
     Totals,
@@ -259,44 +260,66 @@ def write_tenant_report_json(report: TenantReport, stream: TextIO) -> None:
     _dump(tenant_report_dict(report), stream)
 
 
-def tenants_dict(report: TenantsReport) -> dict[str, Any]:
+def tenant_line_dict(t: TenantLine) -> dict[str, Any]:
+    line: dict[str, Any] = _plain(
+        {
+            "tenant": t.slug,
+            "tenant_name": t.name,
+            "plan_tier": t.plan_tier,
+            "active": t.active,
+            "sms_total": t.sms,
+            "email_total": t.emails,
+            "voice_total_minutes": t.voice_minutes,
+            "ai_total_tokens": t.ai_tokens,
+            "estimated_cost_usd": t.estimated_cost,
+            "provider_cost_usd": t.provider_cost,
+            # The CSV's columns so far; then the details behind the plan charge and the margin.
+            "plan_charge_usd": t.plan_charge.total if t.plan_charge else None,
+            "margin_usd": t.margin,
+            "plan_charge": plan_charge_dict(t.plan_charge),
+            "provider_costs": provider_costs_dict(t.provider_costs),
+        }
+    )
+    return line
+
+
+def _tenants_head(report: TenantsReport) -> dict[str, Any]:
     return {
         **_envelope("tenants", report.month, report.generated_at),
         "month": report.month.start.strftime("%Y-%m"),
         "sort": report.sort,
         "tenant_count": report.tenant_count,
-        "tenants": [
-            _plain(
-                {
-                    "tenant": t.slug,
-                    "tenant_name": t.name,
-                    "plan_tier": t.plan_tier,
-                    "active": t.active,
-                    "sms_total": t.sms,
-                    "email_total": t.emails,
-                    "voice_total_minutes": t.voice_minutes,
-                    "ai_total_tokens": t.ai_tokens,
-                    "estimated_cost_usd": t.estimated_cost,
-                    "provider_cost_usd": t.provider_cost,
-                    # The CSV's columns so far; then the details behind the plan charge and the margin.
-                    "plan_charge_usd": t.plan_charge.total if t.plan_charge else None,
-                    "margin_usd": t.margin,
-                    "plan_charge": plan_charge_dict(t.plan_charge),
-                    "provider_costs": provider_costs_dict(t.provider_costs),
-                }
-            )
-            for t in report.lines
-        ],
-        "total": {
-            **_totals(report.total),
-            "plan_charge_usd": str(report.plan_charge_total),
-            "margin_usd": _money(report.margin_total),
-        },
+    }
+
+
+def _tenants_total(report: TenantsReport) -> dict[str, Any]:
+    return {
+        **_totals(report.total),
+        "plan_charge_usd": str(report.plan_charge_total),
+        "margin_usd": _money(report.margin_total),
+    }
+
+
+def tenants_dict(report: TenantsReport) -> dict[str, Any]:
+    return {
+        **_tenants_head(report),
+        "tenants": [tenant_line_dict(t) for t in report.iter_lines()],
+        "total": _tenants_total(report),
     }
 
 
 def write_tenants_json(report: TenantsReport, stream: TextIO) -> None:
-    _dump(tenants_dict(report), stream)
+    """The same document as `tenants_dict`, written one tenant at a time (a streamed report is never held)."""
+    text = json.dumps(_tenants_head(report), indent=2, ensure_ascii=False)
+    stream.write(text[:-2] + ',\n  "tenants": [')
+    count = 0
+    for t in report.iter_lines():
+        line = json.dumps(tenant_line_dict(t), indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        stream.write(("\n    " if count == 0 else ",\n    ") + line)
+        count += 1
+    stream.write("\n  ]," if count else "],")
+    total = json.dumps(_tenants_total(report), indent=2, ensure_ascii=False)
+    stream.write('\n  "total": ' + total.replace("\n", "\n  ") + "\n}\n")
 
 
 def write_export_json(export: ExportReport, stream: TextIO) -> int:

@@ -1,5 +1,6 @@
 """Reports: the objects (objects.py, pure data) and the queries that build them (queries.py)."""
 
+from usagectl.meters import COST_SOURCES
 from usagectl.reports.objects import (
     ADJUSTMENT_COLUMNS,
     ADJUSTMENT_FIGURES,
@@ -20,6 +21,7 @@ from usagectl.reports.objects import (
     ReconcileReport,
     RepriceLine,
     RepriceReport,
+    Subtotal,
     TenantInfo,
     TenantLine,
     TenantReport,
@@ -27,7 +29,6 @@ from usagectl.reports.objects import (
     Totals,
 )
 from usagectl.reports.queries import (
-    COST_SOURCES,
     adjustments_posted,
     export_rows,
     month_projection,
@@ -58,6 +59,7 @@ __all__ = [
     "ReconcileReport",
     "RepriceLine",
     "RepriceReport",
+    "Subtotal",
     "TenantInfo",
     "TenantLine",
     "TenantReport",

@@ -281,15 +281,46 @@ class TenantLine:
 
 
 @dataclass(frozen=True)
+class Subtotal:
+    """The tenants a ranking's filter (`TenantsReport.query`) matched, all of them, not just the page's."""
+
+    tenant_count: int
+    totals: Totals  # the ranked meters and the estimated cost only
+    plan_charge: Decimal = Decimal("0.000000")
+    margin: Decimal | None = None  # None unless every matched tenant's margin is known
+
+
+@dataclass(frozen=True)
 class TenantsReport:
     month: Window
     sort: str
-    lines: tuple[TenantLine, ...]  # sorted, limited
+    lines: tuple[TenantLine, ...]  # sorted; one page: `offset` lines skipped, at most the limit asked for
     total: Totals  # over ALL tenants, also those cut by --limit
     tenant_count: int
     generated_at: datetime
     plan_charge_total: Decimal = Decimal("0.000000")  # over ALL tenants
     margin_total: Decimal | None = None  # over ALL tenants; None unless every tenant's margin is known
+    offset: int = 0  # the page's first line is the (offset+1)th of the ranking (or of the matched tenants)
+    query: str = ""  # the filter (slug or name contains it, ASCII letters case-insensitively); "" for none
+    subtotal: Subtotal | None = None  # the matched tenants, with a filter
+    # Set when the lines are streamed (`tenants_report(stream=True)`, `lines` empty): yields them in order; consume
+    # it once, while the store is open.
+    stream: Callable[[], Iterator[TenantLine]] | None = field(default=None, compare=False)
+
+    def iter_lines(self) -> Iterator[TenantLine]:
+        return self.stream() if self.stream is not None else iter(self.lines)
+
+    @property
+    def matched(self) -> int:
+        """The tenants the page is a part of: those the filter matched, else all."""
+        return self.subtotal.tenant_count if self.subtotal is not None else self.tenant_count
+
+    @property
+    def more(self) -> int:
+        """How many come after this page (0 when streamed)."""
+        if self.stream is not None:
+            return 0
+        return max(0, self.matched - self.offset - len(self.lines))
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,43 @@ month by the (date, tenant_id) index.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import string
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Date, String, and_, bindparam, cast, func, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Date,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
 
 from usagectl.config import Config
 from usagectl.errors import InputError, did_you_mean
-from usagectl.meters import BY_KEY, COUNTERS, PRICED, RANKED, WITH_ALLOWANCE
-from usagectl.money import MICRO, from_micros, round_micro
+from usagectl.meters import (
+    BY_KEY,
+    COST_SOURCES,
+    COUNTERS,
+    PRICED,
+    RANKED,
+    SOURCE_COST_COLUMNS,
+    WITH_ALLOWANCE,
+)
+from usagectl.money import MICRO, PICOS_PER_MICRO, from_micros, round_micro, to_micros, to_picos
 from usagectl.periods import Window, utc_today
 from usagectl.pricing import (
     DayUsage,
@@ -26,6 +51,7 @@ from usagectl.pricing import (
     UnitPrices,
     book_segments,
     cost_of_day,
+    plan_tiers,
     prices_for,
     prorated_plan_charge,
 )
@@ -45,6 +71,7 @@ from usagectl.reports.objects import (
     ProvisionalDay,
     ReconcileLine,
     ReconcileReport,
+    Subtotal,
     TenantInfo,
     TenantLine,
     TenantReport,
@@ -66,10 +93,6 @@ from usagectl.store.tenants import TenantRow, get_tenant, tenant_ids
 
 r = usage_rollups_daily.c
 um = usage_metrics.c
-
-#: the providers that report what they charged (docs/cost-model.md, "What the provider cost covers"); SendGrid
-#: reports no cost, so a margin deducts only these
-COST_SOURCES = ("twilio", "openai")
 
 
 def _now() -> datetime:
@@ -338,16 +361,33 @@ _PLAN_USAGE = (
     .group_by(r.tenant_id)
 )
 _PLAN_USAGE_ONE = _PLAN_USAGE.where(r.tenant_id == bindparam("tid"))
+_PLAN_USAGE_IN = _PLAN_USAGE.where(r.tenant_id.in_(bindparam("tids", expanding=True)))
 
 
-def _plan_usage(conn: Connection, window: Window, tenant_id: int | None) -> Any:
-    """Each tenant's (or one tenant's) sums of the priced meters over `window`."""
-    q, params = _scoped(_PLAN_USAGE, _PLAN_USAGE_ONE, tenant_id, w_start=window.start, w_end=window.end)
+def _plan_usage(
+    conn: Connection, window: Window, tenant_id: int | None, tenant_ids: Sequence[int] | None = None
+) -> Any:
+    """Each tenant's (or one tenant's, or some tenants') sums of the priced meters over `window`."""
+    q, params = _scoped_in(
+        _PLAN_USAGE,
+        _PLAN_USAGE_ONE,
+        _PLAN_USAGE_IN,
+        tenant_id,
+        tenant_ids,
+        w_start=window.start,
+        w_end=window.end,
+    )
     return conn.execute(q, params)
 
 
 def _plan_charges(
-    conn: Connection, cfg: Config, window: Window, tiers: dict[int, str], *, tenant_id: int | None = None
+    conn: Connection,
+    cfg: Config,
+    window: Window,
+    tiers: dict[int, str],
+    *,
+    tenant_id: int | None = None,
+    tenant_ids: Sequence[int] | None = None,
 ) -> dict[int, PlanCharge]:
     """Each tenant's (id -> plan tier now) plan charge over `window` (days of one calendar month), by
     pricing.prorated_plan_charge: the plan periods of the month (tenant_plans; a tenant without any has its plan
@@ -380,7 +420,7 @@ def _plan_charges(
     usage = [
         {
             row.tenant_id: {m.key: int(row._mapping[m.key]) for m in PRICED}
-            for row in _plan_usage(conn, seg, tenant_id)
+            for row in _plan_usage(conn, seg, tenant_id, tenant_ids)
         }
         for seg in segments
     ]
@@ -405,48 +445,97 @@ _FAILED = (
     )
 )
 _FAILED_ONE = _FAILED.where(_C.tenant_id == bindparam("tid"))
+_FAILED_IN = _FAILED.where(_C.tenant_id.in_(bindparam("tids", expanding=True)))
+
+
+def _scoped_in(
+    all_tenants: Any,
+    one_tenant: Any,
+    some_tenants: Any,
+    tenant_id: int | None,
+    tenant_ids: Sequence[int] | None,
+    **params: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """As `_scoped`, and a third form for a list of tenants (`tenant_ids`: a page of a ranking)."""
+    if tenant_ids is not None:
+        return some_tenants, {**params, "tids": list(tenant_ids)}
+    return _scoped(all_tenants, one_tenant, tenant_id, **params)
 
 
 def _failed_only(
-    conn: Connection, window: Window, sources: tuple[str, ...], tenant_id: int | None
+    conn: Connection,
+    window: Window,
+    sources: tuple[str, ...],
+    tenant_id: int | None,
+    tenant_ids: Sequence[int] | None = None,
 ) -> set[tuple[int, str]]:
     """(tenant id, source) pairs with a failed collection in `window`: a provider whose every day failed has no
-    `usage_metrics` row, yet the tenant uses it, so its days are unknown, not absent."""
-    q, params = _scoped(
-        _FAILED, _FAILED_ONE, tenant_id, w_start=window.start, w_end=window.end, sources=list(sources)
+    `usage_metrics` row, yet the tenant uses it, so its days are unknown, not absent. (The failed rows are few and
+    have their own partial index.)"""
+    q, params = _scoped_in(
+        _FAILED,
+        _FAILED_ONE,
+        _FAILED_IN,
+        tenant_id,
+        tenant_ids,
+        w_start=window.start,
+        w_end=window.end,
+        sources=list(sources),
     )
     return {(row.tenant_id, row.source) for row in conn.execute(q, params) if row.tenant_id is not None}
 
 
+def _micros(col: Any) -> Any:
+    """A Money column as its stored integer micro-USD (no Decimal conversion)."""
+    return type_coerce(col, BigInteger)
+
+
+# Per tenant and cost source over a window, from the rollups (meters.SOURCE_COST_COLUMNS): the days it has a row,
+# the days its cost is known, and the sum of the known costs.
 _COSTS = (
     select(
-        um.tenant_id,
-        um.source,
-        func.count(um.provider_cost_usd).label("known"),
-        cast(func.sum(um.provider_cost_usd.cast(BigInteger)), BigInteger).label("cost"),
+        r.tenant_id,
+        *(
+            col
+            for source, collected, cost in SOURCE_COST_COLUMNS
+            for col in (
+                _sum(r[collected]).label(f"{source}_rows"),
+                func.count(r[cost]).label(f"{source}_known"),
+                _sum(_micros(r[cost])).label(f"{source}_cost"),
+            )
+        ),
     )
-    .where(
-        um.date >= bindparam("w_start", type_=um.date.type),
-        um.date < bindparam("w_end", type_=um.date.type),
-        um.source.in_(COST_SOURCES),
-    )
-    .group_by(um.tenant_id, um.source)
+    .where(r.date >= _W_START, r.date < _W_END)
+    .group_by(r.tenant_id)
 )
-_COSTS_ONE = _COSTS.where(um.tenant_id == bindparam("tid"))
+_COSTS_ONE = _COSTS.where(r.tenant_id == bindparam("tid"))
+_COSTS_IN = _COSTS.where(r.tenant_id.in_(bindparam("tids", expanding=True)))
 
 
 def _provider_costs(
-    conn: Connection, window: Window, *, tenant_id: int | None = None
+    conn: Connection,
+    window: Window,
+    *,
+    tenant_id: int | None = None,
+    tenant_ids: Sequence[int] | None = None,
 ) -> dict[int, ProviderCosts]:
-    """Per tenant, what the cost-reporting providers it used in `window` said they charged, from the raw
-    `usage_metrics` rows (one per tenant, day and source): a day without a row or without a cost is unknown. A
-    provider counts as used when it has a row or a failed collection in the window."""
-    q, params = _scoped(_COSTS, _COSTS_ONE, tenant_id, w_start=window.start, w_end=window.end)
+    """Per tenant, what the cost-reporting providers it used in `window` said they charged, from what the rollup
+    keeps of each tenant-day (no raw rows): a day without a row or without a cost is unknown. A provider counts as
+    used when it has a row or a failed collection in the window."""
+    q, params = _scoped_in(
+        _COSTS, _COSTS_ONE, _COSTS_IN, tenant_id, tenant_ids, w_start=window.start, w_end=window.end
+    )
     # tenant id -> source -> (known days, cost in micro-USD)
     found: dict[int, dict[str, tuple[int, int]]] = {}
     for row in conn.execute(q, params):
-        found.setdefault(row.tenant_id, {})[row.source] = (int(row.known), int(row.cost or 0))
-    for tid, source in _failed_only(conn, window, COST_SOURCES, tenant_id):
+        got = row._mapping
+        for source in COST_SOURCES:
+            if got[f"{source}_rows"]:
+                found.setdefault(row.tenant_id, {})[source] = (
+                    int(got[f"{source}_known"]),
+                    int(got[f"{source}_cost"]),
+                )
+    for tid, source in _failed_only(conn, window, COST_SOURCES, tenant_id, tenant_ids):
         found.setdefault(tid, {}).setdefault(source, (0, 0))
     out: dict[int, ProviderCosts] = {}
     for tid, per_source in found.items():
@@ -465,32 +554,276 @@ def through_yesterday(month: Window, today: date) -> Window:
     return month if last < month.start else Window(month.start, last + timedelta(days=1))
 
 
-def _by_usage(field: str) -> Callable[[TenantLine], tuple[int, str]]:
-    return lambda line: (-getattr(line, field), line.slug)
+# The ranking (`usagectl tenants`, the root API and the System Usage page), in SQL: one row per tenant with the
+# month's figures, its plan charge and margin as integer micro-USD, sorted, filtered and paged by the database, and
+# one aggregate over the same rows for the totals. Nothing in Python grows with the number of tenants: the exact
+# PlanCharge and ProviderCosts objects are built for the page's tenants only, with pricing.plan_charge (the SQL
+# figures decide the order and the totals; tests/test_ranking.py checks both agree).
 
-
-def _by_money(
-    get: Callable[[TenantLine], Decimal | None],
-) -> Callable[[TenantLine], tuple[bool, Decimal, str]]:
-    # Highest first; an unknown figure (an incomplete margin) after every known one.
-    def key(line: TenantLine) -> tuple[bool, Decimal, str]:
-        value = get(line)
-        return (value is None, -(value or Decimal(0)), line.slug)
-
-    return key
-
-
-_SORTS: dict[str, Any] = {
-    "cost": lambda line: (-line.estimated_cost, line.slug),
-    **{m.key: _by_usage(m.total) for m in RANKED if m.total},
-    "plan_charge": _by_money(lambda line: line.plan_charge.total if line.plan_charge else None),
-    "margin": _by_money(lambda line: line.margin),
-    "name": lambda line: (line.name.lower(), line.slug),
+# The Totals fields, each summed per tenant over the month: (rollup column, field), then the estimated cost.
+_LINE_SUMS = (*_TOTAL_COUNTS, *_TOTAL_COSTS, ("estimated_cost_usd", "estimated_cost"))
+# Each sort key: the ranking column it orders by, highest first (name: A to Z). Ties go by slug.
+_SORT_COLUMNS = {
+    "cost": "estimated_cost",
+    **{m.key: m.total for m in RANKED if m.total},
+    "plan_charge": "charge",
+    "margin": "margin",
+    "name": "name",
 }
-assert tuple(_SORTS) == SORT_KEYS
+assert tuple(_SORT_COLUMNS) == SORT_KEYS
 # The ranking's usage columns: (rollup column, TenantLine field) per ranked meter.
 _RANKED = tuple((m.rollup, m.total) for m in RANKED if m.total)
 assert {field for _, field in _RANKED} <= set(TenantLine.__dataclass_fields__)
+_HALF = PICOS_PER_MICRO // 2
+_ASCII = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_lower(text: str) -> str:
+    """The ranking's case folding (name sort and filter): ASCII letters only, as SQLite's lower() does."""
+    return text.translate(_ASCII)
+
+
+def _fold(col: Any, dialect: str) -> Any:
+    if dialect == "postgresql":
+        return func.translate(col, string.ascii_uppercase, string.ascii_lowercase)
+    return func.lower(col)
+
+
+def _bytewise(col: Any, dialect: str) -> Any:
+    # Code-point order on both backends (SQLite's BINARY collation is; PostgreSQL's database collation may not be).
+    return col.collate("C") if dialect == "postgresql" else col
+
+
+def _int(value: int) -> Any:
+    return cast(literal(value, BigInteger), BigInteger)
+
+
+def _positive(expr: Any) -> Any:
+    return case((expr > 0, expr), else_=_int(0))
+
+
+def _plan_table(cfg: Config, segments: Sequence[Window]) -> Any:
+    """Per plan tier (and '' for a tier the config does not know, which gets the default plan, as cfg.plan gives
+    it): the monthly fee in micro-USD, each priced meter's allowance, and its unit price in each price-book segment
+    split as (micro-USD, pico remainder), so that overage x price stays far from the 64-bit limit."""
+    rows = []
+    for tier in plan_tiers(cfg):
+        plan = cfg.plan(tier)
+        cols = [
+            cast(literal(tier, String), String).label("tier"),
+            _int(to_micros(round_micro(plan.monthly_fee or Decimal(0)))).label("fee"),
+        ]
+        for m in PRICED:
+            cols.append(_int(getattr(plan.included, m.allowance or "", None) or 0).label(f"inc_{m.key}"))
+            for i, seg in enumerate(segments):
+                picos = to_picos(getattr(prices_for(cfg, tier, seg.start), m.unit_price or ""))
+                cols.append(_int(picos // PICOS_PER_MICRO).label(f"q{i}_{m.key}"))
+                cols.append(_int(picos % PICOS_PER_MICRO).label(f"r{i}_{m.key}"))
+        rows.append(select(*cols))
+    return union_all(*rows).subquery("plans")
+
+
+def _charge(plans: Any, usage: Any, n_segments: int) -> Any:
+    """The plan charge in micro-USD, as pricing.plan_charge computes it: the allowance used up in date order, each
+    line's picos rounded half-up to the micro-dollar once, plus the fee."""
+    total = plans.c.fee
+    for m in PRICED:
+        included = plans.c[f"inc_{m.key}"]
+        whole: Any = _int(0)
+        rest: Any = _int(0)
+        used: Any = _int(0)
+        above_before: Any = _int(0)
+        for i in range(n_segments):
+            used = used + func.coalesce(usage.c[f"u{i}_{m.key}"], 0)
+            above = _positive(used - included)
+            over = (above - above_before).self_group()
+            whole = whole + over * plans.c[f"q{i}_{m.key}"]
+            rest = rest + over * plans.c[f"r{i}_{m.key}"]
+            above_before = above
+        rounded = (rest + _int(_HALF)).self_group().op("/", return_type=BigInteger)(_int(PICOS_PER_MICRO))
+        total = total + whole + rounded.self_group()
+    return total
+
+
+def _ranking(cfg: Config | None, month: Window, done: Window, dialect: str) -> Any:
+    """One row per listed tenant (active, or with usage in the month): its month's sums, and with `cfg` its plan
+    charge and margin over `done` (the days of the month that are over) in micro-USD, the margin NULL unless every
+    day of every cost-reporting provider it used is known."""
+    in_done = and_(r.date >= done.start, r.date < done.end)
+    segments = book_segments(done, cfg.pricing) if cfg is not None else []
+    sums = [
+        *(
+            _sum(_micros(r[col]) if col.endswith("_usd") else r[col]).label(field)
+            for col, field in _LINE_SUMS
+        ),
+        cast(func.sum(_micros(r.provider_cost_usd)), BigInteger).label("provider_cost"),
+    ]
+    for i, seg in enumerate(segments):
+        in_seg = and_(r.date >= seg.start, r.date < seg.end)
+        sums += [_sum(case((in_seg, r[m.rollup]), else_=_int(0))).label(f"u{i}_{m.key}") for m in PRICED]
+    if cfg is not None:
+        for source, collected, cost in SOURCE_COST_COLUMNS:
+            sums += [
+                _sum(case((in_done, r[collected]), else_=0)).label(f"{source}_rows"),
+                func.count(case((in_done, r[cost]))).label(f"{source}_known"),
+                _sum(case((in_done, _micros(r[cost])))).label(f"{source}_cost"),
+            ]
+    usage = select(r.tenant_id, *sums).where(_in(month)).group_by(r.tenant_id).subquery("u")
+    t, u = tenants.c, usage.c
+    cols: list[Any] = [
+        t.id,
+        t.slug,
+        t.name,
+        t.plan_tier,
+        t.active,
+        *(func.coalesce(u[field], 0).label(field) for _, field in _LINE_SUMS),
+        u.provider_cost,
+    ]
+    from_: Any = tenants.outerjoin(usage, u.tenant_id == t.id)
+    if cfg is not None:
+        plans = _plan_table(cfg, segments)
+        known = plan_tiers(cfg)
+        tier = case((t.plan_tier.in_([x for x in known if x]), t.plan_tier), else_="")
+        failed = (
+            select(
+                _C.tenant_id,
+                *(func.max(case((_C.source == s, 1), else_=0)).label(f"{s}_failed") for s in COST_SOURCES),
+            )
+            .where(
+                _C.status == "failed",
+                _C.date >= done.start,
+                _C.date < done.end,
+                _C.source.in_(COST_SOURCES),
+                _C.tenant_id.is_not(None),
+            )
+            .group_by(_C.tenant_id)
+            .subquery("f")
+        )
+        from_ = from_.join(plans, plans.c.tier == tier).outerjoin(failed, failed.c.tenant_id == t.id)
+        charge = _charge(plans, usage, len(segments))
+        used = {
+            s: or_(func.coalesce(u[f"{s}_rows"], 0) > 0, func.coalesce(failed.c[f"{s}_failed"], 0) == 1)
+            for s in COST_SOURCES
+        }
+        # A tenant that used none of them cost the platform nothing there: known, $0 (ProviderCosts.complete).
+        complete = and_(
+            *(or_(~used[s], func.coalesce(u[f"{s}_known"], 0) == done.days) for s in COST_SOURCES),
+        )
+        reported: Any = _int(0)
+        for s in COST_SOURCES:
+            reported = reported + func.coalesce(u[f"{s}_cost"], 0)
+        cols += [charge.label("charge"), case((complete, charge - reported)).label("margin")]
+    return (
+        select(*cols)
+        .select_from(from_)
+        # A tenant removed from the config is listed only for months it has usage in.
+        .where(or_(t.active == true(), u.tenant_id.is_not(None)))
+        .subquery("ranking")
+    )
+
+
+def _order(k: Any, sort: str, dialect: str) -> list[Any]:
+    slug = _bytewise(k.slug, dialect)
+    if sort == "name":
+        return [_bytewise(_fold(k.name, dialect), dialect), slug]
+    col = k[_SORT_COLUMNS[sort]]
+    if sort == "margin":
+        # An unknown margin (incomplete provider costs) after every known one.
+        return [case((col.is_(None), 1), else_=0), col.desc(), slug]
+    return [col.desc(), slug]
+
+
+def _matches(k: Any, needle: str, dialect: str) -> Any:
+    """`needle` (folded) in the slug or the name, folded the same way; LIKE's wildcards in it match themselves."""
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(
+        _fold(k.slug, dialect).like(pattern, escape="\\"), _fold(k.name, dialect).like(pattern, escape="\\")
+    )
+
+
+_DETAIL_BATCH = 1000
+
+
+def _lines(conn: Connection, cfg: Config | None, done: Window, rows: Sequence[Any]) -> tuple[TenantLine, ...]:
+    """Ranking rows as report lines, with the exact plan charge and provider costs of these tenants."""
+    if len(rows) > _DETAIL_BATCH:
+        # The whole ranking at once (no limit): the details in batches, as a bound IN list must stay short.
+        return tuple(
+            line
+            for i in range(0, len(rows), _DETAIL_BATCH)
+            for line in _lines(conn, cfg, done, rows[i : i + _DETAIL_BATCH])
+        )
+    charges: dict[int, PlanCharge] = {}
+    costs: dict[int, ProviderCosts] = {}
+    if cfg is not None and rows:
+        ids = [row.id for row in rows]
+        charges = _plan_charges(conn, cfg, done, {row.id: row.plan_tier for row in rows}, tenant_ids=ids)
+        costs = _provider_costs(conn, done, tenant_ids=ids)
+    return tuple(
+        TenantLine(
+            slug=row.slug,
+            name=row.name,
+            plan_tier=row.plan_tier,
+            active=bool(row.active),
+            **{field: int(row._mapping[field]) for _, field in _RANKED},
+            estimated_cost=from_micros(int(row.estimated_cost)),
+            provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
+            plan_charge=charges.get(row.id),
+            provider_costs=costs.get(row.id, _NO_COSTS) if cfg is not None else None,
+        )
+        for row in rows
+    )
+
+
+def ranking_statements(
+    cfg: Config | None,
+    month: Window,
+    done: Window,
+    dialect: str,
+    sort: str,
+    limit: int | None,
+    offset: int,
+    needle: str,
+) -> tuple[Any, Any]:
+    """The ranking's two statements: the page (sorted, filtered by `needle`, already folded, and paged) and the
+    one aggregate of its totals (and the filter's subtotals). bench/bench_ranking.py runs the same SQL bare."""
+    k = _ranking(cfg, month, done, dialect).c
+    matches = _matches(k, needle, dialect) if needle else true()
+    page = select(k).where(matches).order_by(*_order(k, sort, dialect)).offset(offset or None)
+    if limit is not None:
+        page = page.limit(limit)
+    aggregates: list[Any] = [
+        func.count().label("tenant_count"),
+        *(_sum(k[field]).label(field) for _, field in _LINE_SUMS),
+        cast(func.sum(k.provider_cost), BigInteger).label("provider_cost"),
+    ]
+    if cfg is not None:
+        aggregates += [
+            _sum(k.charge).label("charge"),
+            # NULL unless every tenant's margin is known.
+            case((func.count(k.margin) == func.count(), cast(func.sum(k.margin), BigInteger))).label(
+                "margin"
+            ),
+        ]
+    if needle:
+        aggregates += [
+            _sum(case((matches, 1), else_=0)).label("matched"),
+            *(
+                _sum(case((matches, k[f]), else_=0)).label(f"q_{f}")
+                for _, f in (*_RANKED, ("", "estimated_cost"))
+            ),
+        ]
+        if cfg is not None:
+            aggregates += [
+                _sum(case((matches, k.charge), else_=0)).label("q_charge"),
+                case(
+                    (
+                        func.count(case((matches, k.margin))) == _sum(case((matches, 1), else_=0)),
+                        cast(func.sum(case((matches, k.margin))), BigInteger),
+                    )
+                ).label("q_margin"),
+            ]
+    return page, select(*aggregates)
 
 
 def tenants_report(
@@ -499,85 +832,75 @@ def tenants_report(
     *,
     sort: str = "cost",
     limit: int | None = None,
+    offset: int = 0,
+    query: str = "",
     cfg: Config | None = None,
     today: date | None = None,
+    stream: bool = False,
+    batch: int = 1000,
 ) -> TenantsReport:
-    """Every tenant for a month (zeros when it has no usage), sorted highest first, with a total over all. With
-    `cfg`, each line has its plan charge and, where the providers' costs are complete, its margin (over the days
-    of the month that are over)."""
+    """The tenants for a month (zeros when one has no usage), sorted highest first, `limit` of them from
+    `offset` (all without a limit), with totals over all. With `cfg`, each line has its plan charge and, where the
+    providers' costs are complete, its margin (over the days of the month that are over). `query` keeps only the
+    tenants whose slug or name contains it (ASCII letters case-insensitively), and adds their count and subtotals.
+    The database sorts, filters and pages: the cost does not grow with the number of tenants beyond its own
+    aggregate. With `stream`, `lines` is empty and `report.stream()` yields the lines in order, `batch` at a time
+    (consume it once, while the store is open)."""
     if sort in ("plan_charge", "margin") and cfg is None:
         raise InputError(f"--sort {sort} needs the config's plans")
-    if sort not in _SORTS:
+    if sort not in SORT_KEYS:
         raise InputError(f"--sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
-    per_tenant = (
-        select(
-            r.tenant_id,
-            *(_sum(r[column]).label(field) for column, field in _RANKED),
-            _sum(r.estimated_cost_usd).label("cost"),
-            cast(func.sum(r.provider_cost_usd.cast(BigInteger)), BigInteger).label("provider_cost"),
-        )
-        .where(_in(month))
-        .group_by(r.tenant_id)
-        .subquery("m")
-    )
-    m = per_tenant.c
+    if offset < 0:
+        raise InputError(f"offset must be at least 0, got {offset}")
+    done = through_yesterday(month, today or utc_today())
+    needle = ascii_lower(query.strip())
+    page, totals = ranking_statements(cfg, month, done, store.dialect, sort, limit, offset, needle)
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            # Only the columns a line shows: converting every tenant's created_at/updated_at is wasted work.
-            select(
-                tenants.c.id,
-                tenants.c.slug,
-                tenants.c.name,
-                tenants.c.plan_tier,
-                tenants.c.active,
-                *(m[field] for _, field in _RANKED),
-                m.cost,
-                m.provider_cost,
-            ).select_from(tenants.outerjoin(per_tenant, m.tenant_id == tenants.c.id))
-        ).all()
-        total = _totals(conn.execute(_totals_query(month)).one())
-        charges: dict[int, PlanCharge] = {}
-        costs: dict[int, ProviderCosts] = {}
-        if cfg is not None:
-            # Both sides of the margin over the same days: the days of the month that are over.
-            done = through_yesterday(month, today or utc_today())
-            charges = _plan_charges(conn, cfg, done, {row.id: row.plan_tier for row in rows})
-            costs = _provider_costs(conn, done)
-    lines = [
-        TenantLine(
-            slug=row.slug,
-            name=row.name,
-            plan_tier=row.plan_tier,
-            active=bool(row.active),
-            **{field: int(row._mapping[field] or 0) for _, field in _RANKED},
-            estimated_cost=from_micros(int(row.cost or 0)),
-            provider_cost=None if row.provider_cost is None else from_micros(int(row.provider_cost)),
-            plan_charge=charges.get(row.id),
-            provider_costs=costs.get(row.id, _NO_COSTS) if cfg is not None else None,
+        rows = [] if stream else conn.execute(page).all()
+        agg_row = conn.execute(totals).one()
+        agg = agg_row._mapping
+        lines = _lines(conn, cfg, done, rows)
+
+    def streamed() -> Iterator[TenantLine]:
+        # The whole ranking in batches from a server-side cursor; each batch's plan charges and provider costs
+        # on a second connection. Memory holds one batch, whatever the number of tenants.
+        with store.engine.connect() as cursor, store.engine.connect() as conn:
+            result = cursor.execution_options(stream_results=True, yield_per=batch).execute(page)
+            for part in result.partitions():
+                yield from _lines(conn, cfg, done, part)
+
+    count = int(agg["tenant_count"])
+    margin_total = agg["margin"] if cfg is not None and count else None
+    subtotal = None
+    if needle:
+        matched = int(agg["matched"])
+        subtotals: dict[str, Any] = {f: int(agg[f"q_{f}"]) for _, f in _RANKED}
+        subtotals["estimated_cost"] = from_micros(int(agg["q_estimated_cost"]))
+        subtotal = Subtotal(
+            tenant_count=matched,
+            totals=Totals(**subtotals),
+            plan_charge=from_micros(int(agg["q_charge"])) if cfg is not None else Decimal("0.000000"),
+            margin=(
+                from_micros(int(agg["q_margin"]))
+                if cfg is not None and matched and agg["q_margin"] is not None
+                else None
+            ),
         )
-        for row in rows
-        # A tenant removed from the config is listed only for months it has usage in.
-        if row.active or row.cost is not None
-    ]
-    lines.sort(key=_SORTS[sort])
-    margins = [line.margin for line in lines]
     return TenantsReport(
         month=month,
         sort=sort,
-        lines=tuple(lines[:limit] if limit else lines),
-        total=total,
-        tenant_count=len(lines),
+        lines=lines,
+        total=_totals(agg_row),
+        tenant_count=count,
         generated_at=_now(),
-        plan_charge_total=sum(
-            (line.plan_charge.total for line in lines if line.plan_charge), Decimal("0.000000")
-        ),
-        margin_total=(
-            sum((m for m in margins if m is not None), Decimal("0.000000"))
-            if cfg is not None and lines and None not in margins
-            else None
-        ),
+        plan_charge_total=from_micros(int(agg["charge"])) if cfg is not None else Decimal("0.000000"),
+        margin_total=None if margin_total is None else from_micros(int(margin_total)),
+        offset=offset,
+        query=query.strip(),
+        subtotal=subtotal,
+        stream=streamed if stream else None,
     )
 
 

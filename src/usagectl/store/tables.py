@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -30,11 +31,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import true
 from sqlalchemy.types import TypeDecorator
 
-from usagectl.meters import COST_COLUMNS, METERS, RAW_COUNT_COLUMNS, RAW_GAUGE_COLUMNS, ROLLUP_USAGE_COLUMNS
+from usagectl.meters import (
+    COST_COLUMNS,
+    METERS,
+    RAW_COUNT_COLUMNS,
+    RAW_GAUGE_COLUMNS,
+    ROLLUP_USAGE_COLUMNS,
+    SOURCE_COST_COLUMNS,
+)
 from usagectl.money import from_micros, to_micros
 
 SCHEMA_HEAD = (
-    "0009_tenant_directory"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+    "0010_tenant_directory"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 )
 
 metadata = MetaData(
@@ -223,6 +231,16 @@ usage_rollups_daily = Table(
     Column("pricing_version", String(64), nullable=False),
     Column("plan_tier", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Per cost-reporting provider, what a margin needs of the day (meters.SOURCE_COST_COLUMNS): rankings and
+    # margins read these, never the raw rows.
+    *(
+        col
+        for _, collected, cost in SOURCE_COST_COLUMNS
+        for col in (
+            Column(collected, SmallInteger, nullable=False, server_default="0"),
+            Column(cost, Money, nullable=True),
+        )
+    ),
     UniqueConstraint("tenant_id", "date"),
     Index(None, "date", "tenant_id"),
     # Rollup: MAX(created_at) for "what changed since the last run", and the rows a run just wrote.
@@ -247,6 +265,14 @@ usage_rollups_provisional = Table(
     Column("plan_tier", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("as_of", UTCDateTime, nullable=False),  # the oldest as-of of the day's provisional raw rows
+    *(
+        col
+        for _, collected, cost in SOURCE_COST_COLUMNS
+        for col in (
+            Column(collected, SmallInteger, nullable=False, server_default="0"),
+            Column(cost, Money, nullable=True),
+        )
+    ),
     UniqueConstraint("tenant_id", "date"),
 )
 
@@ -280,6 +306,13 @@ collection_runs = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Index(None, "run_id"),
     Index(None, "tenant_id", "date"),
+    # Only the failed rows (few): a margin looks them up for every tenant (reports.queries._failed_only).
+    Index(
+        "ix_collection_runs_failed",
+        "date",
+        sqlite_where=text("status = 'failed'"),
+        postgresql_where=text("status = 'failed'"),
+    ),
     # Only the provisional rows (few): every collect looks them up (collector.provisional_days).
     Index(
         "ix_collection_runs_provisional",

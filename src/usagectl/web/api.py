@@ -6,7 +6,6 @@ slow query never blocks the event loop."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -193,8 +192,9 @@ def usage_tenants(
     every tenant, not just this page."""
     from usagectl.render.json import tenants_dict
 
-    rep = tenants_report(ctx.store, _month(month), sort=sort, cfg=ctx.config)
-    body = tenants_dict(replace(rep, lines=rep.lines[offset : offset + limit]))
+    # The database sorts and pages: a page costs a page, whatever the number of tenants.
+    rep = tenants_report(ctx.store, _month(month), sort=sort, limit=limit, offset=offset, cfg=ctx.config)
+    body = tenants_dict(rep)
     body["limit"] = limit
     body["offset"] = offset
     return JSONResponse(body)

@@ -1,8 +1,8 @@
 """tenant directory: dated plan periods (tenant_plans), dated provider mappings (tenant_mappings), and the
 tenants' origin, source plan, inactive-from day, directory budget and own-account token reference
 
-Revision ID: 0009_tenant_directory
-Revises: 0008_provisional
+Revision ID: 0010_tenant_directory
+Revises: 0009_rollup_provider_costs
 Create Date: 2026-12-03
 
 Every existing tenant gets one plan period, from 0001-01-01, with its current plan: what the rollup priced it with
@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_tenant_directory"
-down_revision = "0008_provisional"
+revision = "0010_tenant_directory"
+down_revision = "0009_rollup_provider_costs"
 branch_labels = None
 depends_on = None
 

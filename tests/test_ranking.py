@@ -1,0 +1,239 @@
+"""The tenants ranking is sorted, filtered and paged by the database (reports.queries.tenants_report): every page,
+every sort and the totals equal the full ranking's, and the full ranking equals a reference computed here in
+Python from the exact report objects (pricing.plan_charge, ProviderCosts), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from usagectl import config as cfgmod
+from usagectl.periods import Window
+from usagectl.records import MetricRow
+from usagectl.reports import SORT_KEYS, TenantLine, TenantsReport, tenants_report
+from usagectl.reports.queries import ascii_lower
+from usagectl.rollup import run_rollup
+from usagectl.store.engine import Store
+from usagectl.store.metrics import upsert_metric
+from usagectl.store.tenants import get_tenant, sync_tenants
+
+OCT = Window.month(2026, 10)
+TODAY = date(2026, 10, 20)  # the margin covers October 1-19; v2 of the price book starts inside that window
+TENANTS = 23
+BOOK = {"sms": "0.014", "mms": "0.02", "voice_minute": "0.015", "email": "0.0005", "ai_token": "0.000002"}
+
+
+def _config() -> cfgmod.Config:
+    return cfgmod.parse(
+        {
+            "rollup": {"seal_after_days": 0},
+            "pricing": {
+                "books": [
+                    {**BOOK, "version": "v1", "effective_from": "2026-01-01"},
+                    {
+                        **BOOK,
+                        "version": "v2",
+                        "effective_from": "2026-10-10",
+                        "sms": "0.0100003",
+                        "email": "0.00041",
+                    },
+                ]
+            },
+            "plans": {
+                "pro": {"monthly_fee": "19.99", "included": {"sms": 900, "emails": 2000}},
+                "elite": {"monthly_fee": "99", "overrides": {"sms": "0.0091"}, "included": {"sms": 4000}},
+            },
+            "tenants": [
+                {
+                    "slug": f"t{i:02d}",
+                    # Mixed case and shared names: the name sort folds case and breaks ties by slug.
+                    "name": ("alpha", "Bravo", "ALPHA", "charlie_%", "Delta")[i % 5] + f" {i % 4}",
+                    "plan": ("starter", "pro", "elite")[i % 3],
+                }
+                for i in range(TENANTS)
+            ],
+        }
+    )
+
+
+def _fill(store: Store, cfg: cfgmod.Config) -> None:
+    with store.engine.begin() as conn:
+        for i in range(TENANTS):
+            if i % 7 == 6:
+                continue  # no usage at all: zeros, listed while active
+            tid = get_tenant(conn, f"t{i:02d}").id  # type: ignore[union-attr]
+            for d in Window(OCT.start, TODAY):
+                day = (d - OCT.start).days
+                # Two pairs of tenants with identical usage: ties go by slug.
+                k = i - i % 2 if i < 4 else i
+                sms = 7 * (k % 5 + 1) * (day % 3 + 1) + k  # odd counts: v2 prices need rounding
+                # t03, t08...: a Twilio day without a cost; t05: no Twilio row on one day. Both incomplete.
+                cost = None if i % 5 == 3 and day == 4 else Decimal("0.0075") * sms
+                if not (i == 5 and day == 2):
+                    upsert_metric(
+                        conn, tid, d, "twilio", MetricRow(sms_outbound_count=sms, provider_cost_usd=cost)
+                    )
+                upsert_metric(conn, tid, d, "sendgrid", MetricRow(emails_sent=100 * (k % 3)))
+                if i % 4 == 0:
+                    upsert_metric(
+                        conn, tid, d, "openai",
+                        MetricRow(ai_tokens_in=1000 * k, ai_tokens_out=10 * k, provider_cost_usd=Decimal("0.002")),
+                    )  # fmt: skip
+    run_rollup(store, cfg, Window(OCT.start, TODAY), today=TODAY)
+
+
+def _reference_key(sort: str) -> Callable[[TenantLine], Any]:
+    """The order the ranking promises, in Python over the exact line objects."""
+
+    def money(line: TenantLine, value: Decimal | None) -> tuple[Any, ...]:
+        return (value is None, -(value or Decimal(0)), line.slug)
+
+    if sort == "cost":
+        return lambda t: (-t.estimated_cost, t.slug)
+    if sort == "plan_charge":
+        return lambda t: money(t, t.plan_charge.total if t.plan_charge else None)
+    if sort == "margin":
+        return lambda t: money(t, t.margin)
+    if sort == "name":
+        return lambda t: (ascii_lower(t.name), t.slug)
+    field = {"sms": "sms", "email": "emails", "voice": "voice_minutes", "ai": "ai_tokens"}[sort]
+    return lambda t: (-getattr(t, field), t.slug)
+
+
+def _check_totals(rep: TenantsReport, lines: tuple[TenantLine, ...]) -> None:
+    assert rep.tenant_count == len(lines)
+    assert rep.total.sms == sum(t.sms for t in lines)
+    assert rep.total.estimated_cost == sum((t.estimated_cost for t in lines), Decimal(0))
+    assert rep.plan_charge_total == sum((t.plan_charge.total for t in lines if t.plan_charge), Decimal(0))
+    margins = [t.margin for t in lines]
+    assert rep.margin_total == (None if None in margins else sum(margins, Decimal(0)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("with_cfg", [True, False], ids=["cfg", "no-cfg"])
+def test_pages_sorts_and_totals_equal_the_full_ranking(store: Any, with_cfg: bool) -> None:
+    cfg = _config()
+    sync_tenants(store, cfg.tenants)
+    _fill(store, cfg)
+    with store.engine.begin() as conn:
+        # A tenant that left the config: listed only because it has usage this month.
+        from usagectl.store.tables import tenants
+
+        conn.execute(tenants.update().where(tenants.c.slug == "t01").values(active=False))
+    plans = cfg if with_cfg else None
+    for sort in SORT_KEYS:
+        if plans is None and sort in ("plan_charge", "margin"):
+            continue
+        full = tenants_report(store, OCT, sort=sort, cfg=plans, today=TODAY)
+        assert [t.slug for t in full.lines] == [
+            t.slug for t in sorted(full.lines, key=_reference_key(sort))
+        ], sort
+        assert len(full.lines) == TENANTS and full.more == 0
+        _check_totals(full, full.lines)
+        for offset, limit in ((0, 5), (5, 5), (20, 5), (22, 1), (23, 4), (0, 1000)):
+            page = tenants_report(store, OCT, sort=sort, limit=limit, offset=offset, cfg=plans, today=TODAY)
+            assert page.lines == full.lines[offset : offset + limit], (sort, offset, limit)
+            assert (page.total, page.tenant_count, page.plan_charge_total, page.margin_total) == (
+                full.total, full.tenant_count, full.plan_charge_total, full.margin_total,
+            )  # fmt: skip
+            assert page.more == max(0, TENANTS - offset - limit)
+        # The filter: slug or name contains it, ASCII letters in any case; LIKE's % and _ are plain characters.
+        for needle in ("alpha", "ALPHA 1", "t1", "_%", "nobody"):
+            got = tenants_report(
+                store, OCT, sort=sort, limit=3, offset=1, query=needle, cfg=plans, today=TODAY
+            )
+            folded = ascii_lower(needle)
+            matched = tuple(t for t in full.lines if folded in t.slug or folded in ascii_lower(t.name))
+            assert got.lines == matched[1:4], (sort, needle)
+            assert got.subtotal is not None and got.subtotal.tenant_count == got.matched == len(matched)
+            assert got.subtotal.totals.sms == sum(t.sms for t in matched)
+            assert got.subtotal.totals.estimated_cost == sum((t.estimated_cost for t in matched), Decimal(0))
+            if plans is not None:
+                assert got.subtotal.plan_charge == sum(
+                    (t.plan_charge.total for t in matched if t.plan_charge), Decimal(0)
+                )
+                margins = [t.margin for t in matched]
+                assert got.subtotal.margin == (
+                    None if None in margins or not matched else sum(margins, Decimal(0))  # type: ignore[arg-type]
+                )
+            assert got.total == full.total and got.tenant_count == TENANTS
+
+
+def test_the_data_exercises_what_it_should(store: Any) -> None:
+    """The fixture above has what the comparison needs: overage across a price-book change, fees, ties,
+    complete and incomplete margins, and a tenant with no usage."""
+    cfg = _config()
+    sync_tenants(store, cfg.tenants)
+    _fill(store, cfg)
+    full = tenants_report(store, OCT, cfg=cfg, today=TODAY)
+    by = {t.slug: t for t in full.lines}
+    assert by["t06"].sms == 0 and by["t06"].plan_charge is not None
+    assert by["t00"].estimated_cost == by["t01"].estimated_cost  # a tie
+    assert by["t03"].margin is None and by["t05"].margin is None and by["t08"].margin is None
+    assert by["t04"].margin is not None and by["t04"].provider_costs.sources == ("openai", "twilio")  # type: ignore[union-attr]
+    over = [t for t in full.lines if t.plan_charge and any(line.overage for line in t.plan_charge.lines)]
+    assert len(over) > 5
+    assert full.margin_total is None
+    # A month with no usage: the fees alone, and the margins are the fees.
+    nov = tenants_report(store, Window.month(2026, 11), cfg=cfg, today=TODAY)
+    assert nov.total.sms == 0 and nov.margin_total == nov.plan_charge_total  # no provider cost: a known $0
+    assert nov.plan_charge_total == Decimal("19.99") * 8 + Decimal("99") * 7  # 8 pro, 7 elite tenants
+    assert nov.plan_charge_total == sum((t.plan_charge.total for t in nov.lines if t.plan_charge), Decimal(0))
+
+
+def test_tenants_command_top_50_and_streamed_csv_json(
+    db_url: str,
+    write_config: Callable[[str], Any],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., Any],
+) -> None:
+    import csv
+    import io
+    import json
+
+    from usagectl.render.json import tenants_dict
+
+    many = 57
+    toml = "\n".join(f'[[tenants]]\nslug = "c{i:02d}"\nplan = "starter"\n' for i in range(many))
+    path = write_config(toml)
+    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
+    cfg = cfgmod.load(path)
+    from usagectl.store.engine import open_store
+
+    store = open_store(db_url)
+    try:
+        sync_tenants(store, cfg.tenants)
+        with store.engine.begin() as conn:
+            for i in range(many):
+                tid = get_tenant(conn, f"c{i:02d}").id  # type: ignore[union-attr]
+                upsert_metric(conn, tid, date(2026, 10, 3), "twilio", MetricRow(sms_outbound_count=i + 1))
+        run_rollup(store, cfg, OCT, today=TODAY)
+        table = cli("tenants", "--month", "2026-10", "--sort", "sms")
+        assert table.code == 0
+        assert "c56" in table.out and "c06" not in table.out  # the top 50 by SMS: c56 down to c07
+        assert table.out.rstrip().endswith("and 7 more (--limit N, --all, or --format csv)")
+        assert "c00" in cli("tenants", "--month", "2026-10", "--all").out
+        assert "more (" not in cli("tenants", "--month", "2026-10", "--all").out
+        few = cli("tenants", "--month", "2026-10", "--sort", "sms", "-n", "3").out
+        assert "c54" in few and "c53" not in few and "and 54 more" in few
+        # csv and json: every tenant, streamed, the same figures as the in-memory report.
+        rows = list(csv.reader(io.StringIO(cli("tenants", "--month", "2026-10", "-f", "csv").out)))
+        assert (
+            len(rows) == 1 + many + 1 and rows[-1][1] == "TOTAL" and rows[-1][5] == str(sum(range(many + 1)))
+        )
+        got = json.loads(cli("tenants", "--month", "2026-10", "-f", "json").out)
+        full = tenants_dict(tenants_report(store, OCT, cfg=cfg))  # today, as the command has it
+        assert len(got["tenants"]) == many
+        for doc in (got, full):
+            doc.pop("generated_at")
+        assert got == full
+        # Streaming keeps a batch, not the ranking: the lines come in order, 10 at a time here.
+        rep = tenants_report(store, OCT, sort="sms", cfg=cfg, today=TODAY, stream=True, batch=10)
+        assert rep.lines == () and rep.more == 0
+        assert [t.slug for t in rep.iter_lines()] == [f"c{i:02d}" for i in reversed(range(many))]
+    finally:
+        store.close()
