@@ -35,7 +35,10 @@ def test_demo_runs_offline_and_keeps_its_database(
     assert r.code == 0, r.err
     for slug in ("acme", "globex", "initech"):
         assert slug in r.out
-    assert "total (3)" in r.out and "Estimated cost per day" in r.out
+    assert "total (4)" in r.out and "Estimated cost per day" in r.out
+    # The demo's directory file: initech upgrades mid-month and hands a number to hooli (issue 19).
+    assert "initech plan starter -> pro" in r.out and "hooli added" in r.out
+    assert re.search(r"initech phone_number \+15005550006,\+15005550010 -> \+15005550006", r.out)
     assert "collected" in r.err and "kept the demo database" in r.err
     assert "provisional: initech twilio" in r.err and "call(s) not over yet" in r.err
     store = open_store(f"sqlite:///{keep / 'usage.db'}")
@@ -48,11 +51,12 @@ def test_demo_runs_offline_and_keeps_its_database(
             last = conn.execute(select(func.max(usage_metrics.c.date))).scalar_one()
     finally:
         store.close()
-    # 12 days: acme and globex on 3 providers, initech on Twilio and SendGrid; one rollup per tenant-day.
-    assert (metrics, rollups) == (12 * 8, 12 * 3)
+    # 12 days: acme and globex on 3 providers, initech on Twilio and SendGrid, hooli (the number it was given) on
+    # Twilio; one rollup per tenant-day.
+    assert (metrics, rollups) == (12 * 9, 12 * 4)
     # Nothing failed; the last day of initech's numbers is provisional (a message sending, a call ringing).
-    assert [(source, status) for source, _, status in not_ok] == [("twilio", "provisional")]
-    assert not_ok[0][1] == last
+    assert {(source, status) for source, _, status in not_ok} == {("twilio", "provisional")}
+    assert {d for _, d, _ in not_ok} == {last}
 
 
 def test_demo_quiet_prints_only_the_reports(cli: Callable[..., Any]) -> None:
@@ -76,6 +80,25 @@ def test_demo_prices_with_the_example_plans_and_shows_an_allowance_over(cli: Cal
     assert r.code == 0, r.err
     # The CLI runs on today's date: its month and whether an allowance is over yet depend on the day of the month.
     assert re.search(r"Plan pro: [A-Z][a-z]+ \d{4}", r.out) and "included" in r.out and "% " in r.out
+
+
+def test_demo_upgrade_and_reassignment_are_in_its_report() -> None:
+    """Issue 19: the demo syncs from a directory file with a mid-month upgrade and one number reassignment."""
+    from usagectl.demo import MOVED, run_demo
+
+    result = run_demo(days=20, today=date(2026, 11, 25))
+    up = result.upgraded.plan_charge
+    assert up is not None and [p.plan_tier for p in up.parts] == ["starter", "pro"]
+    assert [(p.days.start, p.days.last) for p in up.parts] == [
+        (date(2026, 11, 1), date(2026, 11, 12)),
+        (date(2026, 11, 13), date(2026, 11, 30)),
+    ]
+    days = {d.date: d for d in result.upgraded.days}
+    assert {d.plan_tier for k, d in days.items() if k < date(2026, 11, 13)} == {"starter"}
+    assert {d.plan_tier for k, d in days.items() if k >= date(2026, 11, 13)} == {"pro"}
+    hooli = next(line for line in result.ranking.lines if line.slug == "hooli")
+    assert hooli.sms > 0 and MOVED == "+15005550010"
+    assert any("hooli added" in c for c in result.directory_changes)
 
 
 def test_demo_report_ends_yesterday_and_shows_days_without_rollup_as_gaps() -> None:
@@ -132,7 +155,7 @@ def test_demo_never_writes_into_the_configured_database(
     kept = open_store(f"sqlite:///{keep / 'usage.db'}")
     try:
         with kept.engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(usage_metrics)).scalar_one() == 2 * 8
+            assert conn.execute(select(func.count()).select_from(usage_metrics)).scalar_one() == 2 * 9
     finally:
         kept.close()
 

@@ -47,7 +47,7 @@ def test_tenants_and_report_keep_every_figure_and_column(
     r = cli("tenants", "--month", "2026-11")
     assert r.code == 0, r.err
     _no_cut_figures(r.out, int(columns))
-    for word in ("tenant", "acme", "globex", "initech", "Est. cost", "AI tokens", "total (3)"):
+    for word in ("tenant", "acme", "globex", "initech", "hooli", "Est. cost", "AI tokens", "total (4)"):
         assert word in r.out
     assert max(len(line) for line in r.out.splitlines()) <= int(columns)
     rep = cli("report", "--tenant", "acme", "--month", "2026-11")

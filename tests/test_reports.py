@@ -362,6 +362,8 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
         "overage",
         "overage_usd",
         "plan_charge_usd",
+        "summary",
+        "parts",
     ]
     assert list(rep["plan_charge"]["overage"]) == [
         "sms_total", "mms_total", "voice_total_minutes", "email_total", "ai_total_tokens",

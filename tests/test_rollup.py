@@ -103,8 +103,19 @@ raw_metrics = st.dictionaries(
 
 
 def _reset(store: Store) -> None:
+    from usagectl.store.tables import tenant_mappings, tenant_plans, tenants
+
+    # The tenants too: a plan changed in the config takes effect from the day of the sync (tenant_plans), and
+    # each example's config is its tenants' plan on every day.
     with store.engine.begin() as conn:
-        for t in (usage_rollups_daily, usage_metrics_ai_models, usage_metrics):
+        for t in (
+            usage_rollups_daily,
+            usage_metrics_ai_models,
+            usage_metrics,
+            tenant_mappings,
+            tenant_plans,
+            tenants,
+        ):
             conn.execute(delete(t))
 
 

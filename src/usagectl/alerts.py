@@ -31,6 +31,7 @@ from usagectl import __version__
 from usagectl.config import AlertWebhookConfig, Config
 from usagectl.periods import Window, utc_today
 from usagectl.reports import TenantReport, tenant_report
+from usagectl.store.directory import directory_tenants
 from usagectl.store.engine import Store
 from usagectl.store.tables import alert_deliveries, alerts, tenants
 
@@ -224,6 +225,10 @@ def run_alerts(
     passed: list[Alert] = []
     with store.engine.connect() as conn:
         ids = {row.slug: row.id for row in conn.execute(select(tenants.c.slug, tenants.c.id))}
+        # The directory's tenants too (`usagectl directory sync`), with their budgets.
+        listed = directory_tenants(conn, month.start, month.end)
+    if listed:
+        cfg = cfg.model_copy(update={"tenants": [*cfg.tenants, *listed]})
     for tcfg in cfg.tenants:
         tenant_id = ids.get(tcfg.slug)
         if tenant_id is None:

@@ -28,6 +28,7 @@ from usagectl.http import BackoffReport, Http
 from usagectl.periods import Window, utc_today
 from usagectl.providers.base import Provider, is_batched
 from usagectl.records import DayResult, MetricRow, ProviderError
+from usagectl.store.directory import Attribution
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
 from usagectl.store.metrics import upsert_metric
@@ -41,6 +42,18 @@ MAX_ERROR_CHARS = 500
 PROVISIONAL_MAX_AGE_DAYS = 31
 OK, PROVISIONAL, FAILED = "ok", "provisional", "failed"
 _LOG_RUN = insert(collection_runs)  # one statement object, executed with parameters (cheaper per tenant-day)
+
+
+def with_directory(store: Store, cfg: Config, window: Window) -> Config:
+    """`cfg` with the directory's tenants (`usagectl directory sync`) beside its [[tenants]]: what collect runs
+    over. A slug is never in both (a config error at sync)."""
+    from usagectl.store.directory import directory_tenants
+
+    with store.engine.connect() as conn:
+        found = directory_tenants(conn, window.start, window.end)
+    if not found:
+        return cfg
+    return cfg.model_copy(update={"tenants": [*cfg.tenants, *found]})
 
 
 def default_window(cfg: Config, lookback: int | None = None, today: date | None = None) -> Window:
@@ -367,6 +380,11 @@ def collect(
     selected = list(cfg.tenants if tenants is None else tenants)
     with store.engine.connect() as conn:
         ids = tenant_ids(conn)
+        # Who held which number on which day: the one lookup every number-attributed provider asks.
+        attribution = Attribution.load(conn)
+    for p in providers:
+        if hasattr(p, "attribution"):
+            p.attribution = attribution
     behind = provisional_days(store, window, today)
     days = list(window)
     pairs = [(p, t) for t in selected for p in providers if p.applies_to(t)]

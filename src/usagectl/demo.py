@@ -7,6 +7,7 @@ config.example.toml, so the report shows what a configured deployment shows.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,9 +16,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from usagectl.collector import CollectResult, collect
-from usagectl.config import Config, DatabaseConfig, TenantConfig, parse
+from usagectl.collector import CollectResult, collect, with_directory
+from usagectl.config import Config, DatabaseConfig, DirectoryConfig, TenantConfig, parse
 from usagectl.config_files import starter_config_text
+from usagectl.directory import sync_directory
 from usagectl.periods import Window, utc_today
 from usagectl.providers.registry import HTTP_SOURCES, open_providers
 from usagectl.reports import TenantReport, TenantsReport, tenant_report, tenants_report
@@ -38,6 +40,41 @@ class DemoResult:
     rolled_up: RollupResult
     ranking: TenantsReport
     report: TenantReport
+    # The tenant the directory upgraded mid-month (its plan charge in parts), and what the directory changed.
+    upgraded: TenantReport
+    directory_changes: tuple[str, ...]
+
+
+UPGRADED = "initech"  # starter -> pro mid-month, in the demo's directory file
+MOVED = "+15005550010"  # initech's second number, given to hooli on the same day
+
+
+def _directory_rows(tenants: list[TenantConfig], *, after: bool) -> list[dict[str, object]]:
+    """The demo's directory file (what a platform exports), before and after the mid-month sync: initech
+    upgrades to pro and hands one of its numbers to a new tenant, hooli. globex (its own Twilio account and
+    token) stays in [[tenants]], so the demo runs on both sources of tenants."""
+    rows: list[dict[str, object]] = []
+    for t in tenants:
+        if t.slug == "globex":
+            continue
+        row: dict[str, object] = {"slug": t.slug, "name": t.display_name, "plan": t.plan}
+        if t.twilio is not None and t.twilio.subaccount_sid:
+            row["twilio_subaccount_sid"] = t.twilio.subaccount_sid
+        if t.twilio is not None and t.twilio.phone_numbers:
+            numbers = list(t.twilio.phone_numbers)
+            row["phone_numbers"] = [n for n in numbers if n != MOVED] if after else numbers
+        if t.sendgrid is not None:
+            row["sendgrid_subuser" if t.sendgrid.subuser else "sendgrid_category"] = (
+                t.sendgrid.subuser or t.sendgrid.category
+            )
+        if t.openai is not None:
+            row["openai_project_ids"] = list(t.openai.project_ids)
+        if after and t.slug == UPGRADED:
+            row["plan"] = "pro"
+        rows.append(row)
+    if after:
+        rows.append({"slug": "hooli", "name": "Hooli Bakery", "plan": "starter", "phone_numbers": [MOVED]})
+    return rows
 
 
 def example_pricing() -> dict[str, object]:
@@ -96,25 +133,50 @@ def _pipeline(
     db = (folder / "usage.db").resolve()
     sandbox_cfg = sandbox.config(tenants)
     url = f"sqlite:///{db}"
-    cfg: Config = sandbox_cfg.model_copy(update={"database": DatabaseConfig(url=url), **example_pricing()})
+    directory_file = (folder / "directory.json").resolve()
+    cfg: Config = sandbox_cfg.model_copy(
+        update={
+            "database": DatabaseConfig(url=url),
+            "tenants": [t for t in sandbox_cfg.tenants if t.slug == "globex"],
+            "directory": DirectoryConfig(kind="file", path=directory_file),
+            **example_pricing(),
+        }
+    )
+    # The month of the last complete day, so the ranking is never an empty first-of-the-month; the directory
+    # changes in its middle (so far), so the report's month is prorated.
+    month = Window.month(window.last.year, window.last.month)
+    change = month.start + timedelta(days=max(1, window.last.day // 2))
     # The demo's own file, never cfg.database_url(): that prefers $USAGECTL_DATABASE_URL, and the demo must
     # not write sample tenants and usage into a real database.
     store = open_store(url)
     try:
-        sync_tenants(store, cfg.tenants)
-        step(f"collecting {len(tenants)} tenants x {days} days from the sandbox providers over HTTP")
-        with open_providers(cfg, store, only=HTTP_SOURCES) as providers:
-            collected = collect(store, cfg, providers, window)
+        first = min(window.start, month.start)
+        sync_tenants(store, cfg.tenants, today=first)
+        directory_file.write_text(
+            json.dumps(_directory_rows(tenants, after=False), indent=1), encoding="utf-8"
+        )
+        sync_directory(store, cfg, today=first)
+        directory_file.write_text(
+            json.dumps(_directory_rows(tenants, after=True), indent=1), encoding="utf-8"
+        )
+        synced = sync_directory(store, cfg, today=change).diff
+        changes = tuple(
+            [f"{change}: {slug} added" for slug in synced.added]
+            + [f"{change}: {c.slug} {c.field} {c.old} -> {c.new}" for c in synced.changed]
+        )
+        run_cfg = with_directory(store, cfg, window)
+        step(f"collecting {len(run_cfg.tenants)} tenants x {days} days from the sandbox providers over HTTP")
+        with open_providers(run_cfg, store, only=HTTP_SOURCES) as providers:
+            collected = collect(store, run_cfg, providers, window)
         step(f"rolling up {window.label()}")
         rolled = run_rollup(store, cfg, window)
-        # The month of the last complete day, so the ranking is never an empty first-of-the-month.
-        month = Window.month(window.last.year, window.last.month)
         ranking = tenants_report(store, month, cfg=cfg, today=end)
         top = ranking.lines[0].slug if ranking.lines else tenants[0].slug
         report = tenant_report(store, cfg, top, Window.last_days(30, end), today=end)
+        upgraded = tenant_report(store, cfg, UPGRADED, Window.last_days(30, end), today=end)
     finally:
         store.close()
-    return DemoResult(db, collected, rolled, ranking, report), cfg
+    return DemoResult(db, collected, rolled, ranking, report, upgraded, changes), cfg
 
 
 def demo_tokens(cfg: Config, tenant: str) -> tuple[str, str]:

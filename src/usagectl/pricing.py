@@ -15,7 +15,7 @@ from itertools import pairwise
 
 from usagectl.config import DEFAULT_BOOK, PLAN_TIERS, Config, ModelPrice, PlanConfig, PriceBook, PricingConfig
 from usagectl.meters import COST_LINES, PRICED
-from usagectl.money import PICOS_PER_USD, round_micro, to_picos
+from usagectl.money import PICOS_PER_USD, from_micros, round_micro, to_micros, to_picos
 from usagectl.periods import Window
 from usagectl.records import ModelTokens
 
@@ -150,9 +150,11 @@ class OverageLine:
 class PlanCharge:
     """What a tenant's plan charges for a month (so far): the monthly fee plus the overage of each priced meter."""
 
-    plan_tier: str
+    plan_tier: str  # with a plan change in the month: the plan of its last part
     fee: Decimal
     lines: tuple[OverageLine, ...]
+    # A month with a plan change: one part per plan (prorated_plan_charge), `fee` and `lines` their sums.
+    parts: tuple[PlanPart, ...] = ()
 
     @property
     def overage(self) -> Decimal:
@@ -192,6 +194,102 @@ def plan_charge(
         lines.append(OverageLine(meter=m.key, used=used, included=included, overage=over, amount=amount))
     fee = round_micro(plan.monthly_fee or Decimal(0))
     return PlanCharge(plan_tier=plan_tier, fee=fee, lines=tuple(lines))
+
+
+@dataclass(frozen=True)
+class PlanPart:
+    """The days of a month spent on one plan and what they charge: the fee and allowances prorated by days."""
+
+    plan_tier: str
+    days: Window  # part of the calendar month
+    month_days: int
+    charge: PlanCharge
+
+
+def prorate(amount: int, days: int, month_days: int) -> int:
+    """`amount` * days / month_days, rounded half-up to a whole unit (an allowance, or micro-USD of a fee)."""
+    return (2 * amount * days + month_days) // (2 * month_days)
+
+
+def prorated_plan_charge(
+    cfg: Config,
+    month: Window,
+    pieces: Sequence[tuple[str, Window]],
+    usage: Mapping[Window, Mapping[str, int]],
+    prices: dict[tuple[str, date], UnitPrices] | None = None,
+) -> PlanCharge:
+    """The plan charge of one tenant-month (Stripe's default proration; docs/cost-model.md, Plan changes).
+
+    `pieces` are the month's days on each plan (oldest first, together the whole calendar month); `usage` the
+    priced meters' units per segment of the month so far, each segment wholly inside one piece and one price
+    book. Each piece charges its plan's monthly fee times its days over the month's days, and includes its
+    plan's allowances prorated the same way (half-up to a whole unit); the units above a piece's allowance, used
+    up in date order within the piece, are priced with that piece's plan on the day they were used. An
+    allowance does not carry over from one piece to the next."""
+    n = month.days
+    parts: list[PlanPart] = []
+    for tier, piece in pieces:
+        plan = cfg.plan(tier)
+        segs = sorted(
+            (w for w in usage if piece.start <= w.start and w.end <= piece.end), key=lambda w: w.start
+        )
+        cache = {} if prices is None else prices  # (tier, day) -> unit prices, shared across tenants
+        segments = []
+        for w in segs:
+            if (tier, w.start) not in cache:
+                cache[tier, w.start] = prices_for(cfg, tier, w.start)
+            segments.append((cache[tier, w.start], usage[w]))
+        whole = plan_charge(tier, plan, segments)
+        if piece.days == n:
+            parts.append(PlanPart(tier, piece, n, whole))
+            continue
+        included = plan.included.model_copy(
+            update={
+                k: prorate(v, piece.days, n) for k, v in plan.included.model_dump().items() if v is not None
+            }
+        )
+        fee = from_micros(prorate(to_micros(round_micro(plan.monthly_fee or Decimal(0))), piece.days, n))
+        charge = plan_charge(
+            tier, plan.model_copy(update={"included": included, "monthly_fee": fee}), segments
+        )
+        parts.append(PlanPart(tier, piece, n, charge))
+    lines = []
+    for i, m in enumerate(PRICED):
+        of = [p.charge.lines[i] for p in parts]
+        lines.append(
+            OverageLine(
+                meter=m.key,
+                used=sum(x.used for x in of),
+                included=sum(x.included for x in of),
+                overage=sum(x.overage for x in of),
+                amount=sum((x.amount for x in of), Decimal("0.000000")),
+            )
+        )
+    if len(parts) == 1:
+        return parts[0].charge
+    return PlanCharge(
+        plan_tier=parts[-1].plan_tier,
+        fee=sum((p.charge.fee for p in parts), Decimal("0.000000")),
+        lines=tuple(lines),
+        parts=tuple(parts),
+    )
+
+
+def plan_summary(charge: PlanCharge) -> str | None:
+    """The plans of a month with a change, for people: "Starter 1-14 Nov, Pro from 15 Nov"; None without one."""
+    if not charge.parts:
+        return None
+    return ", ".join((label := part_label(part))[:1].upper() + label[1:] for part in charge.parts)
+
+
+def part_label(part: PlanPart) -> str:
+    """One plan's days of the month: "starter 1-14 Nov", "pro from 15 Nov" (to the month's end), "pro 3 Nov"."""
+    w = part.days
+    if w.start.day > 1 and w.last.day == part.month_days:
+        return f"{part.plan_tier} from {w.start.day} {w.start:%b}"
+    if w.days == 1:
+        return f"{part.plan_tier} {w.start.day} {w.start:%b}"
+    return f"{part.plan_tier} {w.start.day}-{w.last.day} {w.last:%b}"
 
 
 # A priced meter added to the catalogue needs its quantity on DayUsage and its line on CostBreakdown.

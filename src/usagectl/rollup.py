@@ -65,6 +65,7 @@ from usagectl.store.locks import job_lock
 from usagectl.store.tables import (
     UTCDateTime,
     seals,
+    tenant_plans,
     tenants,
     usage_adjustments,
     usage_metrics,
@@ -292,11 +293,22 @@ def rollup_select(
     ai_priced_in: ColumnElement[Any] = _big(0)
     ai_priced_out: ColumnElement[Any] = _big(0)
     ai_model_picos: ColumnElement[Any] = _big(0)
-    # The plans come from the config, not from reading every tenant: a tier the config does not know is priced
-    # with the default plan ('', as Config.plan gives it).
-    tier = case((t.plan_tier.in_([x for x in tiers if x]), t.plan_tier), else_="")
-    from_clause: Any = agg.join(tenants, t.id == a.tenant_id).join(
-        prices, and_(p.tier == tier, a.date >= p.p_from, a.date < p.p_to)
+    # The plan in effect on the day (tenant_plans; a tenant without a period there has its plan of now). The
+    # plans come from the config: a tier the config does not know is priced with the default plan ('').
+    tp = tenant_plans.c
+    dated = func.coalesce(tp.plan_tier, t.plan_tier)
+    tier = case((dated.in_([x for x in tiers if x]), dated), else_="")
+    from_clause: Any = (
+        agg.join(tenants, t.id == a.tenant_id)
+        .outerjoin(
+            tenant_plans,
+            and_(
+                tp.tenant_id == a.tenant_id,
+                tp.valid_from <= a.date,
+                or_(tp.valid_to.is_(None), tp.valid_to > a.date),
+            ),
+        )
+        .join(prices, and_(p.tier == tier, a.date >= p.p_from, a.date < p.p_to))
     )
     if model_prices is not None:
         mp = model_prices.subquery("model_prices")
@@ -366,7 +378,7 @@ def rollup_select(
         "estimated_cost_usd": estimated_cost,
         "provider_cost_usd": a.provider_cost,
         "pricing_version": p.version,
-        "plan_tier": t.plan_tier,
+        "plan_tier": dated,
         **{c: a[c] for _, collected, cost in SOURCE_COST_COLUMNS for c in (collected, cost)},
         "created_at": literal(now, UTCDateTime),
     }

@@ -60,7 +60,7 @@ def collect(
     ] = False,
 ) -> None:
     from usagectl.collector import collect as run_collect
-    from usagectl.collector import default_window
+    from usagectl.collector import default_window, with_directory
     from usagectl.errors import ConfigError, InputError
     from usagectl.periods import resolve_window
     from usagectl.providers.registry import open_providers, validate_sources
@@ -77,9 +77,10 @@ def collect(
         on = "today"
     _refuse_future_days(on=on, since=since, until=until)
     window = resolve_window(on=on, since=since, until=until, default=default_window(cfg, lookback))
+    store = state.store()
+    cfg = with_directory(store, cfg, window)  # the directory's tenants too (`usagectl directory sync`)
     selected = _select_tenants(cfg, tenant or [])
     validate_sources(provider)
-    store = state.store()
     with open_providers(cfg, store, only=provider) as providers:
         if not providers:
             raise ConfigError(
@@ -139,7 +140,8 @@ def _select_tenants(cfg: Config, slugs: list[str]) -> list[TenantConfig]:
 
     if not cfg.tenants:
         raise ConfigError(
-            "no tenants are configured; add [[tenants]] to the config (usagectl init writes an example)"
+            "no tenants are configured; add [[tenants]] to the config (usagectl init writes an example) or a "
+            "[directory] and run `usagectl directory sync`"
         )
     if not slugs:
         return list(cfg.tenants)

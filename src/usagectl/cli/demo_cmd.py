@@ -103,6 +103,11 @@ def demo(
         write(result.ranking, "table", sys.stdout)
         sys.stdout.write("\n")
         write(result.report, "table", sys.stdout)
+        # What the demo's directory file changed mid-month, and the upgraded tenant's prorated plan charge.
+        sys.stdout.write("\nThe tenant directory (usagectl directory sync) changed mid-month:\n")
+        sys.stdout.write("".join(f"  {line}\n" for line in result.directory_changes))
+        sys.stdout.write("\n")
+        write(result.upgraded, "table", sys.stdout)
 
     # Stopped by a signal, the demo still removes its temporary folder (the database) on the way out.
     with stop_like_ctrl_c():

@@ -12,6 +12,7 @@ from usagectl.config.loading import (
 from usagectl.config.models import (
     CONTROL_CHARS,
     DEFAULT_BOOK,
+    DIRECTORY_FIELDS,
     ENV_CONFIG,
     ENV_DATA_DIR,
     ENV_DATABASE_URL,
@@ -28,6 +29,7 @@ from usagectl.config.models import (
     CollectConfig,
     Config,
     DatabaseConfig,
+    DirectoryConfig,
     EventsConfig,
     JwtAlgorithm,
     ModelPrice,
@@ -58,6 +60,7 @@ from usagectl.config.models import (
 __all__ = [
     "CONTROL_CHARS",
     "DEFAULT_BOOK",
+    "DIRECTORY_FIELDS",
     "ENV_CONFIG",
     "ENV_DATABASE_URL",
     "ENV_DATA_DIR",
@@ -75,6 +78,7 @@ __all__ = [
     "CollectConfig",
     "Config",
     "DatabaseConfig",
+    "DirectoryConfig",
     "EventsConfig",
     "JwtAlgorithm",
     "ModelPrice",

@@ -587,6 +587,73 @@ class AlertsConfig(_Model):
     webhook: AlertWebhookConfig | None = None
 
 
+DIRECTORY_FIELDS = (
+    "slug",
+    "name",
+    "plan",
+    "twilio_subaccount_sid",
+    "twilio_account_sid",
+    "twilio_auth_token_env",
+    "phone_numbers",
+    "sendgrid_subuser",
+    "sendgrid_category",
+    "openai_project_ids",
+    "monthly_budget",
+    "active",
+)
+
+
+class DirectoryConfig(_WithSecrets):
+    """[directory]: where `usagectl directory sync` reads the platform's tenants (README, Tenants from the
+    platform). kind "sql": `url` a database URL (password by password_env / password_file) and `query`; kind
+    "http": `url` a JSON endpoint (token_env / token_file, sent as a bearer token), paged by `next_key`; kind
+    "file": `path` to JSON, JSONL or CSV."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("password", "token")
+
+    kind: Literal["sql", "http", "file"]
+    url: str | None = None
+    password: SecretRef | None = None
+    query: str | None = None
+    token: SecretRef | None = None
+    items_key: str = Field(default="tenants", min_length=1)
+    next_key: str = Field(default="next", min_length=1)
+    timeout: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
+    path: Path | None = None
+    format: Literal["json", "jsonl", "csv"] | None = None  # by default from the file's extension
+    list_separator: str = Field(default=",", min_length=1)
+    # A tenant field -> the source's name for it, where they differ (the query's column, the JSON key).
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key not in DIRECTORY_FIELDS:
+                raise ValueError(f"unknown tenant field {key!r} (one of {', '.join(DIRECTORY_FIELDS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _for_kind(self) -> DirectoryConfig:
+        if self.kind == "sql":
+            if not self.url or not self.query:
+                raise ValueError('kind "sql" needs url and query')
+            problem = database_url_problem(self.url)
+            if problem:
+                raise ValueError(f"url: {problem}")
+            from sqlalchemy.engine import make_url
+
+            if make_url(self.url).password is not None:
+                raise ValueError("url must not hold a password; use password_env or password_file")
+        elif self.kind == "http":
+            if not self.url:
+                raise ValueError('kind "http" needs url')
+            _http_url(self.url)
+        elif self.path is None:
+            raise ValueError('kind "file" needs path')
+        return self
+
+
 class Config(_Model):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -598,6 +665,7 @@ class Config(_Model):
     events: EventsConfig = Field(default_factory=EventsConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    directory: DirectoryConfig | None = None
     tenants: list[TenantConfig] = Field(default_factory=list)
 
     # Where the config came from (None: built-in defaults). Not part of the TOML.
@@ -646,6 +714,11 @@ class Config(_Model):
             refs.append(("providers.sendgrid.api_key", p.sendgrid.api_key))
         if p.openai and p.openai.admin_key:
             refs.append(("providers.openai.admin_key", p.openai.admin_key))
+        d = self.directory
+        if d is not None and d.password:
+            refs.append(("directory.password", d.password))
+        if d is not None and d.token:
+            refs.append(("directory.token", d.token))
         for i, t in enumerate(self.tenants):
             if t.twilio and t.twilio.auth_token:
                 refs.append((f"tenants[{i}].twilio.auth_token", t.twilio.auth_token))

@@ -38,6 +38,7 @@ from usagectl.http import Http, PageGuard, Policy, loads, scrub
 from usagectl.periods import Window
 from usagectl.providers.base import as_decimal, as_int
 from usagectl.records import CheckResult, DayResult, MetricRow, ProviderError
+from usagectl.store.directory import Attribution
 
 SOURCE = "twilio"
 PAGE_SIZE = 1000  # Twilio's maximum: fewest requests
@@ -126,6 +127,9 @@ class Twilio:
         self.tenant_tokens = tenant_tokens  # slug -> the tenant's own auth token
         # slug -> why the tenant's own token could not be read: fails that tenant's tasks only.
         self.token_errors = token_errors or {}
+        # Who held which number on which day (store.directory, set by the collector): a number reassigned to
+        # another tenant is that tenant's from the day it moved. None: every configured number, every day.
+        self.attribution: Attribution | None = None
         self.numbers_listing = numbers_listing  # auto | account | number (config: [providers.twilio])
         self._sdk_http = _SdkHttpClient.build(http)
         self._clients: dict[tuple[str, str], Any] = {}
@@ -159,7 +163,17 @@ class Twilio:
             assert tw.account_sid is not None
             if tenant.slug in self.token_errors:
                 raise ProviderError(f"{SOURCE}: {self.token_errors[tenant.slug]}")
-            token = self.tenant_tokens[tenant.slug]
+            token = self.tenant_tokens.get(tenant.slug)
+            if token is None:  # a directory tenant's own account: its token is named by the directory
+                assert tw.auth_token is not None
+                try:
+                    token = tw.auth_token.resolve(
+                        f"tenant {tenant.slug}: twilio_auth_token"
+                    ).get_secret_value()
+                except ConfigError as exc:
+                    raise ProviderError(f"{SOURCE}: {exc}") from None
+                self.tenant_tokens[tenant.slug] = token
+                self.http.secrets = (*self.http.secrets, token)
             return self._client(tw.account_sid, token, tw.account_sid).api.v2010.accounts(tw.account_sid)
         if self.platform is None:
             raise ProviderError(f"{SOURCE}: [providers.twilio] account_sid and auth_token are not configured")
@@ -222,6 +236,18 @@ class Twilio:
                 # same way, so the failure is every tenant's (for each day), not a reason to split.
                 return {t.slug: dict.fromkeys(window, exc) for t in tenants}
         return {t.slug: self.collect_days(t, window) for t in tenants}
+
+    def numbers_on(self, tenant: TenantConfig, day: date) -> list[str]:
+        """The tenant's numbers on `day`: those the directory says it held that day (Attribution.owner), or,
+        without a directory history of its numbers, the configured list."""
+        tw = tenant.twilio
+        assert tw is not None
+        a = self.attribution
+        if a is None or not a.knows(tenant.slug, "phone_number"):
+            return list(tw.phone_numbers)
+        return [
+            n for n in tw.phone_numbers if (h := a.owner("phone_number", n, day)) and h.slug == tenant.slug
+        ]
 
     def _usage_records(
         self, account: Any, window: Window, *, include_subaccounts: bool
@@ -343,7 +369,7 @@ class Twilio:
                     budget = None if self.numbers_listing == "account" else 2 * len(owners)
                     records = self._account_day(account, kind, day, budget)
                 stream = (
-                    self._attributed(records, owners, day, kind)
+                    self._attributed(records, owners, day, kind, frozenset(t.slug for t in tenants))
                     if records is not None
                     else self._by_number(account, tenants, day, kind)
                 )
@@ -386,7 +412,7 @@ class Twilio:
             pages += 1
 
     def _attributed(
-        self, records: list[Any], owners: dict[str, str], day: date, kind: str
+        self, records: list[Any], owners: dict[str, str], day: date, kind: str, batch: frozenset[str]
     ) -> Iterator[tuple[str, bool | None, Any]]:
         """(tenant, outbound, record) for the account's records of `day` on the tenants' numbers; (tenant, None,
         error) for one that cannot be attributed."""
@@ -395,8 +421,10 @@ class Twilio:
             if not _same_day(getattr(r, when), day):
                 continue
             # The SDK names the sender `from_` on a message and `_from` on a call.
-            sender = owner_of(owners, getattr(r, "from_", None) or getattr(r, "_from", None), day)
-            receiver = owner_of(owners, r.to, day)
+            sender = owner_of(
+                owners, getattr(r, "from_", None) or getattr(r, "_from", None), day, self.attribution, batch
+            )
+            receiver = owner_of(owners, r.to, day, self.attribution, batch)
             if sender is None and receiver is None:
                 continue  # nobody's numbers
             try:
@@ -420,7 +448,7 @@ class Twilio:
         for t in tenants:
             assert t.twilio is not None
             seen: set[str] = set()
-            for number in t.twilio.phone_numbers:
+            for number in self.numbers_on(t, day):
                 for outbound, by_number in ((True, {"from_": number}), (False, {"to": number})):
                     side = "outbound" if outbound else "inbound"
                     what = f"{kind} {side} {number} {day}"
@@ -435,10 +463,22 @@ class Twilio:
                         yield t.slug, None, exc
 
 
-def owner_of(owners: dict[str, str], number: Any, day: date) -> str | None:
-    """The tenant a number belongs to on `day`: the one place phone numbers are attributed (dated number
-    ownership plugs in here)."""
-    return owners.get(number) if isinstance(number, str) else None
+def owner_of(
+    owners: dict[str, str],
+    number: Any,
+    day: date,
+    attribution: Attribution | None = None,
+    batch: frozenset[str] | set[str] = frozenset(),
+) -> str | None:
+    """The tenant a number belongs to on `day`: the one place phone numbers are attributed. With the directory's
+    history (`attribution`, store.directory), the tenant that held it that day if it is one of `batch`; a
+    number the history knows but nobody held that day is nobody's. Without history: `owners` (number -> slug)."""
+    if not isinstance(number, str) or number not in owners:
+        return None
+    if attribution is not None and attribution.known("phone_number", number):
+        held = attribution.owner("phone_number", number, day)
+        return held.slug if held is not None and held.slug in batch else None
+    return owners.get(number)
 
 
 class Tally:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from usagectl.meters import BY_KEY, COST_COLUMNS, COUNTERS, PRICED
 from usagectl.periods import Window
-from usagectl.pricing import PlanCharge
+from usagectl.pricing import PlanCharge, plan_summary
 from usagectl.render.layout import PLATFORM_FIELDS, Audience, sees_platform, usage_cards
 from usagectl.reports import (
     CURRENCY,
@@ -96,6 +96,21 @@ def plan_charge_dict(charge: PlanCharge | None) -> dict[str, Any] | None:
             },
             "overage_usd": charge.overage,
             "plan_charge_usd": charge.total,
+            # A month with a plan change: its parts (docs/cost-model.md, Plan changes); none otherwise.
+            "summary": plan_summary(charge),
+            "parts": [
+                {
+                    "plan_tier": part.plan_tier,
+                    "from": part.days.start,
+                    "to": part.days.last,
+                    "days": part.days.days,
+                    "fee": part.charge.fee,
+                    "included": {BY_KEY[line.meter].rollup: line.included for line in part.charge.lines},
+                    "overage_usd": part.charge.overage,
+                    "plan_charge_usd": part.charge.total,
+                }
+                for part in charge.parts
+            ],
         }
     )
     return out

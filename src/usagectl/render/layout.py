@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from usagectl import meters as catalogue
 from usagectl.meters import Meter
+from usagectl.pricing import part_label
 from usagectl.render.fmt import change_percent, margin_text, n, signed_usd, usd
 from usagectl.reports import (
     EXPORT_COLUMNS,
@@ -165,7 +166,14 @@ def charge_lines(report: TenantReport, audience: Audience) -> tuple[Line, ...]:
     charge = report.plan_charge
     if charge is None:
         return ()
-    lines = [Line("Monthly fee", usd(charge.fee), "monthly_fee_usd", charge.fee)]
+    # A plan change in the month: each plan's days and its fee prorated by them ("Starter 1-14 Nov", "Pro from
+    # 15 Nov"; docs/cost-model.md, Plan changes), then the fee they sum to.
+    lines = [
+        Line(label[:1].upper() + label[1:], usd(p.charge.fee), "", p.charge.fee, detail="fee")
+        for p in charge.parts
+        if (label := part_label(p))
+    ]
+    lines.append(Line("Monthly fee", usd(charge.fee), "monthly_fee_usd", charge.fee))
     for ol in charge.lines:
         if ol.overage:
             label = catalogue.BY_KEY[ol.meter].label

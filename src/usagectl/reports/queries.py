@@ -11,6 +11,7 @@ import string
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import (
@@ -50,9 +51,9 @@ from usagectl.pricing import (
     UnitPrices,
     book_segments,
     cost_of_day,
-    plan_charge,
     plan_tiers,
     prices_for,
+    prorated_plan_charge,
 )
 from usagectl.records import ModelTokens
 from usagectl.reports.objects import (
@@ -77,6 +78,7 @@ from usagectl.reports.objects import (
     TenantsReport,
     Totals,
 )
+from usagectl.store.directory import plan_periods
 from usagectl.store.engine import Store
 from usagectl.store.tables import (
     collection_runs,
@@ -304,11 +306,18 @@ def tenant_report(
         adjustments = adjustments_posted(conn, window, t.id)
         provisional = _provisional(conn, t.id, window, today)
     mtd_figures = month_projection(month, as_of, mtd.estimated_cost)
-    included = cfg.plan(t.plan_tier).included
+    included: dict[str, int | None] = cfg.plan(t.plan_tier).included.model_dump()
+    if charge.parts:
+        # A month with a plan change: the allowances its plan charge used, each plan's prorated by its days.
+        plans = [cfg.plan(p.plan_tier).included.model_dump() for p in charge.parts]
+        by_meter = {line.meter: line.included for line in charge.lines}
+        for m in WITH_ALLOWANCE:
+            if m.allowance and any(p.get(m.allowance) is not None for p in plans):
+                included[m.allowance] = by_meter[m.key]
     allowances = tuple(
-        Allowance(metric=key, label=label, included=getattr(included, key), used=getattr(mtd, attr))
+        Allowance(metric=key, label=label, included=int(n), used=getattr(mtd, attr))
         for key, label, attr in ALLOWANCE_METRICS
-        if getattr(included, key) is not None
+        if (n := included.get(key)) is not None
     )
     return TenantReport(
         tenant=TenantInfo(t.slug, t.name, t.plan_tier),
@@ -380,9 +389,34 @@ def _plan_charges(
     tenant_id: int | None = None,
     tenant_ids: Sequence[int] | None = None,
 ) -> dict[int, PlanCharge]:
-    """Each tenant's (id -> plan tier) plan charge over `window`: the usage of each price-book segment of the
-    window, priced by pricing.plan_charge with the tenant's plan now (as the allowances are)."""
-    segments = book_segments(window, cfg.pricing)
+    """Each tenant's (id -> plan tier now) plan charge over `window` (days of one calendar month), by
+    pricing.prorated_plan_charge: the plan periods of the month (tenant_plans; a tenant without any has its plan
+    now), the usage of each piece of the window cut where a price book or one of these plans takes effect."""
+    month = Window.month(window.start.year, window.start.month)
+    periods = plan_periods(conn, month.start, month.end, tenant_id)
+    pieces: dict[int, list[tuple[str, Window]]] = {}
+    cuts: set[date] = set()
+    for tid in tiers:
+        found = periods.get(tid)
+        if not found:
+            pieces[tid] = [(tiers[tid], month)]
+            continue
+        mine = []
+        for p in found:
+            start = max(p.start, month.start)
+            end = month.end if p.end is None else min(p.end, month.end)
+            mine.append((p.plan_tier, Window(start, end)))
+            if window.start < start < window.end:
+                cuts.add(start)
+        # Days of the month before the first period (one recorded by hand from a later day) are on its plan.
+        first_tier, first = mine[0]
+        mine[0] = (first_tier, Window(month.start, first.end))
+        pieces[tid] = mine
+    segments: list[Window] = []
+    for seg in book_segments(window, cfg.pricing):
+        inner = sorted(c for c in cuts if seg.start < c < seg.end)
+        edges = [seg.start, *inner, seg.end]
+        segments.extend(Window(a, b) for a, b in pairwise(edges))
     usage = [
         {
             row.tenant_id: {m.key: int(row._mapping[m.key]) for m in PRICED}
@@ -390,15 +424,12 @@ def _plan_charges(
         }
         for seg in segments
     ]
-    prices: dict[tuple[str, int], UnitPrices] = {}
     out: dict[int, PlanCharge] = {}
-    for tid, tier in tiers.items():
-        parts = []
-        for i, seg in enumerate(segments):
-            if (tier, i) not in prices:
-                prices[tier, i] = prices_for(cfg, tier, seg.start)
-            parts.append((prices[tier, i], usage[i].get(tid, {})))
-        out[tid] = plan_charge(tier, cfg.plan(tier), parts)
+    prices: dict[tuple[str, date], UnitPrices] = {}
+    for tid in tiers:
+        out[tid] = prorated_plan_charge(
+            cfg, month, pieces[tid], {seg: usage[i].get(tid, {}) for i, seg in enumerate(segments)}, prices
+        )
     return out
 
 

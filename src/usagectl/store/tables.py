@@ -42,7 +42,7 @@ from usagectl.meters import (
 from usagectl.money import from_micros, to_micros
 
 SCHEMA_HEAD = (
-    "0009_rollup_provider_costs"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+    "0010_tenant_directory"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 )
 
 metadata = MetaData(
@@ -114,10 +114,56 @@ tenants = Table(
     Column("slug", String(63), nullable=False, unique=True),
     Column("name", String(200), nullable=False),
     Column("plan_tier", String(16), nullable=False),
-    # False once a tenant leaves the config; its history stays.
+    # False once a tenant leaves the config or the directory; its history stays.
     Column("active", Boolean, nullable=False, server_default=true()),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Where the tenant is defined: "config" ([[tenants]] in the TOML) or "directory" (`usagectl directory sync`).
+    Column("origin", String(16), nullable=False, server_default="config"),
+    # The plan its source last said: a sync records a plan period only when this changes, so a plan recorded by
+    # hand (`usagectl directory plan`) is not undone by the next sync of an unchanged source.
+    Column("source_plan", String(16), nullable=True),
+    # The UTC day it left its source (inactive from then on); NULL while active.
+    Column("inactive_from", Date, nullable=True),
+    # The directory's monthly budget (USD; NULL: the plan's). Config tenants keep theirs in the TOML.
+    Column("monthly_budget_usd", Money, nullable=True),
+    # The directory's Twilio own-account token reference (the NAME of an environment variable, never the token).
+    Column("twilio_auth_token_env", String(200), nullable=True),
+)
+
+# A tenant's plan over time, in UTC days: each period runs from `valid_from` to the next period's `valid_from`
+# (`valid_to`, exclusive; NULL for the current one). The first period starts at 0001-01-01, so a backfill of days
+# before the tenant was first synced is priced with its first plan. Rollup prices each tenant-day with the period
+# holding it (pricing.py, docs/cost-model.md "Plan changes").
+tenant_plans = Table(
+    "tenant_plans",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("plan_tier", String(16), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("how", String(16), nullable=False),  # config | directory | manual
+    Column("recorded_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "valid_from"),
+)
+
+# Which provider identities a tenant held, and when (UTC days, `valid_to` exclusive, NULL: still held). `kind` is
+# one of store.directory.MAPPING_KINDS (phone_number, twilio_subaccount, twilio_account, sendgrid_subuser,
+# sendgrid_category, openai_project). A phone number moves from one tenant to another by closing one row and
+# opening the next on the same day: collect attributes each day's messages to the row holding that day.
+tenant_mappings = Table(
+    "tenant_mappings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("value", String(200), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index(None, "kind", "value"),
+    Index(None, "tenant_id"),
 )
 
 # Raw metrics: one row per tenant x UTC day x source; a re-collection replaces the row.

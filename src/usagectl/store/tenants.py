@@ -1,18 +1,18 @@
-"""The `tenants` table follows the config: added, renamed, plan changed; a tenant dropped from the config is
-marked inactive and keeps its history."""
+"""The `tenants` table follows the config: added, renamed, plan changed (from that day); a tenant dropped from the
+config is marked inactive and keeps its history. The writing is store.directory's, shared with the directory."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, select
 
 from usagectl.config import TenantConfig
+from usagectl.periods import utc_today
 from usagectl.store.engine import Store
-from usagectl.store.tables import tenants, utcnow
+from usagectl.store.tables import tenants
 
 
 @dataclass(frozen=True)
@@ -35,55 +35,28 @@ class SyncResult:
         return bool(self.added or self.updated or self.deactivated)
 
 
-def sync_tenants(store: Store, configured: Sequence[TenantConfig]) -> SyncResult:
-    now = utcnow()
-    added: list[str] = []
-    updated: list[str] = []
-    deactivated: list[str] = []
-    with store.engine.begin() as conn:
-        # Only the compared columns, as plain tuples: every command with a config file runs this, and at 10,000
-        # tenants Row objects and timestamp conversion cost more than the report itself.
-        c = tenants.c
-        existing = {
-            slug: (pk, (name, plan, bool(active)))
-            for slug, pk, name, plan, active in conn.execute(
-                select(c.slug, c.id, c.name, c.plan_tier, c.active)
-            )
-        }
-        wanted = {t.slug: t for t in sorted(configured, key=lambda t: t.slug)}
-        insert = sqlite_insert if store.dialect == "sqlite" else pg_insert
-        for slug, t in wanted.items():
-            found = existing.get(slug)
-            if found is None:
-                # An upsert: another process starting on the same database may add the same tenant between the
-                # read above and this write (slug order keeps two such syncs from deadlocking on PostgreSQL).
-                ins = insert(tenants).values(
-                    slug=slug,
-                    name=t.display_name,
-                    plan_tier=t.plan,
-                    active=True,
-                    created_at=now,
-                    updated_at=now,
-                )
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=[tenants.c.slug],
-                        set_={"name": t.display_name, "plan_tier": t.plan, "active": True, "updated_at": now},
-                    )
-                )
-                added.append(slug)
-            elif found[1] != (t.display_name, t.plan, True):
-                conn.execute(
-                    update(tenants)
-                    .where(tenants.c.id == found[0])
-                    .values(name=t.display_name, plan_tier=t.plan, active=True, updated_at=now)
-                )
-                updated.append(slug)
-        for slug, (pk, (_name, _plan, active)) in existing.items():
-            if slug not in wanted and active:
-                conn.execute(update(tenants).where(tenants.c.id == pk).values(active=False, updated_at=now))
-                deactivated.append(slug)
-    return SyncResult(tuple(added), tuple(updated), tuple(deactivated))
+def sync_tenants(
+    store: Store, configured: Sequence[TenantConfig], *, today: date | None = None
+) -> SyncResult:
+    """The `[[tenants]]` of the TOML into the directory tables (origin "config"): a plan change takes effect
+    from `today` (UTC), a tenant dropped from the TOML is inactive from then on."""
+    from sqlalchemy.exc import IntegrityError
+
+    from usagectl.store.directory import apply_specs, spec_of
+
+    today = today or utc_today()
+    specs = [spec_of(t) for t in sorted(configured, key=lambda t: t.slug)]
+    for attempt in (1, 2):
+        try:
+            with store.engine.begin() as conn:
+                diff = apply_specs(conn, specs, "config", today, refuse_origin="directory")
+            break
+        except IntegrityError:
+            # Another process starting on the same database added the same tenant between our read and write.
+            if attempt == 2:
+                raise
+    added = set(diff.added)
+    return SyncResult(diff.added, tuple(s for s in diff.changed_slugs if s not in added), diff.gone)
 
 
 def _row(r: object) -> TenantRow:

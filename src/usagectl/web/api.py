@@ -116,7 +116,7 @@ def _audience(who: Principal) -> Audience:
 def _respond(model: type[BaseModel], body: dict[str, Any]) -> JSONResponse:
     # Validated against the audience's model (extra fields forbidden): a field the audience may not see fails
     # here, as a 500, instead of reaching it.
-    return JSONResponse(model.model_validate(body).model_dump(mode="json"))
+    return JSONResponse(model.model_validate(body).model_dump(mode="json", by_alias=True))
 
 
 @router.get(

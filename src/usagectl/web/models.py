@@ -50,12 +50,27 @@ class OverageOut(_Strict):
     amount_usd: Money
 
 
+class PlanPartOut(_Strict):
+    plan_tier: str
+    from_: str = Field(alias="from", description="First UTC day on this plan in the month.")
+    to: str = Field(description="Last UTC day on this plan in the month (inclusive).")
+    days: int
+    fee: Money = Field(description="The plan's monthly fee prorated by these days.")
+    included: dict[str, int] = Field(description="The plan's allowances prorated by these days.")
+    overage_usd: Money
+    plan_charge_usd: Money
+
+
 class PlanChargeOut(_Strict):
     plan_tier: str
     monthly_fee_usd: Money
     overage: dict[str, OverageOut] = Field(description="Per priced meter, under its rollup column's name.")
     overage_usd: Money
     plan_charge_usd: Money
+    summary: str | None = Field(
+        description='A month with a plan change: "Starter 1-14 Nov, Pro from 15 Nov"; null otherwise.'
+    )
+    parts: list[PlanPartOut] = Field(description="One per plan of a month with a plan change; [] otherwise.")
 
 
 class ProviderCostsOut(_Strict):
