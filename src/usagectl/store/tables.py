@@ -216,31 +216,41 @@ usage_metrics_ai_models = Table(
     UniqueConstraint("tenant_id", "date", "source", "model"),
 )
 
+
+def _rollup_columns(*after_created: Column[Any]) -> list[Column[Any]]:
+    """The columns of a rolled-up tenant-day, the same in usage_rollups_daily and usage_rollups_provisional (one
+    rollup statement writes both); `after_created` go between `created_at` and the providers' cost columns."""
+    return [
+        Column("id", Integer, primary_key=True),
+        Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+        Column("date", Date, nullable=False),
+        # The meters' day totals (and kept-apart parts); a gauge is NULL when no source reported it.
+        *(_count(c) for m in METERS if m.kind == "counter" for c in (m.rollup, *m.parts)),
+        *(Column(m.rollup, BigInteger, nullable=True) for m in METERS if m.kind == "gauge"),
+        *(Column(c, Money, nullable=False, server_default="0") for c in COST_COLUMNS),
+        Column("estimated_cost_usd", Money, nullable=False, server_default="0"),
+        Column("provider_cost_usd", Money, nullable=True),
+        Column("pricing_version", String(64), nullable=False),
+        Column("plan_tier", String(16), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        *after_created,
+        # Per cost-reporting provider, what a margin needs of the day (meters.SOURCE_COST_COLUMNS): rankings and
+        # margins read these, never the raw rows.
+        *(
+            col
+            for _, collected, cost in SOURCE_COST_COLUMNS
+            for col in (
+                Column(collected, SmallInteger, nullable=False, server_default="0"),
+                Column(cost, Money, nullable=True),
+            )
+        ),
+    ]
+
+
 usage_rollups_daily = Table(
     "usage_rollups_daily",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
-    Column("date", Date, nullable=False),
-    # The meters' day totals (and kept-apart parts); a gauge is NULL when no source reported it.
-    *(_count(c) for m in METERS if m.kind == "counter" for c in (m.rollup, *m.parts)),
-    *(Column(m.rollup, BigInteger, nullable=True) for m in METERS if m.kind == "gauge"),
-    *(Column(c, Money, nullable=False, server_default="0") for c in COST_COLUMNS),
-    Column("estimated_cost_usd", Money, nullable=False, server_default="0"),
-    Column("provider_cost_usd", Money, nullable=True),
-    Column("pricing_version", String(64), nullable=False),
-    Column("plan_tier", String(16), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    # Per cost-reporting provider, what a margin needs of the day (meters.SOURCE_COST_COLUMNS): rankings and
-    # margins read these, never the raw rows.
-    *(
-        col
-        for _, collected, cost in SOURCE_COST_COLUMNS
-        for col in (
-            Column(collected, SmallInteger, nullable=False, server_default="0"),
-            Column(cost, Money, nullable=True),
-        )
-    ),
+    *_rollup_columns(),
     UniqueConstraint("tenant_id", "date"),
     Index(None, "date", "tenant_id"),
     # Rollup: MAX(created_at) for "what changed since the last run", and the rows a run just wrote.
@@ -253,26 +263,8 @@ usage_rollups_daily = Table(
 usage_rollups_provisional = Table(
     "usage_rollups_provisional",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
-    Column("date", Date, nullable=False),
-    *(_count(c) for m in METERS if m.kind == "counter" for c in (m.rollup, *m.parts)),
-    *(Column(m.rollup, BigInteger, nullable=True) for m in METERS if m.kind == "gauge"),
-    *(Column(c, Money, nullable=False, server_default="0") for c in COST_COLUMNS),
-    Column("estimated_cost_usd", Money, nullable=False, server_default="0"),
-    Column("provider_cost_usd", Money, nullable=True),
-    Column("pricing_version", String(64), nullable=False),
-    Column("plan_tier", String(16), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("as_of", UTCDateTime, nullable=False),  # the oldest as-of of the day's provisional raw rows
-    *(
-        col
-        for _, collected, cost in SOURCE_COST_COLUMNS
-        for col in (
-            Column(collected, SmallInteger, nullable=False, server_default="0"),
-            Column(cost, Money, nullable=True),
-        )
-    ),
+    # `as_of`: the oldest as-of of the day's provisional raw rows.
+    *_rollup_columns(Column("as_of", UTCDateTime, nullable=False)),
     UniqueConstraint("tenant_id", "date"),
 )
 
