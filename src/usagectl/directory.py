@@ -88,7 +88,7 @@ def _sql_rows(d: DirectoryConfig) -> Iterator[Row]:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=5000).execute(text(d.query))
             keys = tuple(result.keys())
-            for part in result.partitions():
+            for part in result.partitions(5000):
                 # Plain tuples zipped with the keys: a RowMapping per row costs as much again as the SELECT.
                 for row in part:
                     yield dict(zip(keys, row, strict=True))
