@@ -89,6 +89,13 @@ def sync(
     state = get_state(ctx)
     outcome = sync_directory(state.store(), state.config(), dry_run=dry_run)
     d = outcome.diff
+    if outcome.unchanged:
+        info(
+            f"{outcome.rows} rows unchanged since the last sync: nothing to do"
+            + (" (dry run: nothing written)" if dry_run else ""),
+            quiet=state.quiet,
+        )
+        return
     lines = [f"added    {slug}" for slug in d.added]
     lines += [f"changed  {c.slug}  {c.field}: {c.old} -> {c.new}" for c in d.changed]
     lines += [f"gone     {slug}" for slug in d.gone]

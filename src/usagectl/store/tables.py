@@ -42,7 +42,7 @@ from usagectl.meters import (
 from usagectl.money import from_micros, to_micros
 
 SCHEMA_HEAD = (
-    "0010_tenant_directory"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+    "0011_directory_digests"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 )
 
 metadata = MetaData(
@@ -312,6 +312,17 @@ collection_runs = Table(
         sqlite_where=text("status = 'provisional'"),
         postgresql_where=text("status = 'provisional'"),
     ),
+)
+
+# Per directory origin, the digest of the last sync that completed with no bad row (directory.sync_directory): the
+# source's rows, the settings that decide the outcome and the directory tables' state after that sync. Equal next
+# time: nothing to validate, diff or write.
+directory_digests = Table(
+    "directory_digests",
+    metadata,
+    Column("origin", String(16), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )
 
 # Cross-host job lock for SQLite (PostgreSQL uses advisory locks); a row per held lock.
