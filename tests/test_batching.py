@@ -17,7 +17,7 @@ from usagectl.config import Config, TenantConfig, TenantOpenAI, TenantSendGrid
 from usagectl.periods import Window
 from usagectl.providers import openai, sendgrid
 from usagectl.providers.registry import HTTP_SOURCES, open_providers
-from usagectl.sandbox import ModelUsage, Sandbox
+from usagectl.sandbox import ModelUsage, Sandbox, tenants_of_every_mode
 from usagectl.store.engine import Store
 from usagectl.store.tables import tenants, usage_metrics
 from usagectl.store.tenants import sync_tenants
@@ -230,3 +230,30 @@ def test_twilio_a_failed_account_listing_is_not_split(sb: Sandbox, store: Store)
     assert result.exit_code == 1 and len(result.failed) == 8
     assert all("HTTP 500" in o.errors[0] for o in result.failed)
     assert len(sb.twilio.requests("Messages.json")) == 1  # max_retries 0: one request, no split
+
+
+def test_batches_are_formed_without_comparing_tenants(
+    sb: Sandbox, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forming the batches is linear in the tenants: a list-membership test (`t not in numbers`) compared every
+    tenant with every other (pydantic's __eq__), quadratic, the collector's CPU growing per tenant-day."""
+    cfg = sb.config(tenants_of_every_mode(30))
+    sync_tenants(store, cfg.tenants)
+    compared = 0
+    plain_eq = TenantConfig.__eq__
+
+    def counting_eq(self: TenantConfig, other: object) -> bool:
+        nonlocal compared
+        compared += 1
+        return plain_eq(self, other)
+
+    monkeypatch.setattr(TenantConfig, "__eq__", counting_eq)
+    with open_providers(cfg, store, only=("twilio", "sendgrid")) as providers:
+        formed = {p.source: p.batches([t for t in cfg.tenants if p.applies_to(t)]) for p in providers}
+    assert compared == 0
+    numbers = [t.slug for t in cfg.tenants if t.twilio is not None and t.twilio.mode == "numbers"]
+    others = [[t.slug] for t in cfg.tenants if t.twilio is not None and t.twilio.mode != "numbers"]
+    assert [[t.slug for t in b] for b in formed["twilio"]] == [numbers, *others]
+    subs = [t.slug for t in cfg.tenants if t.sendgrid is not None and t.sendgrid.subuser is not None]
+    cats = [t.slug for t in cfg.tenants if t.sendgrid is not None and t.sendgrid.subuser is None]
+    assert [[t.slug for t in b] for b in formed["sendgrid"]] == [subs[:10], subs[10:], cats[:10], cats[10:]]

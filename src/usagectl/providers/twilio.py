@@ -220,8 +220,15 @@ class Twilio:
     def batches(self, tenants: Sequence[TenantConfig]) -> list[list[TenantConfig]]:
         """Every phone-number tenant together (the platform account's listings answer for all of them); a
         subaccount or own account alone (its usage records are its own request)."""
-        numbers = [t for t in tenants if t.twilio is not None and t.twilio.mode == "numbers"]
-        return ([numbers] if numbers else []) + [[t] for t in tenants if t not in numbers]
+        # One pass: `t not in numbers` compared pydantic models pairwise, quadratic in the tenant count.
+        numbers: list[TenantConfig] = []
+        alone: list[list[TenantConfig]] = []
+        for t in tenants:
+            if t.twilio is not None and t.twilio.mode == "numbers":
+                numbers.append(t)
+            else:
+                alone.append([t])
+        return ([numbers] if numbers else []) + alone
 
     def collect_batch(
         self, tenants: Sequence[TenantConfig], window: Window
