@@ -246,34 +246,29 @@ def test_today_so_far_is_shown_apart_on_the_api_the_report_and_the_page(
 def test_today_so_far_on_the_page_in_a_real_browser(
     browser: Any, tmp_path: Path, write_config: Any, monkeypatch: pytest.MonkeyPatch, cli: Any
 ) -> None:
-    import shutil
-
     from selenium.webdriver.common.by import By
 
     from browser import set_color_scheme, set_viewport, static_server
-    from test_web_browser import CSP, DARK_BG, _background, _csp_violations, _js, _no_horizontal_scroll
-    from test_web_pages import TENANT, WEB_CONFIG, _october
-    from usagectl import config as cfgmod
+    from test_web_browser import (
+        CSP,
+        DARK_BG,
+        _background,
+        _csp_violations,
+        _js,
+        _no_horizontal_scroll,
+        october_store,
+        write_site,
+    )
+    from test_web_pages import TENANT
     from usagectl.records import MetricRow
     from usagectl.reports import tenant_report
-    from usagectl.store.engine import make_engine, upgrade
     from usagectl.store.metrics import upsert_metric
     from usagectl.store.tenants import get_tenant
-    from usagectl.web.pages import STATIC_DIR, STYLESHEET, render_billing_usage
+    from usagectl.web.pages import render_billing_usage
 
     nov_1 = date(2026, 11, 1)
-    url = f"sqlite:///{tmp_path / 'usage.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    path = write_config(WEB_CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", url)
-    cfg = cfgmod.load(path)
-    store = open_store(url)
+    cfg, store = october_store(tmp_path, write_config, monkeypatch, cli)
     try:
-        sync_tenants(store, cfg.tenants)
-        _october(store, cli)
         as_of = datetime(2026, 11, 1, 14, 5, tzinfo=UTC)
         with store.engine.begin() as conn:
             tid = get_tenant(conn, "acme").id  # type: ignore[union-attr]
@@ -282,11 +277,7 @@ def test_today_so_far_on_the_page_in_a_real_browser(
         report = tenant_report(store, cfg, "acme", Window.last_days(30, nov_1), today=nov_1)
     finally:
         store.close()
-    root = tmp_path / "site"
-    (root / "admin").mkdir(parents=True)
-    (root / "admin" / "billing-usage.html").write_text(render_billing_usage(report, TENANT), encoding="utf-8")
-    (root / "static").mkdir()
-    shutil.copy(STATIC_DIR / STYLESHEET, root / "static" / STYLESHEET)
+    root = write_site(tmp_path / "site", {"admin/billing-usage.html": render_billing_usage(report, TENANT)})
     with static_server(root, {"Content-Security-Policy": CSP}) as base:
         browser.get(base + "/admin/billing-usage.html")
         card = browser.find_element(By.CSS_SELECTOR, '[data-card="today"]')

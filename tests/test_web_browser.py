@@ -19,7 +19,7 @@ from usagectl import config as cfgmod
 from usagectl.periods import Window
 from usagectl.render.fmt import n, usd
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
-from usagectl.store.engine import make_engine, open_store, upgrade
+from usagectl.store.engine import Store, make_engine, open_store, upgrade
 from usagectl.store.tenants import sync_tenants
 from usagectl.web.pages import (
     STATIC_DIR,
@@ -50,18 +50,8 @@ def site(
     cli: Callable[..., Any],
 ) -> tuple[Path, TenantReport]:
     """The pages rendered from a real SQLite store, laid out as the app will serve them (base path "")."""
-    url = f"sqlite:///{tmp_path / 'usage.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    path = write_config(WEB_CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", url)
-    cfg = cfgmod.load(path)
-    store = open_store(url)
+    cfg, store = october_store(tmp_path, write_config, monkeypatch, cli)
     try:
-        sync_tenants(store, cfg.tenants)
-        _october(store, cli)
         report = tenant_report(store, cfg, "acme", OCT, today=NOV_5)
         pages = {
             "admin/billing-usage.html": render_billing_usage(report, TENANT),
@@ -90,7 +80,37 @@ def site(
         }
     finally:
         store.close()
-    root = tmp_path / "site"
+    root = write_site(tmp_path / "site", pages)
+    return root, report
+
+
+def october_store(
+    tmp_path: Path,
+    write_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., Any],
+) -> tuple[cfgmod.Config, Store]:
+    """A migrated SQLite store under WEB_CONFIG with test_web_pages' October in it; the caller closes it."""
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    path = write_config(WEB_CONFIG)
+    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", url)
+    cfg = cfgmod.load(path)
+    store = open_store(url)
+    try:
+        sync_tenants(store, cfg.tenants)
+        _october(store, cli)
+    except BaseException:
+        store.close()
+        raise
+    return cfg, store
+
+
+def write_site(root: Path, pages: dict[str, str]) -> Path:
+    """Pages (path under the site -> HTML) and the stylesheet, laid out as the app serves them."""
     for name, html in pages.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(html, encoding="utf-8")
@@ -98,7 +118,7 @@ def site(
     shutil.copy(STATIC_DIR / STYLESHEET, root / "static" / STYLESHEET)
     # ROOT's pages live under /usage: serve the stylesheet there too.
     shutil.copytree(root / "static", root / "usage" / "static")
-    return root, report
+    return root
 
 
 def _js(driver: Any, script: str) -> Any:
