@@ -133,7 +133,9 @@ def bare_loop(
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(timeout=30)
-        client.get(url + path, params=list(query), headers={"Authorization": auth} if auth else None).read()
+        # A client that uses an answer at least decodes it: every body is parsed as JSON (stdlib, floats), as
+        # the least any caller does; the collector parses with exact decimals and then meters and writes.
+        client.get(url + path, params=list(query), headers={"Authorization": auth} if auth else None).json()
 
     by_provider: dict[str, list[Any]] = defaultdict(list)
     for g in gets:

@@ -31,7 +31,7 @@ from usagectl.records import DayResult, MetricRow, ProviderError
 from usagectl.store.directory import Attribution
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
-from usagectl.store.metrics import upsert_metric
+from usagectl.store.metrics import MetricWrite, upsert_metrics
 from usagectl.store.tables import collection_runs, utcnow
 from usagectl.store.tenants import tenant_ids
 
@@ -140,23 +140,18 @@ class _Writer:
     def _guard(self) -> Any:
         return self._lock if self._lock is not None else nullcontext()
 
-    def _log(
-        self, conn: Any, tenant_id: int, source: str, day: date, started: datetime, **values: Any
-    ) -> None:
-        conn.execute(
-            _LOG_RUN,
-            {
-                "run_id": self.run_id,
-                "tenant_id": tenant_id,
-                "source": source,
-                "date": day,
-                "started_at": started,
-                "finished_at": utcnow(),
-                "rows_written": 0,
-                "error": None,
-                **values,
-            },
-        )
+    def _log_line(self, tenant_id: int, source: str, day: date, started: datetime, **values: Any) -> Any:
+        return {
+            "run_id": self.run_id,
+            "tenant_id": tenant_id,
+            "source": source,
+            "date": day,
+            "started_at": started,
+            "finished_at": utcnow(),
+            "rows_written": 0,
+            "error": None,
+            **values,
+        }
 
     def commit(
         self,
@@ -170,27 +165,47 @@ class _Writer:
         write that did not happen), and the failed days' log lines. Every tenant-day in it is replaced whole or
         not at all; one transaction per task rather than per day keeps SQLite's single writer free for the
         other workers (the nightly window is three days)."""
-        with self._guard(), self._begin() as conn:
+        self.commit_many(source, started, [(tenant_id, rows, failures)])
+
+    def commit_many(
+        self,
+        source: str,
+        started: datetime,
+        tenants: Sequence[tuple[int, Sequence[tuple[date, MetricRow]], Sequence[tuple[date, str]]]],
+    ) -> None:
+        """`commit` for the tenants of one batch (tenant id, rows, failed days) in one transaction, each statement
+        executed once with every tenant-day's parameters."""
+        writes: list[MetricWrite] = []
+        logs: list[Any] = []
+        for tenant_id, rows, failures in tenants:
             for day, row in rows:
                 in_progress = day >= self.today
                 as_of = (self.now or started) if in_progress else None
-                upsert_metric(conn, tenant_id, day, source, row, as_of=as_of)
+                writes.append((tenant_id, day, source, row, as_of))
                 note = row.note
                 if in_progress:
                     shown = f"day in progress, as of {as_of:%H:%M} UTC"
                     note = f"{shown}; {note}" if note else shown
-                self._log(
-                    conn,
-                    tenant_id,
-                    source,
-                    day,
-                    started,
-                    status=OK if row.final and not in_progress else PROVISIONAL,
-                    rows_written=1 + len(row.ai_models),
-                    error=_short(note) if note else None,
+                logs.append(
+                    self._log_line(
+                        tenant_id,
+                        source,
+                        day,
+                        started,
+                        status=OK if row.final and not in_progress else PROVISIONAL,
+                        rows_written=1 + len(row.ai_models),
+                        error=_short(note) if note else None,
+                    )
                 )
             for day, message in failures:
-                self._log(conn, tenant_id, source, day, started, status=FAILED, error=_short(message))
+                logs.append(
+                    self._log_line(tenant_id, source, day, started, status=FAILED, error=_short(message))
+                )
+        if not logs:
+            return
+        with self._guard(), self._begin() as conn:
+            upsert_metrics(conn, writes)
+            conn.execute(_LOG_RUN, logs)
 
 
 def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> Mapping[date, DayResult]:
@@ -277,11 +292,93 @@ def _run_batch(
             *_run_batch(provider, batch[:half], ids, days, writer, written, written_lock),
             *_run_batch(provider, batch[half:], ids, days, writer, written, written_lock),
         ]
+    sorted_days = [_sort_days(provider, t, days, answers.get(t.slug, {}), None) for t in batch]
+    if writer:
+        try:
+            # The batch's tenants in one transaction (each tenant-day still replaced whole or not at all).
+            writer.commit_many(
+                provider.source,
+                started,
+                [(ids[t.slug], good, bad) for t, (_o, good, bad) in zip(batch, sorted_days, strict=True)],
+            )
+        except Exception:
+            # One row the database refuses must not cost the others: each tenant on its own.
+            sorted_days = [
+                (outcome, _write_alone(writer, provider, ids[t.slug], started, outcome, good, bad), bad)
+                for t, (outcome, good, bad) in zip(batch, sorted_days, strict=True)
+            ]
     return [
-        _record(provider, t, ids[t.slug], days, answers.get(t.slug, {}), None, started, writer, written,
-                written_lock)
-        for t in batch
-    ]  # fmt: skip
+        _done(provider, t, outcome, good, bad, written, written_lock)
+        for t, (outcome, good, bad) in zip(batch, sorted_days, strict=True)
+    ]
+
+
+def _sort_days(
+    provider: Provider,
+    tenant: TenantConfig,
+    days: Sequence[date],
+    rows: Mapping[date, DayResult],
+    fetch_error: str | None,
+) -> tuple[TaskOutcome, list[tuple[date, MetricRow]], list[tuple[date, str]]]:
+    """The tenant's answered days and failed days (with why), and its outcome so far."""
+    outcome = TaskOutcome(tenant.slug, provider.source)
+    failures: list[tuple[date, str]] = []
+    good: list[tuple[date, MetricRow]] = []
+    for d in days:
+        got = rows.get(d)
+        if isinstance(got, MetricRow):
+            good.append((d, got))
+            continue
+        message = (
+            str(got) if got is not None else fetch_error or f"{provider.source} returned no data for {d}"
+        )
+        failures.append((d, message))
+        if _short(message) not in outcome.errors:
+            outcome.errors.append(_short(message))
+    return outcome, good, failures
+
+
+def _write_alone(
+    writer: _Writer,
+    provider: Provider,
+    tenant_id: int,
+    started: datetime,
+    outcome: TaskOutcome,
+    good: list[tuple[date, MetricRow]],
+    failures: list[tuple[date, str]],
+) -> list[tuple[date, MetricRow]]:
+    """Write one tenant's days in one transaction; the days kept. If the database refuses it, each day alone (a
+    refused day becomes a failed one, in `failures` and the outcome's errors)."""
+    try:
+        writer.commit(tenant_id, provider.source, started, good, failures)
+        return good
+    except Exception:
+        kept = []
+        for d, row in good:
+            try:
+                writer.commit(tenant_id, provider.source, started, [(d, row)])
+                kept.append((d, row))
+            except Exception as exc:
+                outcome.errors.append(_short(f"writing {d}: {type(exc).__name__}: {exc}"))
+                failures.append((d, f"write failed: {type(exc).__name__}"))
+        writer.commit(tenant_id, provider.source, started, [], failures)
+        return kept
+
+
+def _done(
+    provider: Provider,
+    tenant: TenantConfig,
+    outcome: TaskOutcome,
+    good: list[tuple[date, MetricRow]],
+    failures: list[tuple[date, str]],
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> TaskOutcome:
+    outcome.days_ok = len(good)
+    outcome.days_failed = len(failures)
+    with written_lock:
+        written.extend(Written(tenant.slug, provider.source, d, row) for d, row in good)
+    return outcome
 
 
 def _record(
@@ -297,40 +394,10 @@ def _record(
     written_lock: threading.Lock,
 ) -> TaskOutcome:
     """Write one tenant's answered days (and log its failed ones) in one transaction."""
-    outcome = TaskOutcome(tenant.slug, provider.source)
-    failures: list[tuple[date, str]] = []
-    good: list[tuple[date, MetricRow]] = []
-    for d in days:
-        got = rows.get(d)
-        if isinstance(got, MetricRow):
-            good.append((d, got))
-            continue
-        message = (
-            str(got) if got is not None else fetch_error or f"{provider.source} returned no data for {d}"
-        )
-        failures.append((d, message))
-        if _short(message) not in outcome.errors:
-            outcome.errors.append(_short(message))
+    outcome, good, failures = _sort_days(provider, tenant, days, rows, fetch_error)
     if writer:
-        try:
-            writer.commit(tenant_id, provider.source, started, good, failures)
-        except Exception:
-            # One row the database refuses must not cost the task's other days: write them one by one.
-            kept = []
-            for d, row in good:
-                try:
-                    writer.commit(tenant_id, provider.source, started, [(d, row)])
-                    kept.append((d, row))
-                except Exception as exc:
-                    outcome.errors.append(_short(f"writing {d}: {type(exc).__name__}: {exc}"))
-                    failures.append((d, f"write failed: {type(exc).__name__}"))
-            good = kept
-            writer.commit(tenant_id, provider.source, started, [], failures)
-    outcome.days_ok = len(good)
-    outcome.days_failed = len(failures)
-    with written_lock:
-        written.extend(Written(tenant.slug, provider.source, d, row) for d, row in good)
-    return outcome
+        good = _write_alone(writer, provider, tenant_id, started, outcome, good, failures)
+    return _done(provider, tenant, outcome, good, failures, written, written_lock)
 
 
 def _tasks(
