@@ -104,6 +104,50 @@ def test_openai_one_bad_project_fails_only_its_tenant(sb: Sandbox, store: Store)
     assert len(sb.openai.seen) <= 4 * 2 * 3 + 1
 
 
+def test_a_provider_down_for_the_whole_batch_is_not_split_to_single_tenants(sb: Sandbox, store: Store) -> None:
+    """A persistent 5xx says nothing about the tenants: once both halves of the failed batch fail with the same
+    server error, the batch's tenants fail their days (stored rows kept) instead of being split down to single
+    tenants, which cost 2n - 1 request sets against a provider that is down (31 for 16 tenants)."""
+    ts = [
+        TenantConfig(
+            slug=f"t{i:02d}",
+            openai=TenantOpenAI(project_ids=[f"proj_{i:02d}"]),
+            sendgrid=TenantSendGrid(subuser=f"sub{i}"),
+        )
+        for i in range(16)
+    ]
+    for i in range(16):
+        sb.world.set_ai_usage(f"proj_{i:02d}", D1, [ModelUsage("gpt-4o-mini", 7, 1)])
+    assert run(sb, store, ts).exit_code == 0
+    before = stored(store, "openai", "ai_tokens_in")
+    assert len(before) == 16 * 3 and before[("t03", D1)] == 7
+    sb.openai.seen.clear()
+    sb.world.set_ai_usage("proj_03", D1, [ModelUsage("gpt-4o-mini", 99, 1)])  # not to be seen: the API is down
+    sb.openai.fault("500", times=None)
+    result = run(sb, store, ts)
+    assert result.exit_code == 3  # SendGrid's days were written
+    assert sorted(o.tenant for o in result.failed) == [t.slug for t in ts]
+    assert all(o.source == "openai" and "HTTP 500" in o.errors[0] for o in result.failed)
+    # The batch, then its two halves: one request each (the first endpoint fails, max_retries 0).
+    assert len(sb.openai.seen) == 3
+    assert stored(store, "openai", "ai_tokens_in") == before
+
+
+def test_a_server_error_of_one_half_only_is_split_further(sb: Sandbox, store: Store) -> None:
+    """A 5xx that only requests naming one project get (the provider chokes on that project) singles out its
+    tenant: the half that answers is written, the failing half is split on until the tenant is alone."""
+    ts = ai_tenants(8)
+    for t in ts:
+        for project in t.openai.project_ids:  # type: ignore[union-attr]
+            sb.world.set_ai_usage(project, D1, [ModelUsage("gpt-4o-mini", 7, 1)])
+    sb.openai.fault("500", match="proj_005", times=None)
+    result = run(sb, store, ts)
+    assert result.exit_code == 3
+    assert [o.tenant for o in result.failed] == ["t005"] and "HTTP 500" in result.failed[0].errors[0]
+    got = stored(store, "openai", "ai_tokens_in")
+    assert {slug for slug, _ in got} == {t.slug for t in ts} - {"t005"}
+
+
 def test_sendgrid_asks_ten_names_a_request(sb: Sandbox, store: Store) -> None:
     subs = [TenantConfig(slug=f"s{i:02d}", sendgrid=TenantSendGrid(subuser=f"sub{i}")) for i in range(25)]
     cats = [TenantConfig(slug=f"c{i:02d}", sendgrid=TenantSendGrid(category=f"cat{i}")) for i in range(12)]

@@ -2,11 +2,12 @@
 
 Each (tenant, provider) pair is one task on a bounded thread pool, or, for a provider that answers for several
 tenants at once (`providers.base.BatchProvider`), each batch of tenants it forms. A task fetches its window (in one
-range where the provider can) and writes each tenant's days in one transaction, each with its `collection_runs`
-row, so a failure or a kill leaves every tenant-day either as it was or fully replaced. A batch whose request
-fails is split in halves and each half asked again, down to single tenants, so one bad tenant fails only its own
-days. One failing tenant or provider never stops the others; the result says which failed and the CLI turns that
-into exit code 3.
+range where the provider can) and writes its tenants' days in one transaction (a batch's tenants together), each
+with its `collection_runs` row, so a failure or a kill leaves every tenant-day either as it was or fully replaced.
+A batch whose request fails is split in halves and each half asked again, down to single tenants, so one bad
+tenant fails only its own days; but when both halves fail with the same server error (5xx, no answer) the
+provider is down for all of them, and the batch's tenants fail without further requests. One failing tenant or
+provider never stops the others; the result says which failed and the CLI turns that into exit code 3.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from usagectl.config import Config, TenantConfig
 from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 from usagectl.http import BackoffReport, Http
 from usagectl.periods import Window, utc_today
-from usagectl.providers.base import Provider, is_batched
+from usagectl.providers.base import BatchProvider, Provider, is_batched
 from usagectl.records import DayResult, MetricRow, ProviderError
 from usagectl.store.directory import Attribution
 from usagectl.store.engine import Store
@@ -278,20 +279,105 @@ def _run_batch(
     writer: _Writer | None,
     written: list[Written],
     written_lock: threading.Lock,
+    failed: Exception | None = None,
 ) -> list[TaskOutcome]:
-    """One request set for the batch; if it fails as a whole, each half is asked again (down to one tenant), so a
-    tenant the provider refuses (a 401 for one project id) fails only its own days."""
+    """One request set for the batch (unless `failed` says how it already failed); if it fails as a whole, it is
+    split (`_split`) so that a tenant the provider refuses (a 401 for one project id) fails only its own days."""
     if len(batch) == 1 or not is_batched(provider):
         return [_run_task(provider, t, ids[t.slug], days, writer, written, written_lock) for t in batch]
+    if failed is None:
+        started = utcnow()
+        try:
+            answers = provider.collect_batch(batch, Window.covering(days))
+        except Exception as exc:
+            failed = exc
+        else:
+            return _write_batch(provider, batch, ids, days, answers, started, writer, written, written_lock)
+    return _split(provider, batch, ids, days, failed, writer, written, written_lock)
+
+
+def _server_side(exc: BaseException) -> str | None:
+    return exc.server_side if isinstance(exc, ProviderError) else None
+
+
+def _split(
+    provider: BatchProvider,
+    batch: Sequence[TenantConfig],
+    ids: Mapping[str, int],
+    days: Sequence[date],
+    failed: Exception,
+    writer: _Writer | None,
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> list[TaskOutcome]:
+    """A batch that failed as a whole: each half is asked again, down to single tenants, while the answers can
+    single out a tenant (a 4xx naming a project, a malformed or missing day). A server error (a 5xx, no answer)
+    says nothing about the tenants: when both halves fail with the same one as well, the provider is down for
+    all of them, and splitting further would only multiply requests to it; every tenant of the batch fails its
+    days (their stored rows stay as they are)."""
+    half = len(batch) // 2
+    parts = [batch[:half], batch[half:]]
+    args = (ids, days, writer, written, written_lock)
+    if _server_side(failed) is None:
+        return [*_run_batch(provider, parts[0], *args), *_run_batch(provider, parts[1], *args)]
+    asked = [_ask(provider, part, days) for part in parts]
+    errors = [error for _started, _answers, error in asked]
+    if errors[0] is not None and errors[1] is not None:
+        kind = _server_side(errors[0])
+        if kind is not None and kind == _server_side(errors[1]):
+            return [
+                _record(provider, t, ids[t.slug], days, {}, _message(error or failed), started, writer, written,
+                        written_lock)
+                for part, (started, _answers, error) in zip(parts, asked, strict=True)
+                for t in part
+            ]  # fmt: skip
+    out: list[TaskOutcome] = []
+    for part, (started, answers, error) in zip(parts, asked, strict=True):
+        if error is None:
+            out.extend(
+                _write_batch(provider, part, ids, days, answers, started, writer, written, written_lock)
+            )
+        elif len(part) == 1:
+            t = part[0]
+            out.append(
+                _record(provider, t, ids[t.slug], days, {}, _message(error), started, writer, written,
+                        written_lock)
+            )  # fmt: skip
+        else:
+            out.extend(_run_batch(provider, part, *args, failed=error))
+    return out
+
+
+def _ask(
+    provider: BatchProvider, part: Sequence[TenantConfig], days: Sequence[date]
+) -> tuple[datetime, Mapping[str, Mapping[date, DayResult]], Exception | None]:
+    """One request set for `part` (a single tenant as `collect_days` asks it): when it started, the answers per
+    tenant, or how it failed as a whole."""
     started = utcnow()
     try:
-        answers = provider.collect_batch(batch, Window.covering(days))
-    except Exception:
-        half = len(batch) // 2
-        return [
-            *_run_batch(provider, batch[:half], ids, days, writer, written, written_lock),
-            *_run_batch(provider, batch[half:], ids, days, writer, written, written_lock),
-        ]
+        if len(part) == 1:
+            return started, {part[0].slug: _fetch(provider, part[0], days)}, None
+        return started, provider.collect_batch(part, Window.covering(days)), None
+    except Exception as exc:
+        return started, {}, exc
+
+
+def _message(exc: BaseException) -> str:
+    # A provider bug (anything but ProviderError) is shown with its type: it must not take the other tenants down.
+    return str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+
+
+def _write_batch(
+    provider: Provider,
+    batch: Sequence[TenantConfig],
+    ids: Mapping[str, int],
+    days: Sequence[date],
+    answers: Mapping[str, Mapping[date, DayResult]],
+    started: datetime,
+    writer: _Writer | None,
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> list[TaskOutcome]:
     sorted_days = [_sort_days(provider, t, days, answers.get(t.slug, {}), None) for t in batch]
     if writer:
         try:

@@ -692,7 +692,11 @@ def _provider_error(exc: Exception, what: str, secrets: tuple[str, ...]) -> Prov
         message = f"{message} (Twilio error {code})"
     detail = scrub(str(message or (exc.args[0] if exc.args else type(exc).__name__)), secrets)
     retryable = status in (429, 500, 502, 503, 504)
-    return ProviderError(f"{SOURCE}: HTTP {status} on {what}: {detail}", retryable=retryable)
+    return ProviderError(
+        f"{SOURCE}: HTTP {status} on {what}: {detail}",
+        retryable=retryable,
+        status=status if isinstance(status, int) else None,
+    )
 
 
 def _platform(settings: TwilioProvider, cfg: Config) -> tuple[str, str] | None:
