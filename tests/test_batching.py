@@ -104,7 +104,9 @@ def test_openai_one_bad_project_fails_only_its_tenant(sb: Sandbox, store: Store)
     assert len(sb.openai.seen) <= 4 * 2 * 3 + 1
 
 
-def test_a_provider_down_for_the_whole_batch_is_not_split_to_single_tenants(sb: Sandbox, store: Store) -> None:
+def test_a_provider_down_for_the_whole_batch_is_not_split_to_single_tenants(
+    sb: Sandbox, store: Store
+) -> None:
     """A persistent 5xx says nothing about the tenants: once both halves of the failed batch fail with the same
     server error, the batch's tenants fail their days (stored rows kept) instead of being split down to single
     tenants, which cost 2n - 1 request sets against a provider that is down (31 for 16 tenants)."""
@@ -122,7 +124,9 @@ def test_a_provider_down_for_the_whole_batch_is_not_split_to_single_tenants(sb: 
     before = stored(store, "openai", "ai_tokens_in")
     assert len(before) == 16 * 3 and before[("t03", D1)] == 7
     sb.openai.seen.clear()
-    sb.world.set_ai_usage("proj_03", D1, [ModelUsage("gpt-4o-mini", 99, 1)])  # not to be seen: the API is down
+    sb.world.set_ai_usage(
+        "proj_03", D1, [ModelUsage("gpt-4o-mini", 99, 1)]
+    )  # not to be seen: the API is down
     sb.openai.fault("500", times=None)
     result = run(sb, store, ts)
     assert result.exit_code == 3  # SendGrid's days were written
@@ -259,6 +263,47 @@ def test_twilio_auto_listing_falls_back_to_the_numbers_when_the_account_is_busie
     assert automatic == by_number
     # Per day and list, at most 2 pages of the account before giving up (the per-number cost of one number).
     assert asked_auto <= asked_by_number + 2 * 2 * 3
+
+
+def _overlapping(seen: list[Any]) -> int:
+    """The most requests of `seen` in flight at one instant (server side)."""
+    events = sorted([(s.at, 1) for s in seen] + [(s.at + s.duration, -1) for s in seen])
+    now = peak = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.parametrize("listing", ["account", "number"])
+def test_twilio_days_of_a_night_are_listed_side_by_side_with_identical_rows(
+    store: Store, listing: str
+) -> None:
+    """The phone-number listing of each day is a chain of pages; the night's days are listed in parallel (not one
+    chain after the other) and give the same rows as one day at a time."""
+    from usagectl.config import TenantTwilio
+
+    ts = [
+        TenantConfig(slug=f"n{i}", twilio=TenantTwilio(phone_numbers=[f"+1500555{i:04d}"])) for i in range(4)
+    ]
+    with Sandbox(seed=5, latency=0.05) as sb:
+        cfg = _twilio_cfg(sb, ts, listing)
+        sync_tenants(store, cfg.tenants)
+        results = {}
+        for parallel in (1, None):
+            sb.twilio.seen.clear()
+            with open_providers(cfg, store, only=("twilio",)) as providers:
+                (twilio,) = providers
+                twilio.parallel_days = parallel  # type: ignore[attr-defined]
+                result = collect(store, cfg, providers, WINDOW, workers=4, dry_run=True, today=WINDOW.end)
+            assert result.exit_code == 0, result.failed
+            results[parallel] = ([(w.tenant, w.day, w.row) for w in result.written], list(sb.twilio.seen))
+    (serial, serial_seen), (side_by_side, parallel_seen) = results[1], results[None]
+    assert side_by_side == serial and len(serial) == 4 * WINDOW.days
+    assert any(row.sms_outbound_count or row.voice_minutes for _, _, row in serial)  # traffic to attribute
+    assert sorted((s.path, s.query) for s in parallel_seen) == sorted((s.path, s.query) for s in serial_seen)
+    assert _overlapping(serial_seen) == 1
+    assert _overlapping(parallel_seen) >= 2
 
 
 def test_twilio_a_failed_account_listing_is_not_split(sb: Sandbox, store: Store) -> None:
