@@ -318,7 +318,8 @@ def test_twilio_a_failed_account_listing_is_not_split(sb: Sandbox, store: Store)
     result = run(sb, store, ts)
     assert result.exit_code == 1 and len(result.failed) == 8
     assert all("HTTP 500" in o.errors[0] for o in result.failed)
-    assert len(sb.twilio.requests("Messages.json")) == 1  # max_retries 0: one request, no split
+    # max_retries 0: at most one request a day (the night's days are listed side by side), no split.
+    assert 1 <= len(sb.twilio.requests("Messages.json")) <= WINDOW.days
 
 
 def test_batches_are_formed_without_comparing_tenants(
