@@ -101,7 +101,7 @@ def _sql_batches(d: DirectoryConfig) -> tuple[tuple[str, ...], list[list[tuple[A
                 keys = tuple(str(c[0]) for c in cur.description)
                 batches: list[list[tuple[Any, ...]]] = []
                 while batch := cur.fetchmany(_BATCH):
-                    batches.append([tuple(r) for r in batch] if not isinstance(batch[0], tuple) else batch)
+                    batches.append(list(map(tuple, batch)))  # a tuple already: the same object, no copy
             finally:
                 cur.close()
             return keys, batches

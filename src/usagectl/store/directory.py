@@ -232,8 +232,7 @@ def _bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: lis
     would convert every value of every row again (a first sync of 100,000 tenants writes 500,000 rows)."""
     if not rows:
         return 0
-    dbapi = conn.connection.dbapi_connection
-    assert dbapi is not None
+    dbapi: Any = conn.connection.dbapi_connection
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         with dbapi.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
