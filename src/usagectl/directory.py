@@ -402,12 +402,14 @@ def validate(
         if active:
             good[slug] = (n, spec)
     # A number (or any identity) held by two active tenants: both rows are bad, both tenants stay as they were.
-    first: dict[tuple[str, str], str] = {}
+    every = [key for _, spec in good.values() for key in spec.mappings]
     clash: set[tuple[str, str]] = set()
-    for slug, (_, spec) in good.items():
-        for key in spec.mappings:
-            if first.setdefault(key, slug) != slug:
-                clash.add(key)
+    if len(set(every)) != len(every):  # the common case (no clash) in two C-level passes
+        first: dict[tuple[str, str], str] = {}
+        for slug, (_, spec) in good.items():
+            for key in spec.mappings:
+                if first.setdefault(key, slug) != slug:
+                    clash.add(key)
     if clash:
         holders: dict[tuple[str, str], list[str]] = {}
         for slug, (_, spec) in good.items():

@@ -360,7 +360,6 @@ def apply_specs(
         for key in e.open_maps:
             holder.pop(key, None)
     # Mappings that changed hands or were dropped close first, so the new holders open theirs on the same day.
-    opens: list[tuple[str, str, str, date]] = []  # slug, kind, value, from
     for slug in sorted(touched):
         e = found[slug]
         want = wanted[slug].mappings
@@ -368,25 +367,12 @@ def apply_specs(
             if key not in want:
                 close_ids.append(mid)
                 holder.pop(key, None)
-    by_id = {x.id: x for x in found.values()}
-    for slug in sorted(set(diff.added) | touched):
-        s = wanted[slug]
-        known = found.get(slug)
-        for key in sorted(s.mappings - set(known.open_maps if known else ())):
-            other = holder.get(key)
-            if other is not None and other in by_id and key in by_id[other].open_maps:
-                # Held by a tenant of the other origin (or one not in this sync): it moves today.
-                close_ids.append(by_id[other].open_maps[key])
-            opens.append((slug, key[0], key[1], today if key in ever else EARLIEST))
-    if close_ids:
-        m = tenant_mappings.c
-        stmt = update(tenant_mappings).where(m.id == bindparam("mid")).values(valid_to=today)
-        written += _batched(conn, stmt, [{"mid": i} for i in sorted(set(close_ids))])
-    # New tenants: bulk inserts of plain tuples, their ids read back in one query.
+    # New tenants first (bulk inserts of plain tuples, their ids read back in one query), so that the mappings
+    # below are built once, as the rows they are written as.
     new_ids: dict[str, int] = {}
     if diff.added:
-        last_id = conn.execute(select(func.max(tenants.c.id))).scalar() or 0
         t = tenants.c
+        last_id = conn.execute(select(func.max(t.id))).scalar() or 0
         now_db = _db_value(conn, t.created_at, now)
         active_db = _db_value(conn, t.active, True)
         money = _bind_processor(conn, t.monthly_budget_usd)
@@ -408,7 +394,7 @@ def apply_specs(
             ),
             [
                 (
-                    slug,
+                    s.slug,
                     s.name,
                     s.plan,
                     s.plan,
@@ -420,13 +406,15 @@ def apply_specs(
                     now_db,
                     now_db,
                 )
-                for slug, s in ((slug, wanted[slug]) for slug in diff.added)
+                for s in map(wanted.__getitem__, diff.added)
             ],
         )
         added = set(diff.added)
         new_ids = {
             slug: int(pk)
-            for slug, pk in conn.execute(select(t.slug, t.id).where(t.id > last_id))
+            for slug, pk in conn.exec_driver_sql(
+                "SELECT slug, id FROM tenants WHERE id > " + str(int(last_id))
+            ).fetchall()
             if slug in added
         }
         earliest_db = _db_value(conn, tenant_plans.c.valid_from, EARLIEST)
@@ -436,20 +424,30 @@ def apply_specs(
             ("tenant_id", "plan_tier", "valid_from", "valid_to", "how", "recorded_at"),
             [(new_ids[slug], wanted[slug].plan, earliest_db, None, origin, now_db) for slug in diff.added],
         )
-    ids = {slug: e.id for slug, e in found.items()} | new_ids
-    if opens:
-        mc = tenant_mappings.c
-        day_db = {
-            EARLIEST: _db_value(conn, mc.valid_from, EARLIEST),
-            today: _db_value(conn, mc.valid_from, today),
-        }
-        at_db = _db_value(conn, mc.recorded_at, now)
-        written += _bulk_insert(
-            conn,
-            tenant_mappings,
-            ("tenant_id", "kind", "value", "valid_from", "valid_to", "recorded_at"),
-            [(ids[slug], kind, value, day_db[day], None, at_db) for slug, kind, value, day in opens],
-        )
+    mc = tenant_mappings.c
+    from_db = {
+        EARLIEST: _db_value(conn, mc.valid_from, EARLIEST),
+        today: _db_value(conn, mc.valid_from, today),
+    }
+    at_db = _db_value(conn, mc.recorded_at, now)
+    by_id = {x.id: x for x in found.values()}
+    opens: list[tuple[Any, ...]] = []  # tenant_mappings rows, in the driver's form
+    for slug in sorted(set(diff.added) | touched):
+        s = wanted[slug]
+        known = found.get(slug)
+        tid = known.id if known is not None else new_ids[slug]
+        for key in sorted(s.mappings.difference(known.open_maps) if known is not None else s.mappings):
+            other = holder.get(key)
+            if other is not None and other in by_id and key in by_id[other].open_maps:
+                # Held by a tenant of the other origin (or one not in this sync): it moves today.
+                close_ids.append(by_id[other].open_maps[key])
+            opens.append((tid, key[0], key[1], from_db[today if key in ever else EARLIEST], None, at_db))
+    if close_ids:
+        stmt = update(tenant_mappings).where(mc.id == bindparam("mid")).values(valid_to=today)
+        written += _batched(conn, stmt, [{"mid": i} for i in sorted(set(close_ids))])
+    written += _bulk_insert(
+        conn, tenant_mappings, ("tenant_id", "kind", "value", "valid_from", "valid_to", "recorded_at"), opens
+    )
     # Changed tenants: their own fields, and a plan period from today when the source's plan moved.
     for slug in sorted(touched):
         e, s = found[slug], wanted[slug]
