@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
@@ -567,7 +568,14 @@ def directory_tenants(conn: Connection, start: date, end: date) -> list[TenantCo
     t, m = tenants.c, tenant_mappings.c
     rows = conn.execute(
         select(
-            t.id, t.slug, t.name, t.plan_tier, t.active, t.monthly_budget_usd, t.twilio_auth_token_env
+            t.id,
+            t.slug,
+            t.name,
+            t.plan_tier,
+            t.active,
+            t.monthly_budget_usd,
+            t.twilio_auth_token_env,
+            t.twilio_auth_token_file,
         ).where(t.origin == "directory")
     ).all()
     held: dict[int, list[tuple[str, str, date]]] = {}
@@ -578,7 +586,7 @@ def directory_tenants(conn: Connection, start: date, end: date) -> list[TenantCo
     ):
         held.setdefault(int(tid), []).append((kind, value, a))
     out: list[TenantConfig] = []
-    for tid, slug, name, plan, active, budget, token_env in rows:
+    for tid, slug, name, plan, active, budget, token_env, token_file in rows:
         mine = held.get(int(tid), [])
         if not active and not mine:
             continue
@@ -592,8 +600,10 @@ def directory_tenants(conn: Connection, start: date, end: date) -> list[TenantCo
             twilio = TenantTwilio(phone_numbers=sorted(numbers))
         elif subs:
             twilio = TenantTwilio(subaccount_sid=subs[-1])
-        elif owns and token_env:
-            twilio = TenantTwilio(account_sid=owns[-1], auth_token=SecretRef(env=token_env))
+        elif owns and (token_env or token_file):
+            # A reference only (a variable's name or a file's path): the token is read when collect runs.
+            token = SecretRef(env=token_env) if token_env else SecretRef(file=Path(str(token_file)))
+            twilio = TenantTwilio(account_sid=owns[-1], auth_token=token)
         subusers, categories = values("sendgrid_subuser"), values("sendgrid_category")
         sendgrid = None
         if subusers:
