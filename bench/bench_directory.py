@@ -97,6 +97,22 @@ def bare(source_url: str) -> int:
         engine.dispose()
 
 
+def bare_driver(source_url: str) -> int:
+    """The same SELECT through the driver's own cursor (plain tuples, no SQLAlchemy Row): the cheapest read."""
+    engine = create_engine(source_url)
+    try:
+        with engine.connect() as conn:
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cur.execute(QUERY)
+            n = 0
+            while batch := cur.fetchmany(5000):
+                n += len(batch)
+            cur.close()
+            return n
+    finally:
+        engine.dispose()
+
+
 def fresh_store(folder: Path, pg_url: str | None, i: int) -> Store:
     if pg_url is None:
         return open_store(f"sqlite:///{folder / f'usage-{i}.db'}")
@@ -128,11 +144,15 @@ def main() -> int:
         cfg = parse({"directory": {"kind": "sql", "url": source_url, "query": QUERY}})
         bare(source_url)  # warm the page cache
         base, first, second, base_cpu, first_cpu, second_cpu = [], [], [], [], [], []
+        raw, raw_cpu = [], []
         written_second: list[int] = []
         for i in range(args.runs):
             wall, cpu = timed(lambda: bare(source_url))
             base.append(wall)
             base_cpu.append(cpu)
+            wall, cpu = timed(lambda: bare_driver(source_url))
+            raw.append(wall)
+            raw_cpu.append(cpu)
             store = fresh_store(folder, args.pg_url, i)
             try:
                 wall, cpu = timed(lambda s=store: sync_directory(s, cfg, today=DAY1))  # type: ignore[misc]
@@ -167,6 +187,12 @@ def main() -> int:
             median(base),
             1.5,
             cpu=(median(second_cpu), median(base_cpu)),
+        )
+        print(
+            f"bare SELECT through the driver's cursor (no Row objects): {median(raw):.3f}s, CPU "
+            f"{median(raw_cpu):.3f}s; unchanged sync vs it: {median(second) / median(raw):.2f}x wall, "
+            f"{median(second_cpu) / median(raw_cpu):.2f}x CPU; first sync vs it: "
+            f"{median(first_cpu) / median(raw_cpu):.1f}x CPU"
         )
         zero = all(w == 0 for w in written_second)
         print(f"rows written by the unchanged syncs: {written_second} ({'OK' if zero else 'MISSED'})")
