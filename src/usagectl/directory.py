@@ -75,8 +75,9 @@ class SyncOutcome:
 # ---- reading a source --------------------------------------------------------------------------------------
 
 
-def _sql_batches(d: DirectoryConfig) -> tuple[tuple[str, ...], list[list[tuple[Any, ...]]]]:
-    """The query's column names and its rows as the driver returns them (plain tuples), in batches."""
+def _sql_batches(d: DirectoryConfig) -> Iterator[tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+    """The query's column names with its rows as the driver returns them (plain tuples), batch by batch; the
+    first batch is empty (the names alone, even for a query that returns no row)."""
     from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -99,12 +100,12 @@ def _sql_batches(d: DirectoryConfig) -> tuple[tuple[str, ...], list[list[tuple[A
                 if cur.description is None:
                     raise DirectorySourceError("directory: the SQL query returns no rows (is it a SELECT?)")
                 keys = tuple(str(c[0]) for c in cur.description)
-                batches: list[list[tuple[Any, ...]]] = []
+                yield keys, []
                 while batch := cur.fetchmany(_BATCH):
-                    batches.append(list(map(tuple, batch)))  # a tuple already: the same object, no copy
+                    rows: Any = batch if type(batch[0]) is tuple else [tuple(r) for r in batch]
+                    yield keys, rows
             finally:
                 cur.close()
-            return keys, batches
     except SQLAlchemyError as exc:
         message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         if secret:
@@ -201,8 +202,7 @@ def _file_rows(d: DirectoryConfig) -> Iterator[Row]:
 def source_rows(d: DirectoryConfig) -> Iterator[Row]:
     """The source's rows as mappings (the SQL source's as dicts of its columns)."""
     if d.kind == "sql":
-        keys, batches = _sql_batches(d)
-        return (dict(zip(keys, r, strict=True)) for b in batches for r in b)
+        return (dict(zip(keys, r, strict=True)) for keys, b in _sql_batches(d) for r in b)
     if d.kind == "http":
         return _http_rows(d)
     return _file_rows(d)
@@ -469,10 +469,8 @@ class _Source:
     as objects. Turned into field tuples only when they must be validated."""
 
     keys: tuple[str, ...] | None
-    parts: list[list[Any]]
-
-    def __len__(self) -> int:
-        return sum(len(p) for p in self.parts)
+    parts: list[list[Any]]  # empty when only hashed (`_read` with keep=False)
+    count: int  # rows read
 
     def fields(self, d: DirectoryConfig) -> Iterator[FieldRow]:
         names = [d.columns.get(f, f) for f in DIRECTORY_FIELDS]
@@ -491,27 +489,38 @@ class _Source:
                     yield tuple(raw.get(name) for name in names)
 
 
-def _read(d: DirectoryConfig, cfg: Config) -> tuple[_Source, Any]:
-    """Every row of the source, kept for validation, and a SHA-256 of them as read and of the settings."""
+def _read(d: DirectoryConfig, cfg: Config, *, keep: bool) -> tuple[_Source, Any]:
+    """A SHA-256 of the source's rows as read and of the settings, and the rows themselves when `keep` (else
+    only their number: the SQL source's rows are hashed batch by batch and dropped, so an unchanged source costs
+    little more than its SELECT; a changed one is read again to be validated). The other kinds always keep them.
+
+    pickle is a faithful serialization (1, "1", Decimal("1"), None and a date all differ; so does key order, and
+    a string shared between rows is written once), so equal bytes mean equal rows; the worst a difference in form
+    can do is make an equal source look changed: a full sync, never a wrong skip. Only dumped, never loaded."""
     h = hashlib.sha256(_settings(d, cfg))
-    # The rows are kept (validated only if the digest differs); the cyclic GC would rescan the kept rows again
-    # and again while 100,000 of them are read, though plain rows hold no cycles.
+    # Kept rows would be rescanned by the cyclic GC again and again while 100,000 of them are read, though plain
+    # rows hold no cycles.
     enabled = gc.isenabled()
     gc.disable()
     try:
         if d.kind == "sql":
-            keys, parts = _sql_batches(d)
-            src = _Source(keys, parts)
-            h.update(repr(keys).encode())
-        else:
-            rows = list(source_rows(d))
-            src = _Source(None, [rows[i : i + _BATCH] for i in range(0, len(rows), _BATCH)])
+            keys: tuple[str, ...] = ()
+            parts: list[list[Any]] = []
+            count = 0
+            for keys, batch in _sql_batches(d):
+                if not batch:
+                    h.update(repr(keys).encode())
+                    continue
+                h.update(pickle.dumps(batch, protocol=5))
+                count += len(batch)
+                if keep:
+                    parts.append(batch)
+            return _Source(keys, parts, count), h
+        rows = list(source_rows(d))
+        src = _Source(None, [rows[i : i + _BATCH] for i in range(0, len(rows), _BATCH)], len(rows))
     finally:
         if enabled:
             gc.enable()
-    # pickle is a faithful serialization (1, "1", Decimal("1"), None and a date all differ; so does key order, and
-    # a string shared between rows is written once), so equal bytes mean equal rows; the worst a difference in
-    # form can do is make an equal source look changed: a full sync, never a wrong skip. Only dumped, never loaded.
     for part in src.parts:
         h.update(pickle.dumps(part, protocol=5))
     return src, h
@@ -535,7 +544,15 @@ def sync_directory(
             f"{cfg.where()}no [directory] section: nothing to sync from (README, Tenants from the platform)"
         )
     origin = "directory"
-    src, source_hash = _read(d, cfg)
+
+    def recorded() -> str | None:
+        with store.engine.connect() as conn:
+            return conn.execute(
+                select(directory_digests.c.digest).where(directory_digests.c.origin == origin)
+            ).scalar()
+
+    # With a digest to compare with, the SQL source is only hashed first (read again if it differs).
+    src, source_hash = _read(d, cfg, keep=recorded() is None)
 
     def digest(conn: Any) -> str:
         h = source_hash.copy()
@@ -545,11 +562,14 @@ def sync_directory(
     today = today or utc_today()
     with job_lock(store, wait=lock_wait):
         with store.engine.connect() as conn:
-            recorded = conn.execute(
+            last = conn.execute(
                 select(directory_digests.c.digest).where(directory_digests.c.origin == origin)
             ).scalar()
-            if recorded is not None and recorded == digest(conn):
-                return SyncOutcome(SyncDiff(), (), len(src), dry_run, unchanged=True)
+            if last is not None and last == digest(conn):
+                return SyncOutcome(SyncDiff(), (), src.count, dry_run, unchanged=True)
+        if src.count and not src.parts:
+            # Changed: read again, keeping the rows; the digest recorded is the one of the rows validated.
+            src, source_hash = _read(d, cfg, keep=True)
         specs, bad, keep, count = validate(src.fields(d), d)
         in_toml = sorted({s.slug for s in specs} & {t.slug for t in cfg.tenants})
         if in_toml:
