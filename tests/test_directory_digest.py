@@ -172,3 +172,49 @@ def test_an_edit_by_hand_in_sql_makes_the_next_sync_a_full_one(store: Store, tmp
         ).scalar_one()
     assert holder == "acme"
     assert sync_directory(store, cfg, today=DAY3).unchanged
+
+
+def test_a_sql_source_is_only_hashed_when_unchanged_and_read_again_when_it_changed(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    platform = tmp_path / "platform.db"
+    con = sqlite3.connect(platform)
+    con.execute("CREATE TABLE t (slug TEXT, name TEXT, plan TEXT, phone_numbers TEXT)")
+    con.executemany(
+        "INSERT INTO t VALUES (?, ?, ?, ?)",
+        [("acme", "Acme", "starter", "+15005550006"), ("globex", "Globex", "pro", "+15005550007")],
+    )
+    con.commit()
+    cfg = cfgmod.parse(
+        {
+            "directory": {
+                "kind": "sql",
+                "url": f"sqlite:///{platform}",
+                "query": "SELECT * FROM t ORDER BY slug",
+            }
+        }
+    )
+    reads: list[bool] = []
+    real = dirmod._read
+
+    def counted(*a: Any, **k: Any) -> Any:
+        reads.append(k["keep"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(dirmod, "_read", counted)
+    first = sync_directory(store, cfg, today=DAY1)
+    assert first.diff.added == ("acme", "globex") and reads == [True]  # nothing recorded yet: read once, kept
+    reads.clear()
+    again = sync_directory(store, cfg, today=DAY2)
+    assert again.unchanged and again.rows == 2 and reads == [False]  # hashed only
+    con.execute("UPDATE t SET plan = 'elite' WHERE slug = 'globex'")
+    con.commit()
+    reads.clear()
+    changed = sync_directory(store, cfg, today=DAY2)
+    assert reads == [False, True] and not changed.unchanged  # hashed, differed, read again to validate
+    assert [(c.slug, c.field, c.new) for c in changed.diff.changed] == [("globex", "plan", "elite")]
+    reads.clear()
+    assert sync_directory(store, cfg, today=DAY3).unchanged and reads == [False]
+    con.close()
