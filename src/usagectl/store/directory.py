@@ -233,20 +233,30 @@ def _bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: lis
     would convert every value of every row again (a first sync of 100,000 tenants writes 500,000 rows)."""
     if not rows:
         return 0
+    from sqlalchemy.exc import DBAPIError
+
     dbapi: Any = conn.connection.dbapi_connection
+    driver_error = conn.dialect.loaded_dbapi.Error
     names = ", ".join(columns)
-    if conn.dialect.name == "postgresql":
-        with dbapi.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return len(rows)
-    cur = dbapi.cursor()
+    sql = f"INSERT INTO {table.name} ({names})"
     try:
-        marks = ", ".join("?" * len(columns))
-        for i in range(0, len(rows), _BATCH):
-            cur.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows[i : i + _BATCH])
-    finally:
-        cur.close()
+        if conn.dialect.name == "postgresql":
+            sql = f"COPY {table.name} ({names}) FROM STDIN"
+            with dbapi.cursor() as cur, cur.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return len(rows)
+        cur = dbapi.cursor()
+        try:
+            marks = ", ".join("?" * len(columns))
+            for i in range(0, len(rows), _BATCH):
+                cur.executemany(f"{sql} VALUES ({marks})", rows[i : i + _BATCH])
+        finally:
+            cur.close()
+    except driver_error as exc:
+        # As SQLAlchemy would raise it (IntegrityError, OperationalError...): callers retry on those (two
+        # processes adding the same tenant at once, store.tenants.sync_tenants).
+        raise DBAPIError.instance(sql, None, exc, driver_error) from None
     return len(rows)
 
 
