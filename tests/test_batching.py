@@ -104,6 +104,54 @@ def test_openai_one_bad_project_fails_only_its_tenant(sb: Sandbox, store: Store)
     assert len(sb.openai.seen) <= 4 * 2 * 3 + 1
 
 
+def test_a_provider_down_for_the_whole_batch_is_not_split_to_single_tenants(
+    sb: Sandbox, store: Store
+) -> None:
+    """A persistent 5xx says nothing about the tenants: once both halves of the failed batch fail with the same
+    server error, the batch's tenants fail their days (stored rows kept) instead of being split down to single
+    tenants, which cost 2n - 1 request sets against a provider that is down (31 for 16 tenants)."""
+    ts = [
+        TenantConfig(
+            slug=f"t{i:02d}",
+            openai=TenantOpenAI(project_ids=[f"proj_{i:02d}"]),
+            sendgrid=TenantSendGrid(subuser=f"sub{i}"),
+        )
+        for i in range(16)
+    ]
+    for i in range(16):
+        sb.world.set_ai_usage(f"proj_{i:02d}", D1, [ModelUsage("gpt-4o-mini", 7, 1)])
+    assert run(sb, store, ts).exit_code == 0
+    before = stored(store, "openai", "ai_tokens_in")
+    assert len(before) == 16 * 3 and before[("t03", D1)] == 7
+    sb.openai.seen.clear()
+    sb.world.set_ai_usage(
+        "proj_03", D1, [ModelUsage("gpt-4o-mini", 99, 1)]
+    )  # not to be seen: the API is down
+    sb.openai.fault("500", times=None)
+    result = run(sb, store, ts)
+    assert result.exit_code == 3  # SendGrid's days were written
+    assert sorted(o.tenant for o in result.failed) == [t.slug for t in ts]
+    assert all(o.source == "openai" and "HTTP 500" in o.errors[0] for o in result.failed)
+    # The batch, then its two halves: one request each (the first endpoint fails, max_retries 0).
+    assert len(sb.openai.seen) == 3
+    assert stored(store, "openai", "ai_tokens_in") == before
+
+
+def test_a_server_error_of_one_half_only_is_split_further(sb: Sandbox, store: Store) -> None:
+    """A 5xx that only requests naming one project get (the provider chokes on that project) singles out its
+    tenant: the half that answers is written, the failing half is split on until the tenant is alone."""
+    ts = ai_tenants(8)
+    for t in ts:
+        for project in t.openai.project_ids:  # type: ignore[union-attr]
+            sb.world.set_ai_usage(project, D1, [ModelUsage("gpt-4o-mini", 7, 1)])
+    sb.openai.fault("500", match="proj_005", times=None)
+    result = run(sb, store, ts)
+    assert result.exit_code == 3
+    assert [o.tenant for o in result.failed] == ["t005"] and "HTTP 500" in result.failed[0].errors[0]
+    got = stored(store, "openai", "ai_tokens_in")
+    assert {slug for slug, _ in got} == {t.slug for t in ts} - {"t005"}
+
+
 def test_sendgrid_asks_ten_names_a_request(sb: Sandbox, store: Store) -> None:
     subs = [TenantConfig(slug=f"s{i:02d}", sendgrid=TenantSendGrid(subuser=f"sub{i}")) for i in range(25)]
     cats = [TenantConfig(slug=f"c{i:02d}", sendgrid=TenantSendGrid(category=f"cat{i}")) for i in range(12)]
@@ -217,6 +265,47 @@ def test_twilio_auto_listing_falls_back_to_the_numbers_when_the_account_is_busie
     assert asked_auto <= asked_by_number + 2 * 2 * 3
 
 
+def _overlapping(seen: list[Any]) -> int:
+    """The most requests of `seen` in flight at one instant (server side)."""
+    events = sorted([(s.at, 1) for s in seen] + [(s.at + s.duration, -1) for s in seen])
+    now = peak = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.parametrize("listing", ["account", "number"])
+def test_twilio_days_of_a_night_are_listed_side_by_side_with_identical_rows(
+    store: Store, listing: str
+) -> None:
+    """The phone-number listing of each day is a chain of pages; the night's days are listed in parallel (not one
+    chain after the other) and give the same rows as one day at a time."""
+    from usagectl.config import TenantTwilio
+
+    ts = [
+        TenantConfig(slug=f"n{i}", twilio=TenantTwilio(phone_numbers=[f"+1500555{i:04d}"])) for i in range(4)
+    ]
+    with Sandbox(seed=5, latency=0.05) as sb:
+        cfg = _twilio_cfg(sb, ts, listing)
+        sync_tenants(store, cfg.tenants)
+        results = {}
+        for parallel in (1, None):
+            sb.twilio.seen.clear()
+            with open_providers(cfg, store, only=("twilio",)) as providers:
+                (twilio,) = providers
+                twilio.parallel_days = parallel  # type: ignore[attr-defined]
+                result = collect(store, cfg, providers, WINDOW, workers=4, dry_run=True, today=WINDOW.end)
+            assert result.exit_code == 0, result.failed
+            results[parallel] = ([(w.tenant, w.day, w.row) for w in result.written], list(sb.twilio.seen))
+    (serial, serial_seen), (side_by_side, parallel_seen) = results[1], results[None]
+    assert side_by_side == serial and len(serial) == 4 * WINDOW.days
+    assert any(row.sms_outbound_count or row.voice_minutes for _, _, row in serial)  # traffic to attribute
+    assert sorted((s.path, s.query) for s in parallel_seen) == sorted((s.path, s.query) for s in serial_seen)
+    assert _overlapping(serial_seen) == 1
+    assert _overlapping(parallel_seen) >= 2
+
+
 def test_twilio_a_failed_account_listing_is_not_split(sb: Sandbox, store: Store) -> None:
     """The account's day does not depend on which tenants asked: a 500 fails every phone-number tenant's days at
     once instead of being asked again for each half of the batch."""
@@ -229,7 +318,8 @@ def test_twilio_a_failed_account_listing_is_not_split(sb: Sandbox, store: Store)
     result = run(sb, store, ts)
     assert result.exit_code == 1 and len(result.failed) == 8
     assert all("HTTP 500" in o.errors[0] for o in result.failed)
-    assert len(sb.twilio.requests("Messages.json")) == 1  # max_retries 0: one request, no split
+    # max_retries 0: at most one request a day (the night's days are listed side by side), no split.
+    assert 1 <= len(sb.twilio.requests("Messages.json")) <= WINDOW.days
 
 
 def test_batches_are_formed_without_comparing_tenants(

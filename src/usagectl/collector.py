@@ -2,11 +2,12 @@
 
 Each (tenant, provider) pair is one task on a bounded thread pool, or, for a provider that answers for several
 tenants at once (`providers.base.BatchProvider`), each batch of tenants it forms. A task fetches its window (in one
-range where the provider can) and writes each tenant's days in one transaction, each with its `collection_runs`
-row, so a failure or a kill leaves every tenant-day either as it was or fully replaced. A batch whose request
-fails is split in halves and each half asked again, down to single tenants, so one bad tenant fails only its own
-days. One failing tenant or provider never stops the others; the result says which failed and the CLI turns that
-into exit code 3.
+range where the provider can) and writes its tenants' days in one transaction (a batch's tenants together), each
+with its `collection_runs` row, so a failure or a kill leaves every tenant-day either as it was or fully replaced.
+A batch whose request fails is split in halves and each half asked again, down to single tenants, so one bad
+tenant fails only its own days; but when both halves fail with the same server error (5xx, no answer) the
+provider is down for all of them, and the batch's tenants fail without further requests. One failing tenant or
+provider never stops the others; the result says which failed and the CLI turns that into exit code 3.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from usagectl.config import Config, TenantConfig
 from usagectl.errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 from usagectl.http import BackoffReport, Http
 from usagectl.periods import Window, utc_today
-from usagectl.providers.base import Provider, is_batched
+from usagectl.providers.base import BatchProvider, Provider, is_batched
 from usagectl.records import DayResult, MetricRow, ProviderError
 from usagectl.store.directory import Attribution
 from usagectl.store.engine import Store
 from usagectl.store.locks import job_lock
-from usagectl.store.metrics import upsert_metric
+from usagectl.store.metrics import MetricWrite, upsert_metrics
 from usagectl.store.tables import collection_runs, utcnow
 from usagectl.store.tenants import tenant_ids
 
@@ -140,23 +141,18 @@ class _Writer:
     def _guard(self) -> Any:
         return self._lock if self._lock is not None else nullcontext()
 
-    def _log(
-        self, conn: Any, tenant_id: int, source: str, day: date, started: datetime, **values: Any
-    ) -> None:
-        conn.execute(
-            _LOG_RUN,
-            {
-                "run_id": self.run_id,
-                "tenant_id": tenant_id,
-                "source": source,
-                "date": day,
-                "started_at": started,
-                "finished_at": utcnow(),
-                "rows_written": 0,
-                "error": None,
-                **values,
-            },
-        )
+    def _log_line(self, tenant_id: int, source: str, day: date, started: datetime, **values: Any) -> Any:
+        return {
+            "run_id": self.run_id,
+            "tenant_id": tenant_id,
+            "source": source,
+            "date": day,
+            "started_at": started,
+            "finished_at": utcnow(),
+            "rows_written": 0,
+            "error": None,
+            **values,
+        }
 
     def commit(
         self,
@@ -170,27 +166,47 @@ class _Writer:
         write that did not happen), and the failed days' log lines. Every tenant-day in it is replaced whole or
         not at all; one transaction per task rather than per day keeps SQLite's single writer free for the
         other workers (the nightly window is three days)."""
-        with self._guard(), self._begin() as conn:
+        self.commit_many(source, started, [(tenant_id, rows, failures)])
+
+    def commit_many(
+        self,
+        source: str,
+        started: datetime,
+        tenants: Sequence[tuple[int, Sequence[tuple[date, MetricRow]], Sequence[tuple[date, str]]]],
+    ) -> None:
+        """`commit` for the tenants of one batch (tenant id, rows, failed days) in one transaction, each statement
+        executed once with every tenant-day's parameters."""
+        writes: list[MetricWrite] = []
+        logs: list[Any] = []
+        for tenant_id, rows, failures in tenants:
             for day, row in rows:
                 in_progress = day >= self.today
                 as_of = (self.now or started) if in_progress else None
-                upsert_metric(conn, tenant_id, day, source, row, as_of=as_of)
+                writes.append((tenant_id, day, source, row, as_of))
                 note = row.note
                 if in_progress:
                     shown = f"day in progress, as of {as_of:%H:%M} UTC"
                     note = f"{shown}; {note}" if note else shown
-                self._log(
-                    conn,
-                    tenant_id,
-                    source,
-                    day,
-                    started,
-                    status=OK if row.final and not in_progress else PROVISIONAL,
-                    rows_written=1 + len(row.ai_models),
-                    error=_short(note) if note else None,
+                logs.append(
+                    self._log_line(
+                        tenant_id,
+                        source,
+                        day,
+                        started,
+                        status=OK if row.final and not in_progress else PROVISIONAL,
+                        rows_written=1 + len(row.ai_models),
+                        error=_short(note) if note else None,
+                    )
                 )
             for day, message in failures:
-                self._log(conn, tenant_id, source, day, started, status=FAILED, error=_short(message))
+                logs.append(
+                    self._log_line(tenant_id, source, day, started, status=FAILED, error=_short(message))
+                )
+        if not logs:
+            return
+        with self._guard(), self._begin() as conn:
+            upsert_metrics(conn, writes)
+            conn.execute(_LOG_RUN, logs)
 
 
 def _fetch(provider: Provider, tenant: TenantConfig, days: Sequence[date]) -> Mapping[date, DayResult]:
@@ -263,25 +279,192 @@ def _run_batch(
     writer: _Writer | None,
     written: list[Written],
     written_lock: threading.Lock,
+    failed: Exception | None = None,
 ) -> list[TaskOutcome]:
-    """One request set for the batch; if it fails as a whole, each half is asked again (down to one tenant), so a
-    tenant the provider refuses (a 401 for one project id) fails only its own days."""
+    """One request set for the batch (unless `failed` says how it already failed); if it fails as a whole, it is
+    split (`_split`) so that a tenant the provider refuses (a 401 for one project id) fails only its own days."""
     if len(batch) == 1 or not is_batched(provider):
         return [_run_task(provider, t, ids[t.slug], days, writer, written, written_lock) for t in batch]
+    if failed is None:
+        started = utcnow()
+        try:
+            answers = provider.collect_batch(batch, Window.covering(days))
+        except Exception as exc:
+            failed = exc
+        else:
+            return _write_batch(provider, batch, ids, days, answers, started, writer, written, written_lock)
+    return _split(provider, batch, ids, days, failed, writer, written, written_lock)
+
+
+def _server_side(exc: BaseException) -> str | None:
+    return exc.server_side if isinstance(exc, ProviderError) else None
+
+
+def _split(
+    provider: BatchProvider,
+    batch: Sequence[TenantConfig],
+    ids: Mapping[str, int],
+    days: Sequence[date],
+    failed: Exception,
+    writer: _Writer | None,
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> list[TaskOutcome]:
+    """A batch that failed as a whole: each half is asked again, down to single tenants, while the answers can
+    single out a tenant (a 4xx naming a project, a malformed or missing day). A server error (a 5xx, no answer)
+    says nothing about the tenants: when both halves fail with the same one as well, the provider is down for
+    all of them, and splitting further would only multiply requests to it; every tenant of the batch fails its
+    days (their stored rows stay as they are)."""
+    half = len(batch) // 2
+    parts = [batch[:half], batch[half:]]
+    args = (ids, days, writer, written, written_lock)
+    if _server_side(failed) is None:
+        return [*_run_batch(provider, parts[0], *args), *_run_batch(provider, parts[1], *args)]
+    asked = [_ask(provider, part, days) for part in parts]
+    errors = [error for _started, _answers, error in asked]
+    if errors[0] is not None and errors[1] is not None:
+        kind = _server_side(errors[0])
+        if kind is not None and kind == _server_side(errors[1]):
+            return [
+                _record(provider, t, ids[t.slug], days, {}, _message(error or failed), started, writer, written,
+                        written_lock)
+                for part, (started, _answers, error) in zip(parts, asked, strict=True)
+                for t in part
+            ]  # fmt: skip
+    out: list[TaskOutcome] = []
+    for part, (started, answers, error) in zip(parts, asked, strict=True):
+        if error is None:
+            out.extend(
+                _write_batch(provider, part, ids, days, answers, started, writer, written, written_lock)
+            )
+        elif len(part) == 1:
+            t = part[0]
+            out.append(
+                _record(provider, t, ids[t.slug], days, {}, _message(error), started, writer, written,
+                        written_lock)
+            )  # fmt: skip
+        else:
+            out.extend(_run_batch(provider, part, *args, failed=error))
+    return out
+
+
+def _ask(
+    provider: BatchProvider, part: Sequence[TenantConfig], days: Sequence[date]
+) -> tuple[datetime, Mapping[str, Mapping[date, DayResult]], Exception | None]:
+    """One request set for `part` (a single tenant as `collect_days` asks it): when it started, the answers per
+    tenant, or how it failed as a whole."""
     started = utcnow()
     try:
-        answers = provider.collect_batch(batch, Window.covering(days))
-    except Exception:
-        half = len(batch) // 2
-        return [
-            *_run_batch(provider, batch[:half], ids, days, writer, written, written_lock),
-            *_run_batch(provider, batch[half:], ids, days, writer, written, written_lock),
-        ]
+        if len(part) == 1:
+            return started, {part[0].slug: _fetch(provider, part[0], days)}, None
+        return started, provider.collect_batch(part, Window.covering(days)), None
+    except Exception as exc:
+        return started, {}, exc
+
+
+def _message(exc: BaseException) -> str:
+    # A provider bug (anything but ProviderError) is shown with its type: it must not take the other tenants down.
+    return str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+
+
+def _write_batch(
+    provider: Provider,
+    batch: Sequence[TenantConfig],
+    ids: Mapping[str, int],
+    days: Sequence[date],
+    answers: Mapping[str, Mapping[date, DayResult]],
+    started: datetime,
+    writer: _Writer | None,
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> list[TaskOutcome]:
+    sorted_days = [_sort_days(provider, t, days, answers.get(t.slug, {}), None) for t in batch]
+    if writer:
+        try:
+            # The batch's tenants in one transaction (each tenant-day still replaced whole or not at all).
+            writer.commit_many(
+                provider.source,
+                started,
+                [(ids[t.slug], good, bad) for t, (_o, good, bad) in zip(batch, sorted_days, strict=True)],
+            )
+        except Exception:
+            # One row the database refuses must not cost the others: each tenant on its own.
+            sorted_days = [
+                (outcome, _write_alone(writer, provider, ids[t.slug], started, outcome, good, bad), bad)
+                for t, (outcome, good, bad) in zip(batch, sorted_days, strict=True)
+            ]
     return [
-        _record(provider, t, ids[t.slug], days, answers.get(t.slug, {}), None, started, writer, written,
-                written_lock)
-        for t in batch
-    ]  # fmt: skip
+        _done(provider, t, outcome, good, bad, written, written_lock)
+        for t, (outcome, good, bad) in zip(batch, sorted_days, strict=True)
+    ]
+
+
+def _sort_days(
+    provider: Provider,
+    tenant: TenantConfig,
+    days: Sequence[date],
+    rows: Mapping[date, DayResult],
+    fetch_error: str | None,
+) -> tuple[TaskOutcome, list[tuple[date, MetricRow]], list[tuple[date, str]]]:
+    """The tenant's answered days and failed days (with why), and its outcome so far."""
+    outcome = TaskOutcome(tenant.slug, provider.source)
+    failures: list[tuple[date, str]] = []
+    good: list[tuple[date, MetricRow]] = []
+    for d in days:
+        got = rows.get(d)
+        if isinstance(got, MetricRow):
+            good.append((d, got))
+            continue
+        message = (
+            str(got) if got is not None else fetch_error or f"{provider.source} returned no data for {d}"
+        )
+        failures.append((d, message))
+        if _short(message) not in outcome.errors:
+            outcome.errors.append(_short(message))
+    return outcome, good, failures
+
+
+def _write_alone(
+    writer: _Writer,
+    provider: Provider,
+    tenant_id: int,
+    started: datetime,
+    outcome: TaskOutcome,
+    good: list[tuple[date, MetricRow]],
+    failures: list[tuple[date, str]],
+) -> list[tuple[date, MetricRow]]:
+    """Write one tenant's days in one transaction; the days kept. If the database refuses it, each day alone (a
+    refused day becomes a failed one, in `failures` and the outcome's errors)."""
+    try:
+        writer.commit(tenant_id, provider.source, started, good, failures)
+        return good
+    except Exception:
+        kept = []
+        for d, row in good:
+            try:
+                writer.commit(tenant_id, provider.source, started, [(d, row)])
+                kept.append((d, row))
+            except Exception as exc:
+                outcome.errors.append(_short(f"writing {d}: {type(exc).__name__}: {exc}"))
+                failures.append((d, f"write failed: {type(exc).__name__}"))
+        writer.commit(tenant_id, provider.source, started, [], failures)
+        return kept
+
+
+def _done(
+    provider: Provider,
+    tenant: TenantConfig,
+    outcome: TaskOutcome,
+    good: list[tuple[date, MetricRow]],
+    failures: list[tuple[date, str]],
+    written: list[Written],
+    written_lock: threading.Lock,
+) -> TaskOutcome:
+    outcome.days_ok = len(good)
+    outcome.days_failed = len(failures)
+    with written_lock:
+        written.extend(Written(tenant.slug, provider.source, d, row) for d, row in good)
+    return outcome
 
 
 def _record(
@@ -297,40 +480,10 @@ def _record(
     written_lock: threading.Lock,
 ) -> TaskOutcome:
     """Write one tenant's answered days (and log its failed ones) in one transaction."""
-    outcome = TaskOutcome(tenant.slug, provider.source)
-    failures: list[tuple[date, str]] = []
-    good: list[tuple[date, MetricRow]] = []
-    for d in days:
-        got = rows.get(d)
-        if isinstance(got, MetricRow):
-            good.append((d, got))
-            continue
-        message = (
-            str(got) if got is not None else fetch_error or f"{provider.source} returned no data for {d}"
-        )
-        failures.append((d, message))
-        if _short(message) not in outcome.errors:
-            outcome.errors.append(_short(message))
+    outcome, good, failures = _sort_days(provider, tenant, days, rows, fetch_error)
     if writer:
-        try:
-            writer.commit(tenant_id, provider.source, started, good, failures)
-        except Exception:
-            # One row the database refuses must not cost the task's other days: write them one by one.
-            kept = []
-            for d, row in good:
-                try:
-                    writer.commit(tenant_id, provider.source, started, [(d, row)])
-                    kept.append((d, row))
-                except Exception as exc:
-                    outcome.errors.append(_short(f"writing {d}: {type(exc).__name__}: {exc}"))
-                    failures.append((d, f"write failed: {type(exc).__name__}"))
-            good = kept
-            writer.commit(tenant_id, provider.source, started, [], failures)
-    outcome.days_ok = len(good)
-    outcome.days_failed = len(failures)
-    with written_lock:
-        written.extend(Written(tenant.slug, provider.source, d, row) for d, row in good)
-    return outcome
+        good = _write_alone(writer, provider, tenant_id, started, outcome, good, failures)
+    return _done(provider, tenant, outcome, good, failures, written, written_lock)
 
 
 def _tasks(

@@ -421,6 +421,7 @@ class Http:
         return ProviderError(
             f"{self.name}: HTTP {response.status_code} from {_path_only(response)}: {scrub(detail, self.secrets)}",
             retryable=response.status_code in RETRY_STATUSES,
+            status=response.status_code,
         )
 
 

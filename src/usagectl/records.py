@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 
 from usagectl.meters import RAW_COLUMNS
 
@@ -47,15 +48,25 @@ class MetricRow:
 
     def counts(self) -> dict[str, int | None]:
         """The meters' raw columns (`meters.RAW_COLUMNS`) and their values."""
-        return {c: getattr(self, c) for c in RAW_COLUMNS}
+        return dict(zip(RAW_COLUMNS, _raw_values(self), strict=True))
 
 
 class ProviderError(Exception):
     """A provider call failed. The message is safe to show and store: it never contains a credential."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status  # the HTTP status of the answer that failed, if there was one
+
+    @property
+    def server_side(self) -> str | None:
+        """What failed on the provider's side, for an error no tenant of the request caused: "HTTP 503" (a 5xx, or
+        a 429 still there after the retries) or "no answer" (connection refused or reset, a timeout); None for
+        anything else (a 4xx, a malformed answer)."""
+        if self.status is not None:
+            return f"HTTP {self.status}" if self.status >= 500 or self.status == 429 else None
+        return "no answer" if self.retryable else None
 
 
 #: what `collect_days` returns per day: the row, or the reason that day could not be collected (the other days of
@@ -71,6 +82,8 @@ class CheckResult:
     ok: bool
     detail: str
 
+
+_raw_values = attrgetter(*RAW_COLUMNS)  # one C call per row written, for every column
 
 # A meter added to the catalogue needs its raw columns here as typed fields.
 assert all(c in MetricRow.__dataclass_fields__ for c in RAW_COLUMNS), "MetricRow lacks a meter's raw column"

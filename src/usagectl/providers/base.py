@@ -60,6 +60,8 @@ def is_batched(provider: Provider) -> TypeGuard[BatchProvider]:
 
 def as_int(value: object, where: str) -> int:
     """A provider count (often a string on the wire) as an int; anything else is a malformed response."""
+    if type(value) is str and value.isascii() and value.isdigit():
+        return int(value)  # the usual "3": called for every message of a listing
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -80,6 +82,8 @@ def as_int(value: object, where: str) -> int:
 def as_decimal(value: object, where: str) -> Decimal:
     """A money amount, exactly: strings and JSON numbers (already Decimal via http.loads) alike."""
     try:
+        if type(value) is str:
+            return Decimal(value)
         if isinstance(value, bool):
             raise ValueError
         if isinstance(value, Decimal | int | str):

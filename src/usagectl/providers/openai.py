@@ -253,7 +253,11 @@ class OpenAI:
         except ProviderError as exc:
             log.warning("openai: costs unavailable, the stored days are kept: %s", exc)
             return (
-                ProviderError(f"{SOURCE}: costs unavailable, stored usage and cost kept: {exc}"),
+                ProviderError(
+                    f"{SOURCE}: costs unavailable, stored usage and cost kept: {exc}",
+                    retryable=exc.retryable,
+                    status=exc.status,
+                ),
                 seen,
                 unknown,
             )

@@ -27,8 +27,10 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any
 
@@ -131,6 +133,8 @@ class Twilio:
         # another tenant is that tenant's from the day it moved. None: every configured number, every day.
         self.attribution: Attribution | None = None
         self.numbers_listing = numbers_listing  # auto | account | number (config: [providers.twilio])
+        # Days of the phone-number listing asked side by side; None: up to the provider's concurrency cap.
+        self.parallel_days: int | None = None
         self._sdk_http = _SdkHttpClient.build(http)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -195,12 +199,13 @@ class Twilio:
         except ValueError as exc:  # the SDK's json.loads on a malformed body
             raise ProviderError(f"{SOURCE}: malformed JSON in the response to {what}: {exc}") from None
 
-    def _pages(self, first: Callable[[], Any], what: str) -> Iterable[Any]:
-        """Every record of a list, following next_page_uri; a pagination that never ends is an error."""
+    def _pages(self, first: Callable[[], Any], what: str) -> Iterable[dict[str, Any]]:
+        """Every record of a list (as the JSON object on the wire, see `_records`), following next_page_uri; a
+        pagination that never ends is an error."""
         guard = PageGuard(SOURCE, what)
         page = self._call(first, what)
         while page is not None:
-            yield from page
+            yield from _records(page, what)
             url = page.next_page_url
             if not url:
                 return
@@ -279,38 +284,40 @@ class Twilio:
             ),
             what,
         ):
-            category = rec.category
+            category = rec.get("category")
             day = _record_span(rec, what)
             if day not in counts or (category not in CATEGORIES and category != TOTAL_PRICE):
                 continue  # the other totals (sms, calls, ...) and everything we do not meter
+            price, price_unit, usage_unit = rec.get("price"), rec.get("price_unit"), rec.get("usage_unit")
             try:
                 if category == TOTAL_PRICE:
-                    if not _usd(rec.price_unit):
-                        foreign[day] = str(rec.price_unit)
-                    elif rec.price is not None and rec.price != "":
-                        total[day] = abs(as_decimal(rec.price, f"{category} price on {day}"))
+                    if not _usd(price_unit):
+                        foreign[day] = str(price_unit)
+                    elif price is not None and price != "":
+                        total[day] = abs(as_decimal(price, f"{category} price on {day}"))
                     continue
                 column, units = CATEGORIES[category]
-                unit = str(rec.usage_unit or "").lower()
+                unit = str(usage_unit or "").lower()
                 if unit not in units:
                     raise ProviderError(
-                        f"{SOURCE}: {category} on {day} is billed in {rec.usage_unit!r}, expected "
+                        f"{SOURCE}: {category} on {day} is billed in {usage_unit!r}, expected "
                         + " or ".join(repr(u) for u in units)
                     )
                 if units is SMS_UNITS:
                     sms_units[day].add(unit)
                 # `usage` is what Twilio bills (messages or segments, minutes already rounded up per call);
                 # `count` is events (an SMS of 3 segments counts 1).
-                amount = as_decimal(rec.usage, f"{category} usage on {day}")
+                usage = rec.get("usage")
+                amount = as_decimal(usage, f"{category} usage on {day}")
                 if amount < 0:
-                    raise ProviderError(f"malformed response: {category} usage on {day} is {rec.usage!r}")
+                    raise ProviderError(f"malformed response: {category} usage on {day} is {usage!r}")
                 value = int(amount.to_integral_value(rounding="ROUND_CEILING"))
                 counts[day][column] = counts[day].get(column, 0) + value
-                if rec.price is not None and rec.price != "":
-                    if not _usd(rec.price_unit):
-                        foreign[day] = str(rec.price_unit)
+                if price is not None and price != "":
+                    if not _usd(price_unit):
+                        foreign[day] = str(price_unit)
                     else:
-                        metered[day] += abs(as_decimal(rec.price, f"{category} price on {day}"))
+                        metered[day] += abs(as_decimal(price, f"{category} price on {day}"))
             except ProviderError as exc:
                 # One malformed record fails its day, never the listing's other days.
                 failed.setdefault(
@@ -345,12 +352,14 @@ class Twilio:
         """The records of a list filtered by one of our numbers that are ours on `day`, each once. A list by
         `From=` our number also holds inbound records sent *from* it by the other side of a number-to-number
         exchange (and `To=` outbound ones): those belong to whoever received them."""
+        stamp = _rfc2822_day(day)
         for r in self._pages(first, what):
-            if r.sid in seen or not _same_day(getattr(r, when), day):
+            sid: Any = r.get("sid")
+            if sid in seen or not _same_day(r.get(when), day, stamp):
                 continue
-            if _outbound(r.direction, r.sid) != outbound:
+            if _outbound(r.get("direction"), sid) != outbound:
                 continue
-            seen.add(r.sid)
+            seen.add(sid)
             yield r
 
     def _numbers(self, tenants: Sequence[TenantConfig], window: Window) -> dict[str, dict[date, DayResult]]:
@@ -363,52 +372,77 @@ class Twilio:
             assert t.twilio is not None
             for number in t.twilio.phone_numbers:
                 owners.setdefault(number, t.slug)
+        days = list(window)
+        one_day = partial(self._numbers_day, account, tenants, owners, frozenset(t.slug for t in tenants))
+        # Each day's listing is a chain of pages (each next_page_uri comes from the page before), so a busy
+        # account's night is as long as its days' chains one after the other: the days are listed side by side,
+        # in up to `parallel_days` threads (the provider's cap still bounds the requests in flight). A failed day
+        # raises as before, whichever finished first.
+        width = min(len(days), self.parallel_days or self.http.policy.max_concurrency)
+        if width > 1:
+            with ThreadPoolExecutor(max_workers=width, thread_name_prefix="twilio-day") as pool:
+                per_day = list(pool.map(one_day, days))
+        else:
+            per_day = [one_day(day) for day in days]
         out: dict[str, dict[date, DayResult]] = {t.slug: {} for t in tenants}
-        for day in window:
-            tallies = {t.slug: Tally() for t in tenants}
-            failed: dict[str, ProviderError] = {}
-            for kind in ("messages", "calls"):
-                records = None
-                if self.numbers_listing != "number":
-                    # "auto": worth it while the day's listing takes fewer pages than the per-number filters
-                    # (From= and To= each number) would take requests; past that it stops, having spent at
-                    # most that many requests.
-                    budget = None if self.numbers_listing == "account" else 2 * len(owners)
-                    records = self._account_day(account, kind, day, budget)
-                stream = (
-                    self._attributed(records, owners, day, kind, frozenset(t.slug for t in tenants))
-                    if records is not None
-                    else self._by_number(account, tenants, day, kind)
-                )
-                for slug, outbound, r in stream:
-                    if slug in failed:
-                        continue
-                    try:
-                        if outbound is None:
-                            raise r
-                        if kind == "messages":
-                            tallies[slug].message(r, outbound)
-                        else:
-                            tallies[slug].call(r)
-                    except ProviderError as exc:
-                        failed[slug] = ProviderError(f"{SOURCE}: {day}: {exc}")
-            for t in tenants:
-                out[t.slug][day] = failed.get(t.slug) or tallies[t.slug].row(day.isoformat())
+        for day, answers in zip(days, per_day, strict=True):
+            for slug, result in answers.items():
+                out[slug][day] = result
         return out
+
+    def _numbers_day(
+        self,
+        account: Any,
+        tenants: Sequence[TenantConfig],
+        owners: dict[str, str],
+        batch: frozenset[str],
+        day: date,
+    ) -> dict[str, DayResult]:
+        """The phone-number tenants' rows of one day (see `_numbers`)."""
+        tallies = {t.slug: Tally() for t in tenants}
+        failed: dict[str, ProviderError] = {}
+        for kind in ("messages", "calls"):
+            records = None
+            if self.numbers_listing != "number":
+                # "auto": worth it while the day's listing takes fewer pages than the per-number filters
+                # (From= and To= each number) would take requests; past that it stops, having spent at
+                # most that many requests.
+                budget = None if self.numbers_listing == "account" else 2 * len(owners)
+                records = self._account_day(account, kind, day, budget)
+            stream = (
+                self._attributed(records, owners, day, kind, batch)
+                if records is not None
+                else self._by_number(account, tenants, day, kind)
+            )
+            for slug, outbound, r in stream:
+                if slug in failed:
+                    continue
+                try:
+                    if outbound is None:
+                        raise r
+                    if kind == "messages":
+                        tallies[slug].message(r, outbound)
+                    else:
+                        tallies[slug].call(r)
+                except ProviderError as exc:
+                    failed[slug] = ProviderError(f"{SOURCE}: {day}: {exc}")
+        return {t.slug: failed.get(t.slug) or tallies[t.slug].row(day.isoformat()) for t in tenants}
 
     def _list(self, account: Any, kind: str, day: date, **by_number: str) -> Callable[[], Any]:
         if kind == "messages":
             return partial(account.messages.page, date_sent=day.isoformat(), page_size=PAGE_SIZE, **by_number)
         return partial(account.calls.page, start_time=day.isoformat(), page_size=PAGE_SIZE, **by_number)
 
-    def _account_day(self, account: Any, kind: str, day: date, budget: int | None) -> list[Any] | None:
+    def _account_day(
+        self, account: Any, kind: str, day: date, budget: int | None
+    ) -> list[dict[str, Any]] | None:
         """Every message (or call) of the account on `day`, all pages; None once more than `budget` pages."""
         what = f"{kind} of the account on {day}"
         guard = PageGuard(SOURCE, what)
         page = self._call(self._list(account, kind, day), what)
         pages, records = 1, []
         while True:
-            records.extend(page)
+            records.extend(_records(page, what))
             url = page.next_page_url
             if not url:
                 return records
@@ -424,18 +458,24 @@ class Twilio:
         """(tenant, outbound, record) for the account's records of `day` on the tenants' numbers; (tenant, None,
         error) for one that cannot be attributed."""
         when = "date_sent" if kind == "messages" else "start_time"
+        stamp = _rfc2822_day(day)
+        attribution = self.attribution
         for r in records:
-            if not _same_day(getattr(r, when), day):
+            if not _same_day(r.get(when), day, stamp):
                 continue
-            # The SDK names the sender `from_` on a message and `_from` on a call.
-            sender = owner_of(
-                owners, getattr(r, "from_", None) or getattr(r, "_from", None), day, self.attribution, batch
+            # Most of a busy account's records are on numbers of no tenant in the batch: a key test on `owners`
+            # rules them out before `owner_of` (which would say None for anything but a str key of it too).
+            frm, to = r.get("from"), r.get("to")
+            sender = (
+                owner_of(owners, frm, day, attribution, batch) if type(frm) is str and frm in owners else None
             )
-            receiver = owner_of(owners, r.to, day, self.attribution, batch)
+            receiver = (
+                owner_of(owners, to, day, attribution, batch) if type(to) is str and to in owners else None
+            )
             if sender is None and receiver is None:
                 continue  # nobody's numbers
             try:
-                outbound = _outbound(r.direction, r.sid)
+                outbound = _outbound(r.get("direction"), r.get("sid"))
             except ProviderError as exc:
                 for slug in {sender, receiver} - {None}:
                     assert slug is not None
@@ -507,8 +547,9 @@ class Tally:
         elif self.cost is not None:
             self.cost += abs(as_decimal(raw, what))
 
-    def message(self, m: Any, outbound: bool) -> None:
-        status = m.status
+    def message(self, m: dict[str, Any], outbound: bool) -> None:
+        """One message as the API lists it (the JSON object)."""
+        status = m.get("status")
         if status in UNBILLED_MESSAGE:
             return  # Twilio does not bill a message that failed or was canceled
         if status in PENDING_MESSAGE:
@@ -517,36 +558,38 @@ class Tally:
             self.cost = None
             return
         if status not in BILLED_MESSAGE:
-            raise ProviderError(f"malformed response: {m.sid} has an unknown status {status!r}")
-        sid = str(m.sid or "")
-        if sid.startswith("MM") or as_int(m.num_media, f"num_media of {sid}") > 0:
+            raise ProviderError(f"malformed response: {m.get('sid')} has an unknown status {status!r}")
+        sid = str(m.get("sid") or "")
+        if sid.startswith("MM") or as_int(m.get("num_media"), f"num_media of {sid}") > 0:
             self.totals["mms_out" if outbound else "mms_in"] += 1
         else:
-            segments = as_int(m.num_segments, f"num_segments of {sid}")
+            segments = as_int(m.get("num_segments"), f"num_segments of {sid}")
             if segments == 0:
                 # Sent through a Messaging Service and not sent yet: its segments are not known.
                 self.unsent += 1
             self.totals["sms_out" if outbound else "sms_in"] += segments
-        self._price(m.price, m.price_unit, f"price of {sid}")
+        self._price(m.get("price"), m.get("price_unit"), f"price of {sid}")
 
-    def call(self, c: Any) -> None:
-        status = c.status
+    def call(self, c: dict[str, Any]) -> None:
+        """One call as the API lists it (the JSON object)."""
+        status = c.get("status")
+        sid, duration, price = c.get("sid"), c.get("duration"), c.get("price")
         if status in PENDING_CALL:
             # Its duration is empty until it is over: the day is re-collected until then.
             self.pending_calls += 1
             self.cost = None
             return
         if status in COMPLETED_CALL:
-            seconds = as_int(c.duration, f"duration of {c.sid}")
+            seconds = as_int(duration, f"duration of {sid}")
         elif status in UNANSWERED_CALL:
             # "empty for busy, failed, unanswered ... calls": over, and 0 minutes when Twilio gives none.
-            seconds = 0 if c.duration in (None, "") else as_int(c.duration, f"duration of {c.sid}")
-            if seconds == 0 and c.price in (None, ""):
+            seconds = 0 if duration in (None, "") else as_int(duration, f"duration of {sid}")
+            if seconds == 0 and price in (None, ""):
                 return  # nothing billed and nothing to price
         else:
-            raise ProviderError(f"malformed response: {c.sid} has an unknown status {status!r}")
+            raise ProviderError(f"malformed response: {sid} has an unknown status {status!r}")
         self.totals["minutes"] += math.ceil(seconds / 60)  # billed per started minute
-        self._price(c.price, c.price_unit, f"price of {c.sid}")
+        self._price(price, c.get("price_unit"), f"price of {sid}")
 
     def row(self, iso: str) -> MetricRow:
         notes = []
@@ -572,7 +615,7 @@ class Tally:
 
 
 def _usd(unit: Any) -> bool:
-    return str(unit or "").strip().lower() == "usd"
+    return unit == "USD" or str(unit or "").strip().lower() == "usd"
 
 
 def _outbound(direction: Any, sid: str) -> bool:
@@ -583,22 +626,64 @@ def _outbound(direction: Any, sid: str) -> bool:
     raise ProviderError(f"malformed response: {sid} has an unknown direction {direction!r}")
 
 
-def _same_day(when: Any, day: date) -> bool:
-    return isinstance(when, datetime) and when.astimezone(UTC).date() == day
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _record_span(rec: Any, what: str) -> date:
+def _rfc2822_day(day: date) -> str:
+    """The day as it stands in Twilio's RFC 2822 times ("Mon, 30 Nov 2026 09:00:00 +0000"): "30 Nov 2026"."""
+    return f"{day.day:02d} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def _same_day(when: Any, day: date, stamp: str) -> bool:
+    """Whether a listed time (RFC 2822, as Twilio gives `date_sent` and `start_time`) falls on the UTC `day`;
+    `stamp` is `_rfc2822_day(day)`. Twilio writes every time in UTC ("+0000"): those are compared as text, once
+    per record of a page of 1,000; any other offset is parsed and converted. An empty or unreadable time is on no
+    day (a message not sent yet has no `date_sent`)."""
+    if not isinstance(when, str):
+        return False
+    if len(when) == 31 and when.endswith(" +0000") and when[3:5] == ", ":
+        return when[5:16] == stamp
+    try:
+        parsed = parsedate_to_datetime(when)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if parsed.tzinfo is None:  # "-0000": UTC with no source zone (RFC 2822)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).date() == day
+
+
+def _records(page: Any, what: str) -> list[dict[str, Any]]:
+    """A page's records as the JSON objects on the wire. The SDK's `Page` would build an instance of its resource
+    class per record (parsing three RFC 2822 dates of each message, for one); the collector reads a few fields of
+    every record of the account's day, so it reads them from the page's parsed JSON. The SDK still builds the
+    requests, authenticates, pages and raises on errors."""
+    try:
+        records = page.load_page(page._payload)
+    except Exception as exc:  # the SDK's "Page Records can not be deserialized", a payload that is not a dict
+        raise ProviderError(f"{SOURCE}: malformed response to {what}: {exc}") from None
+    if not isinstance(records, list) or not set(map(type, records)) <= {dict}:
+        raise ProviderError(f"{SOURCE}: malformed response to {what}: the records are not a list of objects")
+    return records
+
+
+def _record_span(rec: dict[str, Any], what: str) -> date:
     """The one UTC day a daily usage record covers. A record without a valid `start_date`, or whose `end_date` is
     not that same day (the spec's own example spans years), cannot be one day's usage: the listing fails."""
-    first, last = _record_day(rec.start_date), _record_day(rec.end_date)
+    category, start_date, end_date = rec.get("category"), rec.get("start_date"), rec.get("end_date")
+    if start_date == end_date and type(start_date) is str and len(start_date) == 10:
+        try:
+            return date.fromisoformat(start_date)  # the usual "2026-11-30": one parse for both ends
+        except ValueError:
+            pass
+    first, last = _record_day(start_date), _record_day(end_date)
     if first is None or last is None:
         raise ProviderError(
-            f"{SOURCE}: malformed response to {what}: a {rec.category!r} record without a valid "
-            f"start_date/end_date ({rec.start_date!r}, {rec.end_date!r})"
+            f"{SOURCE}: malformed response to {what}: a {category!r} record without a valid "
+            f"start_date/end_date ({start_date!r}, {end_date!r})"
         )
     if first != last:
         raise ProviderError(
-            f"{SOURCE}: {what}: a {rec.category!r} record spans {first}..{last}, not one day; "
+            f"{SOURCE}: {what}: a {category!r} record spans {first}..{last}, not one day; "
             "its usage cannot be given to one day"
         )
     return first
@@ -633,7 +718,11 @@ def _provider_error(exc: Exception, what: str, secrets: tuple[str, ...]) -> Prov
         message = f"{message} (Twilio error {code})"
     detail = scrub(str(message or (exc.args[0] if exc.args else type(exc).__name__)), secrets)
     retryable = status in (429, 500, 502, 503, 504)
-    return ProviderError(f"{SOURCE}: HTTP {status} on {what}: {detail}", retryable=retryable)
+    return ProviderError(
+        f"{SOURCE}: HTTP {status} on {what}: {detail}",
+        retryable=retryable,
+        status=status if isinstance(status, int) else None,
+    )
 
 
 def _platform(settings: TwilioProvider, cfg: Config) -> tuple[str, str] | None:
