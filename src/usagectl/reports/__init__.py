@@ -30,8 +30,11 @@ from usagectl.reports.objects import (
 )
 from usagectl.reports.queries import (
     adjustments_posted,
+    ascii_lower,
+    estimated_costs,
     export_rows,
     month_projection,
+    ranking_rows,
     reconcile_report,
     tenant_report,
     tenants_report,
@@ -71,5 +74,8 @@ __all__ = [
     "reconcile_report",
     "tenant_report",
     "tenants_report",
+    "estimated_costs",
+    "ascii_lower",
+    "ranking_rows",
     "unknown_tenant",
 ]
