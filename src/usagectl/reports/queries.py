@@ -649,7 +649,8 @@ def _charge(plans: Any, usage: Any, n_segments: int) -> Any:
 def _exact_table(exact: Mapping[int, int]) -> Any:
     """(tenant id, plan charge in micro-USD) rows, as a subquery to join."""
     rows = [
-        select(_int(tid).label("tenant_id"), _int(micros).label("charge")) for tid, micros in sorted(exact.items())
+        select(_int(tid).label("tenant_id"), _int(micros).label("charge"))
+        for tid, micros in sorted(exact.items())
     ]
     return (union_all(*rows) if len(rows) > 1 else rows[0]).subquery("exact")
 
@@ -964,7 +965,15 @@ def ranking_rows_statement(
     plan charge and margin NULL without `cfg`). bench/bench_ranking.py copies the same statement with psql."""
     k = _ranking(cfg, month, done, dialect, exact).c
     figures = (k.charge, k.margin) if cfg is not None else (null(), null())
-    cols = (k.slug, k.name, k.plan_tier, k.active, *(k[f] for _, f in _RANKED), k.estimated_cost, k.provider_cost)
+    cols = (
+        k.slug,
+        k.name,
+        k.plan_tier,
+        k.active,
+        *(k[f] for _, f in _RANKED),
+        k.estimated_cost,
+        k.provider_cost,
+    )
     return select(*cols, *figures).order_by(*_order(k, sort, dialect))
 
 
