@@ -102,29 +102,11 @@ def detail_sql(details: list[Any], ids: list[int]) -> list[str]:
 def previous_sql(url: str, slugs: list[str]) -> str:
     """The System Usage page's month-over-month column: the month before's estimated cost of the page's tenants
     (reports.estimated_costs' statement)."""
-    from sqlalchemy import or_, select, true
-
-    from usagectl.reports.queries import _micros, _sum
+    from usagectl.reports.queries import estimated_costs_statement
     from usagectl.store.engine import make_engine
-    from usagectl.store.tables import tenants
-    from usagectl.store.tables import usage_rollups as r
 
     engine = make_engine(url)
-    before = Window.month(2025, 12)
-    t = tenants.c
-    ids = select(t.id).where(t.slug.in_(slugs)).scalar_subquery()
-    usage = (
-        select(r.tenant_id, _sum(_micros(r.estimated_cost_usd)).label("cost"))
-        .where(r.date >= before.start, r.date < before.end, r.tenant_id.in_(ids))
-        .group_by(r.tenant_id)
-        .subquery("u")
-    )
-    q = (
-        select(t.slug, usage.c.cost)
-        .select_from(tenants.outerjoin(usage, usage.c.tenant_id == t.id))
-        .where(t.slug.in_(slugs), or_(t.active == true(), usage.c.tenant_id.is_not(None)))
-    )
-    text = sql_text(q, engine.dialect)
+    text = sql_text(estimated_costs_statement(Window.month(2025, 12), slugs), engine.dialect)
     engine.dispose()
     return text
 

@@ -1003,12 +1003,8 @@ def ranking_rows(
             yield from part
 
 
-def estimated_costs(store: Store, month: Window, slugs: Sequence[str]) -> dict[str, Decimal]:
-    """slug -> estimated cost over `month`, of these tenants as the month's ranking lists them (an inactive tenant
-    without usage in the month is not listed): the System Usage page's month-over-month column reads the month
-    before for its page of tenants only."""
-    if not slugs:
-        return {}
+def estimated_costs_statement(month: Window, slugs: Sequence[str]) -> Any:
+    """`estimated_costs`' statement (bench/bench_ranking.py runs it bare)."""
     t = tenants.c
     ids = select(t.id).where(t.slug.in_(list(slugs))).scalar_subquery()
     usage = (
@@ -1017,13 +1013,22 @@ def estimated_costs(store: Store, month: Window, slugs: Sequence[str]) -> dict[s
         .group_by(r.tenant_id)
         .subquery("u")
     )
-    q = (
+    return (
         select(t.slug, usage.c.cost)
         .select_from(tenants.outerjoin(usage, usage.c.tenant_id == t.id))
         .where(t.slug.in_(list(slugs)), or_(t.active == true(), usage.c.tenant_id.is_not(None)))
     )
+
+
+def estimated_costs(store: Store, month: Window, slugs: Sequence[str]) -> dict[str, Decimal]:
+    """slug -> estimated cost over `month`, of these tenants as the month's ranking lists them (an inactive tenant
+    without usage in the month is not listed): the System Usage page's month-over-month column reads the month
+    before for its page of tenants only."""
+    if not slugs:
+        return {}
     with store.engine.connect() as conn:
-        return {slug: from_micros(int(cost or 0)) for slug, cost in conn.execute(q)}
+        rows = conn.execute(estimated_costs_statement(month, slugs))
+        return {slug: from_micros(int(cost or 0)) for slug, cost in rows}
 
 
 def whole_months(window: Window) -> list[Window]:
