@@ -252,7 +252,7 @@ def endpoint(
         if "page" in parts:
             targets.append(("System Usage page", page_path, page_params, cookies))
         for label, path, query, jar in targets:
-            bare_p50 = p50_of(bare[path].run, max(5, requests // 4))
+            bare_p50 = p50_of(bare[path].run, max(3, requests // 4))
             print(
                 f"{label}: bare SQL (page + totals + details) + json.dumps in-process: p50 {bare_p50 * 1000:.0f} ms"
             )
