@@ -225,6 +225,8 @@ def test_tenants_command_top_50_and_streamed_csv_json(
         assert (
             len(rows) == 1 + many + 1 and rows[-1][1] == "TOTAL" and rows[-1][5] == str(sum(range(many + 1)))
         )
+        bad = cli("tenants", "--month", "2026-10", "-f", "csv", "--sort", "bogus")
+        assert bad.code == 2 and bad.out == ""  # refused before a line is written
         got = json.loads(cli("tenants", "--month", "2026-10", "-f", "json").out)
         full = tenants_dict(tenants_report(store, OCT, cfg=cfg))  # today, as the command has it
         assert len(got["tenants"]) == many

@@ -995,12 +995,17 @@ def ranking_rows(
     if sort not in SORT_KEYS:
         raise InputError(f"--sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
     done = through_yesterday(month, today or utc_today())
-    with store.engine.connect() as conn:
-        exact = plan_changes(conn, cfg, month, done)
-        stmt = ranking_rows_statement(cfg, month, done, store.dialect, sort, exact)
-        result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
-        for part in result.partitions():
-            yield from part
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        # A generator apart: a bad --sort is refused before the caller writes anything.
+        with store.engine.connect() as conn:
+            exact = plan_changes(conn, cfg, month, done)
+            stmt = ranking_rows_statement(cfg, month, done, store.dialect, sort, exact)
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
+            for part in result.partitions():
+                yield from part
+
+    return rows()
 
 
 def estimated_costs_statement(month: Window, slugs: Sequence[str]) -> Any:
