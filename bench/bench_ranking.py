@@ -46,6 +46,7 @@ from usagectl.reports.queries import (
     _COSTS_IN,
     _FAILED_IN,
     _PLAN_USAGE_IN,
+    ranking_rows_statement,
     ranking_statements,
     through_yesterday,
 )
@@ -81,22 +82,53 @@ def statements(url: str, limit: int | None) -> tuple[str, str, list[Any]]:
     return texts[0], texts[1], [(stmt, params, dialect) for stmt, params in details]
 
 
+def rows_statement(url: str) -> str:
+    """The CSV's statement (reports.ranking_rows): every tenant, the CSV's columns, in order."""
+    from usagectl.store.engine import make_engine
+
+    engine = make_engine(url)
+    done = through_yesterday(MONTH, TODAY)
+    text = sql_text(
+        ranking_rows_statement(bench_config(), MONTH, done, engine.dialect.name, "cost"), engine.dialect
+    )
+    engine.dispose()
+    return text
+
+
 def detail_sql(details: list[Any], ids: list[int]) -> list[str]:
     return [sql_text(stmt, dialect, **params, tids=ids) for stmt, params, dialect in details]
 
 
-class BarePage:
-    """The same statements with psycopg and json.dumps, in this process: the floor."""
+def previous_sql(url: str, slugs: list[str]) -> str:
+    """The System Usage page's month-over-month column: the month before's estimated cost of the page's tenants
+    (reports.estimated_costs' statement)."""
+    from usagectl.reports.queries import estimated_costs_statement
+    from usagectl.store.engine import make_engine
 
-    def __init__(self, url: str, page: str, totals: str, details: list[Any]) -> None:
+    engine = make_engine(url)
+    text = sql_text(estimated_costs_statement(Window.month(2025, 12), slugs), engine.dialect)
+    engine.dispose()
+    return text
+
+
+class BarePage:
+    """The same statements with psycopg and json.dumps, in this process: the floor. With `previous`, also the
+    System Usage page's month-before statement for the page's tenants."""
+
+    def __init__(
+        self, url: str, page: str, totals: str, details: list[Any], *, previous: bool = False
+    ) -> None:
         import psycopg
 
         self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
         self.page, self.totals, self.details = page, totals, details
         cur = self.conn.cursor()
         cur.execute(page)
-        self.ids = [row[0] for row in cur.fetchall()]
+        got = cur.fetchall()
+        self.ids = [row[0] for row in got]
         self.detail = detail_sql(details, self.ids)
+        if previous:
+            self.detail.append(previous_sql(url, [row[1] for row in got]))
 
     def run(self) -> str:
         cur = self.conn.cursor()
@@ -148,7 +180,24 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def endpoint(url: str, home: Path, cfg_path: Path, requests: int, clients: list[int]) -> bool:
+def sign_in(base: str, token: str) -> dict[str, str]:
+    """A root admin's page session (token mode): the cookies the sign-in form sets."""
+    import re
+
+    with httpx.Client(base_url=base, timeout=60) as c:
+        form = c.get("/signin")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf, form.text[:300]
+        got = c.post("/signin", data={"token": token, "csrf_token": csrf.group(1)})
+        assert got.status_code == 303, got.text[:300]
+        return dict(c.cookies)
+
+
+def endpoint(
+    url: str, home: Path, cfg_path: Path, requests: int, clients: list[int], timeout: float, parts: list[str]
+) -> bool:
+    """The ranking endpoint and the System Usage page, each against its bare statements in-process and in a bare
+    Starlette endpoint, at each client count."""
     from usagectl.store.engine import open_store
     from usagectl.store.tokens import create_token
 
@@ -156,10 +205,13 @@ def endpoint(url: str, home: Path, cfg_path: Path, requests: int, clients: list[
     root = create_token(store, tenant=None)[0]
     store.close()
     page_sql, totals_sql, details = statements(url, PAGE)
-    bare = BarePage(url, page_sql, totals_sql, details)
+    api_path, page_path = "/api/root-admin/usage/tenants", "/admin/system-usage"
+    bare = {
+        api_path: BarePage(url, page_sql, totals_sql, details),
+        page_path: BarePage(url, page_sql, totals_sql, details, previous=True),
+    }
     sql_file = home / "statements.json"
-    path = "/api/root-admin/usage/tenants"
-    sql_file.write_text(json.dumps({path: [page_sql, totals_sql, *bare.detail]}))
+    sql_file.write_text(json.dumps({p: [page_sql, totals_sql, *b.detail] for p, b in bare.items()}))
     port, bare_port = free_port(), free_port()
     env = child_env(HOME=str(home), USAGECTL_DATABASE_URL=url, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
     serve = subprocess.Popen(
@@ -177,42 +229,53 @@ def endpoint(url: str, home: Path, cfg_path: Path, requests: int, clients: list[
         wait_up(base)
         for _ in range(100):
             try:
-                httpx.get(f"{bare_base}{path}", timeout=60)
+                httpx.get(f"{bare_base}{api_path}", timeout=timeout)
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
-        params = {"month": MONTH.start.strftime("%Y-%m"), "limit": str(PAGE)}
+        month = MONTH.start.strftime("%Y-%m")
+        params = {"month": month, "limit": str(PAGE)}
         got = httpx.get(
-            f"{base}{path}", params=params, headers={"Authorization": f"Bearer {root}"}, timeout=120
+            f"{base}{api_path}", params=params, headers={"Authorization": f"Bearer {root}"}, timeout=timeout
         )
         assert got.status_code == 200, got.text[:300]
         body = got.json()
         print(
             f"page of {len(body['tenants'])} of {body['tenant_count']:,} tenants, {len(got.content):,} bytes"
         )
-        bare_p50 = p50_of(bare.run, max(5, requests // 4))
-        print(
-            f"bare SQL (page + totals + page details) + json.dumps, in-process: p50 {bare_p50 * 1000:.0f} ms"
-        )
-        for n in clients:
-            reqs = [(path, params, root)] * requests
-            rtt, srv, errors, _ = asyncio.run(load(base, reqs, n, None))
-            b_rtt, b_srv, b_err, _ = asyncio.run(load(bare_base, reqs, n, None))
+        cookies = sign_in(base, root)
+        page_params = {"month": month}
+        html = httpx.get(f"{base}{page_path}", params=page_params, cookies=cookies, timeout=timeout)
+        assert html.status_code == 200 and html.text.count("data-tenant=") == PAGE, html.text[:300]
+        print(f"System Usage page: {PAGE} rows, {len(html.content):,} bytes")
+        targets = [("ranking endpoint", api_path, params, None)] if "api" in parts else []
+        if "page" in parts:
+            targets.append(("System Usage page", page_path, page_params, cookies))
+        for label, path, query, jar in targets:
+            bare_p50 = p50_of(bare[path].run, max(3, requests // 4))
             print(
-                f"{n} client(s): usagectl server p50 {median(srv) * 1000:.0f} ms, round trip {median(rtt) * 1000:.0f} "
-                f"ms, errors {errors}; bare Starlette server p50 {median(b_srv) * 1000:.0f} ms, round trip "
-                f"{median(b_rtt) * 1000:.0f} ms, errors {b_err}"
+                f"{label}: bare SQL (page + totals + details) + json.dumps in-process: p50 {bare_p50 * 1000:.0f} ms"
             )
-            ok &= verdict(
-                f"ranking page, {n} client(s), p50 server time vs bare SQL", median(srv), bare_p50, 1.5
-            )
-            verdict(
-                f"ranking page, {n} client(s), p50 server time vs bare Starlette",
-                median(srv),
-                median(b_srv),
-                1.5,
-            )
-            ok &= errors == 0
+            for n in clients:
+                reqs = [(path, query, root)] * max(requests, n)
+                rtt, srv, errors, _ = asyncio.run(load(base, reqs, n, None, timeout=timeout, cookies=jar))
+                b_rtt, b_srv, b_err, _ = asyncio.run(load(bare_base, reqs, n, None, timeout=timeout))
+                print(
+                    f"{label}, {n} client(s): usagectl server p50 {median(srv) * 1000:.0f} ms, round trip "
+                    f"{median(rtt) * 1000:.0f} ms, errors {errors}; bare Starlette server p50 "
+                    f"{median(b_srv) * 1000:.0f} ms, round trip {median(b_rtt) * 1000:.0f} ms, errors {b_err}; "
+                    f"{os.getloadavg()[0]:.1f} load"
+                )
+                ok &= verdict(
+                    f"{label}, {n} client(s), p50 server time vs bare SQL", median(srv), bare_p50, 1.5
+                )
+                verdict(
+                    f"{label}, {n} client(s), p50 server time vs bare Starlette",
+                    median(srv),
+                    median(b_srv),
+                    1.5,
+                )
+                ok &= errors == 0
         rss = vmhwm_mb(serve.pid)
         print(f"usagectl serve peak RSS {rss:.0f} MB (target < 150 MB): {'OK' if rss < 150 else 'MISSED'}")
         ok &= rss < 150
@@ -232,8 +295,8 @@ def terminal(url: str, home: Path, cfg_path: Path, repeat: int) -> bool:
     bare = BarePage(url, page_sql, totals_sql, details)
     script = f"{page_sql};\n{totals_sql};\n" + "".join(f"{s};\n" for s in bare.detail)
     month = MONTH.start.strftime("%Y-%m")
-    # Untimed: the first command syncs the config's tenants into the database (here: none listed, so every
-    # generated tenant is marked inactive once).
+    # Untimed: the first command syncs the config's tenants into the database (here: none listed; the generated
+    # tenants are of the tenant directory's origin, which the config sync leaves alone).
     run_child(["usagectl", "tenants", "--month", month], env=env)
     ours = [run_child(["usagectl", "tenants", "--month", month], env=env) for _ in range(repeat)]
     base = [run_child([psql, "-X", "-q", plain], stdin=script.encode()) for _ in range(repeat)]
@@ -244,7 +307,7 @@ def terminal(url: str, home: Path, cfg_path: Path, repeat: int) -> bool:
         median([r.seconds for r in base]),
         1.5,
     )
-    all_sql, _, _ = statements(url, None)
+    all_sql = rows_statement(url)
     copy = f"\\copy ({all_sql.replace(chr(10), ' ')}) TO STDOUT WITH CSV HEADER\n"
     with tempfile.TemporaryDirectory() as tmp:
         ours = [
@@ -282,6 +345,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=40, help="requests per client count")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=600, help="the load generator's per-request timeout (s)")
+    ap.add_argument(
+        "--parts", nargs="+", default=["api", "page", "terminal"], choices=["api", "page", "terminal"],
+        help="what to measure: the ranking endpoint, the System Usage page, usagectl tenants",
+    )  # fmt: skip
     args = ap.parse_args()
     print(machine())
     if args.fill:
@@ -301,9 +369,12 @@ def main() -> None:
         doc["serve"] = {"access_log": False}
         cfg_path.write_text(tomli_w.dumps(doc))
         print(f"\n1. the ranking endpoint, a page of {PAGE}, {args.requests} requests per client count")
-        ok = endpoint(args.pg, home, cfg_path, args.requests, args.clients)
+        ok = True
+        if {"api", "page"} & set(args.parts):
+            ok &= endpoint(args.pg, home, cfg_path, args.requests, args.clients, args.timeout, args.parts)
         print("\n2. usagectl tenants")
-        ok &= terminal(args.pg, home, cfg_path, args.repeat)
+        if "terminal" in args.parts:
+            ok &= terminal(args.pg, home, cfg_path, args.repeat)
     raise SystemExit(0 if ok else 1)
 
 

@@ -6,9 +6,13 @@
 1. /api/admin/usage/summary and /daily (tenant tokens, random tenants) and /api/root-admin/usage/tenants (a
    month of every tenant) with --clients concurrent clients: p50 of the server's own time (its Server-Timing
    header: from request to response head, in the app) and of the client round trip, and requests per second.
-   Baseline: the same SQL through the `sqlite3` module (psycopg with --pg) plus `json.dumps`, in this one
-   process, on the same database, measured in the same run. Targets: p50 server time at most 3x the bare cost
-   for /summary and /daily, at most 1.5x for /tenants.
+   Baselines for /summary and /daily: the very statements the endpoint runs for each tenant (`captured` from
+   reports.tenant_report: tenant, days, totals, plan periods and usage behind the plan charge, provider costs,
+   failed collections, adjustments, provisional days) through the `sqlite3` module (psycopg with --pg) plus
+   `json.dumps`, in this one process; with --pg also a bare Starlette endpoint (bare_starlette.py, a child)
+   running the same statements, so the framework's own cost is visible. Targets: p50 server time at most 3x
+   the in-process bare cost, at most 1.5x the bare Starlette endpoint's; /tenants at most 1.5x its bare query.
+   --tenant-only stops after /summary and /daily.
 2. Soak: --soak-clients clients for --soak-seconds seconds over all three endpoints: 0 errors, p99 at most 10x
    p50 (client round trip).
 
@@ -32,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,27 +48,6 @@ from gen_data import copy_db, fill_postgres, rolled_up_db, slug
 MONTH = ("2026-01-01", "2026-02-01")
 DAILY = ("2026-01-01", "2026-01-30")
 
-MONEY = (
-    "sms_cost_usd",
-    "mms_cost_usd",
-    "voice_cost_usd",
-    "email_cost_usd",
-    "ai_cost_usd",
-    "estimated_cost_usd",
-)
-DAY_SQL = (
-    "SELECT r.date, t.slug, t.name, r.plan_tier, r.pricing_version, r.sms_total, r.mms_total, "
-    "r.voice_total_minutes, r.email_total, r.ai_tokens_in, r.ai_tokens_out, r.ai_total_tokens, r.jobs_executed, "
-    f"r.storage_bytes, {', '.join('r.' + m for m in MONEY)}, r.provider_cost_usd "
-    "FROM usage_rollups_daily r JOIN tenants t ON t.id = r.tenant_id "
-    "WHERE r.tenant_id = {p} AND r.date >= {p} AND r.date < {p} ORDER BY r.date"
-)
-TOTALS_SQL = (
-    "SELECT COALESCE(SUM(sms_total),0), COALESCE(SUM(mms_total),0), COALESCE(SUM(voice_total_minutes),0), "
-    "COALESCE(SUM(email_total),0), COALESCE(SUM(ai_total_tokens),0), COALESCE(SUM(jobs_executed),0), "
-    f"{', '.join(f'COALESCE(SUM({m}),0)' for m in MONEY)}, SUM(provider_cost_usd) "
-    "FROM usage_rollups_daily WHERE tenant_id = {p} AND date >= {p} AND date < {p}"
-)
 TENANTS_SQL = (
     "SELECT t.slug, t.name, t.plan_tier, t.active, m.sms, m.emails, m.voice, m.ai, m.cost, m.pc FROM tenants t "
     "LEFT JOIN (SELECT tenant_id, SUM(sms_total) sms, SUM(email_total) emails, SUM(voice_total_minutes) voice, "
@@ -105,36 +88,14 @@ class Bare:
         cur.execute(sql.format(p=self.p), args)
         return list(cur.fetchall())
 
-    def tenant(self, s: str) -> Any:
-        return self.q("SELECT id, slug, name, plan_tier FROM tenants WHERE slug = {p}", s)[0]
-
-    def daily(self, s: str) -> str:
-        t = self.tenant(s)
-        end = "2026-01-31"
-        rows = self.q(DAY_SQL, t[0], DAILY[0], end)
-        cols = (
-            "date",
-            "tenant",
-            "tenant_name",
-            "plan_tier",
-            "pricing_version",
-            "sms",
-            "mms",
-            "voice",
-            "email",
-        )
-        days = [dict(zip(cols, map(str, r), strict=False)) | {"rest": [str(v) for v in r[9:]]} for r in rows]
-        totals = self.q(TOTALS_SQL, t[0], DAILY[0], end)[0]
-        mtd = self.q(TOTALS_SQL, t[0], MONTH[0], end)[0]
-        return json.dumps(
-            {"tenant": t[1:], "days": days, "totals": [str(v) for v in totals], "mtd": str(mtd[11])}
-        )
-
-    def summary(self, s: str) -> str:
-        t = self.tenant(s)
-        totals = self.q(TOTALS_SQL, t[0], *MONTH)[0]
-        mtd = self.q(TOTALS_SQL, t[0], *MONTH)[0]
-        return json.dumps({"tenant": t[1:], "totals": [str(v) for v in totals], "mtd": str(mtd[11])})
+    def run(self, statements: list[tuple[str, Any]]) -> str:
+        """The endpoint's own statements (`captured`), as its DBAPI received them, and json.dumps of the rows."""
+        cur = self.conn.cursor()
+        results = []
+        for sql, params in statements:
+            cur.execute(sql, params)
+            results.append(cur.fetchall())
+        return json.dumps(results, default=str)
 
     def tenants(self) -> str:
         rows = self.q(TENANTS_SQL, *MONTH)
@@ -142,6 +103,50 @@ class Bare:
         total = self.q(ALL_TOTALS_SQL, *MONTH)[0]
         lines = [[str(v) for v in r] for r in rows[:100]]
         return json.dumps({"tenants": lines, "count": len(rows), "total": [str(v) for v in total]})
+
+
+def captured(url: str, cfg_path: Path, slugs: list[str], window: Any) -> dict[str, list[tuple[str, Any]]]:
+    """slug -> the SQL statements `/summary` or `/daily` runs for that tenant over `window` (reports.tenant_report,
+    as web.api._report calls it), with their parameters as the DBAPI receives them: the tenant, its days and
+    totals, the month to date, the plan periods and plan usage behind the plan charge, the provider costs and
+    failed collections behind the margin, the adjustments and the provisional days. Every figure the endpoint
+    returns comes from these rows. Captured on the second call (what the server caches after one request is not
+    in them)."""
+    from sqlalchemy import event
+
+    from usagectl import config as cfgmod
+    from usagectl.reports import tenant_report
+    from usagectl.store.engine import open_store
+
+    cfg = cfgmod.load(cfg_path)
+    store = open_store(url)
+    out: dict[str, list[tuple[str, Any]]] = {}
+    got: list[tuple[str, Any]] = []
+
+    def grab(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        got.append((statement, parameters))
+
+    try:
+        for s in slugs:
+            tenant_report(store, cfg, s, window)
+            event.listen(store.engine, "before_cursor_execute", grab)
+            tenant_report(store, cfg, s, window)
+            event.remove(store.engine, "before_cursor_execute", grab)
+            out[s], got = got, []
+    finally:
+        store.close()
+    return out
+
+
+def literal_sql(url: str, statements: list[tuple[str, Any]]) -> list[str]:
+    """PostgreSQL: each captured statement with its parameters inlined (for bare_starlette.py's JSON file)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        cur = psycopg.ClientCursor(conn)
+        return [cur.mogrify(sql, params) for sql, params in statements]
 
 
 def verdict(name: str, figure: float, baseline: float, target: float) -> bool:
@@ -183,17 +188,24 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def load(
-    base: str, requests: list[tuple[str, dict[str, str], str]], clients: int, seconds: float | None
+    base: str,
+    requests: list[tuple[str, dict[str, str], str]],
+    clients: int,
+    seconds: float | None,
+    *,
+    timeout: float = 60,
+    cookies: dict[str, str] | None = None,
 ) -> tuple[list[float], list[float], int, float]:
     """Run `requests` (url, params, token) with `clients` concurrent clients; with `seconds`, cycle through them
-    for that long. Returns client round trips, server times (s), errors, wall seconds."""
+    for that long. Returns client round trips, server times (s), errors, wall seconds. `timeout`: per request;
+    `cookies`: sent with each (a page's session)."""
     rtt: list[float] = []
     server: list[float] = []
     errors = 0
     queue = iter(range(10**12))
     stop_at = time.perf_counter() + seconds if seconds else None
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as c:
+    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits, cookies=cookies) as c:
 
         async def worker() -> None:
             nonlocal errors
@@ -242,6 +254,9 @@ def main() -> None:
     ap.add_argument(
         "--pg-reuse", action="store_true", help="with --pg: keep the data a previous run left there"
     )
+    ap.add_argument(
+        "--tenant-only", action="store_true", help="only /summary and /daily (not /tenants, no soak)"
+    )
     args = ap.parse_args()
     if args.days < 31:
         raise SystemExit("--days must be at least 31 (January 2026 is queried)")
@@ -284,6 +299,7 @@ def main() -> None:
              "--workers", str(args.workers)],
             env=env, stderr=subprocess.PIPE,
         )  # fmt: skip
+        starlette: subprocess.Popen[bytes] | None = None
         try:
             for _ in range(600):
                 try:
@@ -297,18 +313,55 @@ def main() -> None:
                 f"{args.tenants:,} tenants x {args.days} days, {args.workers} worker(s), "
                 f"{'PostgreSQL' if args.pg else 'SQLite'}"
             )
+            from usagectl.periods import Window as W
+
+            windows = {
+                "/summary": W.month(2026, 1),
+                "/daily": W(date.fromisoformat(DAILY[0]), date.fromisoformat(DAILY[1]) + timedelta(days=1)),
+            }
+            sqls = {name: captured(url, cfg, sorted(set(picks)), w) for name, w in windows.items()}
+            for name, per in sqls.items():
+                print(f"{name}: {len(next(iter(per.values())))} statements per request (captured)")
+            bare_base = ""
+            if args.pg:
+                # The bare Starlette twin: the same statements per tenant, json.dumps of the rows.
+                sql_file = home / "statements.json"
+                sql_file.write_text(
+                    json.dumps(
+                        {
+                            f"{name}/{s}": literal_sql(url, st)
+                            for name, per in sqls.items()
+                            for s, st in per.items()
+                        }
+                    )
+                )
+                bare_port = free_port()
+                bare_base = f"http://127.0.0.1:{bare_port}"
+                starlette = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("bare_starlette.py")), "--url", url, "--sql",
+                     str(sql_file), "--port", str(bare_port)],
+                    env=env, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                for _ in range(300):
+                    try:
+                        httpx.get(f"{bare_base}/healthz", timeout=2)
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.1)
             cases = [
-                ("/summary", "/api/admin/usage/summary", {"month": MONTH[0][:7]}, lambda s: bare.summary(s), 3.0),
-                ("/daily", "/api/admin/usage/daily", {"from": DAILY[0], "to": DAILY[1]}, lambda s: bare.daily(s), 3.0),
-            ]  # fmt: skip
-            for name, path, params, bare_fn, target in cases:
+                ("/summary", "/api/admin/usage/summary", {"month": MONTH[0][:7]}, 3.0),
+                ("/daily", "/api/admin/usage/daily", {"from": DAILY[0], "to": DAILY[1]}, 3.0),
+            ]
+            for name, path, params, target in cases:
+                per = sqls[name]
                 reqs = [(path, params, tokens[picks[i % len(picks)]]) for i in range(args.requests)]
                 asyncio.run(load(base, reqs[:50], 4, None))  # warm-up
                 rtt, srv, errors, wall = asyncio.run(load(base, reqs, args.clients, None))
-                base_p50 = bare_p50(_cycling(bare_fn, picks), 300)
+                base_p50 = bare_p50(_cycling(lambda s, per=per: bare.run(per[s]), picks), 300)
                 print(
                     f"{name}: {len(rtt) / wall:.0f} req/s, client p50 {median(rtt) * 1000:.1f} ms, "
-                    f"errors {errors}; bare p50 {base_p50 * 1000:.2f} ms"
+                    f"errors {errors}; bare (the same statements + json.dumps, in-process) p50 "
+                    f"{base_p50 * 1000:.2f} ms; load {os.getloadavg()[0]:.1f}"
                 )
                 ok &= (
                     verdict(f"{name} p50 server time vs bare", median(srv), base_p50, target) and errors == 0
@@ -316,6 +369,24 @@ def main() -> None:
                 # One client: no queueing behind the other clients, the cost of one request alone.
                 _, srv1, _, _ = asyncio.run(load(base, reqs[:100], 1, None))
                 verdict(f"{name}, 1 client, p50 server time vs bare", median(srv1), base_p50, target)
+                if starlette is not None:
+                    b_reqs = [(f"{name}/{picks[i % len(picks)]}", {}, "none") for i in range(args.requests)]
+                    asyncio.run(load(bare_base, b_reqs[:50], 4, None))  # warm-up
+                    _, b_srv, b_err, _ = asyncio.run(load(bare_base, b_reqs, args.clients, None))
+                    _, b_srv1, _, _ = asyncio.run(load(bare_base, b_reqs[:100], 1, None))
+                    print(f"{name}: bare Starlette p50 {median(b_srv) * 1000:.2f} ms, errors {b_err}")
+                    ok &= verdict(
+                        f"{name}, {args.clients} clients, p50 server time vs bare Starlette",
+                        median(srv), median(b_srv), 1.5,
+                    )  # fmt: skip
+                    ok &= verdict(
+                        f"{name}, 1 client, p50 server time vs bare Starlette",
+                        median(srv1),
+                        median(b_srv1),
+                        1.5,
+                    )
+            if args.tenant_only:
+                raise SystemExit(0 if ok else 1)
             reqs = [("/api/root-admin/usage/tenants", {"month": MONTH[0][:7]}, root)] * args.root_requests
             rtt, srv, errors, wall = asyncio.run(load(base, reqs, args.clients, None))
             base_p50 = bare_p50(bare.tenants, 15)
@@ -345,6 +416,9 @@ def main() -> None:
             )
             ok &= verdict("soak p99 vs p50 (client round trip)", p99, p50, 10.0) and errors == 0
         finally:
+            if starlette is not None:
+                starlette.send_signal(signal.SIGINT)
+                starlette.wait(timeout=30)
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=30)

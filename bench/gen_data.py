@@ -34,7 +34,7 @@ from typing import Any
 from usagectl.config import Config, parse
 from usagectl.store.tables import METRIC_COLUMNS, SCHEMA_HEAD
 
-GEN_VERSION = 2  # bump when the generated data changes
+GEN_VERSION = 3  # bump when the generated data changes
 START = date(2026, 1, 1)
 SOURCES = ("twilio", "sendgrid", "openai", "events")
 PLANS = ("starter", "pro", "elite")
@@ -264,9 +264,12 @@ def _generate_sql(tenants: int, days: int, dialect: str) -> list[str]:
     )
     plans = " ".join(f"WHEN {i} THEN '{p}'" for i, p in enumerate(PLANS))
     people = (
-        "INSERT INTO tenants (id, slug, name, plan_tier, active, created_at, updated_at) "
+        # Origin "directory": a platform of this size keeps its tenants in the tenant directory, not in the TOML's
+        # [[tenants]], so the config sync every command runs reads none of them.
+        "INSERT INTO tenants (id, slug, name, plan_tier, active, origin, created_at, updated_at) "
         f"{head} {ids_cte} "
-        f"SELECT tid, {slug_expr}, 'Tenant ' || tid, CASE (tid - 1) % 3 {plans} END, {active}, {now}, {now} "
+        f"SELECT tid, {slug_expr}, 'Tenant ' || tid, CASE (tid - 1) % 3 {plans} END, {active}, 'directory', "
+        f"{now}, {now} "
         "FROM ids"
     )
     return [people, metrics, models]

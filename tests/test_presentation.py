@@ -23,7 +23,7 @@ from usagectl.periods import Window
 from usagectl.records import MetricRow
 from usagectl.render.json import tenant_summary_dict
 from usagectl.render.table import render_tenant_report
-from usagectl.reports import EMPTY_MESSAGE, tenant_report, tenants_report
+from usagectl.reports import EMPTY_MESSAGE, estimated_costs, tenant_report, tenants_report
 from usagectl.store.engine import Store, open_store
 from usagectl.store.tenants import sync_tenants
 from usagectl.store.tokens import create_token
@@ -175,7 +175,7 @@ def test_system_usage_before_the_7th_and_month_over_month(env: Any) -> None:
         report,
         SystemUsageQuery(OCT),
         ROOT,
-        previous=tenants_report(store, SEP, cfg=cfg),
+        previous=estimated_costs(store, SEP, [t.slug for t in report.lines]),
         today=date(2026, 11, 3),
     )
     doc = parse(page)

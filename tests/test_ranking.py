@@ -225,6 +225,8 @@ def test_tenants_command_top_50_and_streamed_csv_json(
         assert (
             len(rows) == 1 + many + 1 and rows[-1][1] == "TOTAL" and rows[-1][5] == str(sum(range(many + 1)))
         )
+        bad = cli("tenants", "--month", "2026-10", "-f", "csv", "--sort", "bogus")
+        assert bad.code == 2 and bad.out == ""  # refused before a line is written
         got = json.loads(cli("tenants", "--month", "2026-10", "-f", "json").out)
         full = tenants_dict(tenants_report(store, OCT, cfg=cfg))  # today, as the command has it
         assert len(got["tenants"]) == many
@@ -237,3 +239,94 @@ def test_tenants_command_top_50_and_streamed_csv_json(
         assert [t.slug for t in rep.iter_lines()] == [f"c{i:02d}" for i in reversed(range(many))]
     finally:
         store.close()
+
+
+def _plan_changes(store: Store) -> None:
+    """t07 moves from pro to elite on 15 October (prorated), t10 from pro to starter on 3 November (October is
+    on pro, though its plan now is starter): both figures the ranking's SQL cannot price from the plan now."""
+    from usagectl.store.directory import record_plan
+
+    with store.engine.begin() as conn:
+        record_plan(conn, get_tenant(conn, "t07").id, "elite", date(2026, 10, 15), "test")  # type: ignore[union-attr]
+        record_plan(conn, get_tenant(conn, "t10").id, "starter", date(2026, 11, 3), "test")  # type: ignore[union-attr]
+
+
+def test_a_plan_change_is_priced_exactly_in_the_ranking(store: Any) -> None:
+    """The ranking's plan charge, its order by plan charge and margin and its totals are the exact prorated
+    figures for a tenant whose plan changes in the month or after it."""
+    cfg = _config()
+    sync_tenants(store, cfg.tenants)
+    _fill(store, cfg)
+    _plan_changes(store)
+    full = tenants_report(store, OCT, cfg=cfg, today=TODAY)
+    by = {t.slug: t for t in full.lines}
+    assert by["t07"].plan_charge is not None and len(by["t07"].plan_charge.parts) == 2
+    assert by["t10"].plan_charge is not None and by["t10"].plan_charge.plan_tier == "pro"
+    _check_totals(full, full.lines)
+    for sort in ("plan_charge", "margin"):
+        ranked = tenants_report(store, OCT, sort=sort, cfg=cfg, today=TODAY)
+        assert [t.slug for t in ranked.lines] == [
+            t.slug for t in sorted(full.lines, key=_reference_key(sort))
+        ]
+        for offset in (0, 5, 10):
+            page = tenants_report(store, OCT, sort=sort, limit=5, offset=offset, cfg=cfg, today=TODAY)
+            assert page.lines == ranked.lines[offset : offset + 5]
+            assert page.plan_charge_total == full.plan_charge_total
+
+
+@pytest.mark.parametrize("with_cfg", [True, False], ids=["cfg", "no-cfg"])
+def test_the_streamed_csv_is_the_csv_of_the_exact_report_objects(store: Any, with_cfg: bool) -> None:
+    """`usagectl tenants --format csv` writes every tenant from the ranking's rows (ranking_rows,
+    write_ranking_csv): byte for byte the CSV that the exact PlanCharge/ProviderCosts objects of every tenant
+    give (write_tenants_csv over the full report), for every sort: negative and unknown margins, a plan change,
+    a tenant without usage, text cells neutralised."""
+    import io
+
+    from usagectl.render.csv import write_ranking_csv, write_tenants_csv
+    from usagectl.reports import ranking_rows
+    from usagectl.store.tables import tenants
+
+    cfg = _config()
+    sync_tenants(store, cfg.tenants)
+    _fill(store, cfg)
+    _plan_changes(store)
+    with store.engine.begin() as conn:
+        # t04 (complete provider costs): a day whose reported cost exceeds its plan charge, a negative margin.
+        t04 = get_tenant(conn, "t04").id  # type: ignore[union-attr]
+        upsert_metric(
+            conn, t04, OCT.start, "twilio", MetricRow(sms_outbound_count=5, provider_cost_usd=Decimal("500"))
+        )
+    run_rollup(store, cfg, Window(OCT.start, TODAY), today=TODAY)
+    with store.engine.begin() as conn:
+        # Names a spreadsheet would run, or with a line break (an older database could hold them).
+        conn.execute(tenants.update().where(tenants.c.slug == "t02").values(name="=HYPERLINK(1)"))
+        conn.execute(tenants.update().where(tenants.c.slug == "t09").values(name="two\nlines\x1b[2J"))
+        conn.execute(tenants.update().where(tenants.c.slug == "t01").values(active=False))
+    plans = cfg if with_cfg else None
+    margins = set()
+    for sort in SORT_KEYS:
+        if plans is None and sort in ("plan_charge", "margin"):
+            continue
+        reference = io.StringIO()
+        full = tenants_report(store, OCT, sort=sort, cfg=plans, today=TODAY)
+        write_tenants_csv(full, reference)
+        margins |= {t.margin is None for t in full.lines} | {
+            bool(t.margin and t.margin < 0) for t in full.lines
+        }
+        got = io.StringIO()
+        rows = ranking_rows(store, OCT, sort=sort, cfg=plans, today=TODAY, batch=4)
+        assert write_ranking_csv(OCT, rows, got, priced=plans is not None) == TENANTS
+        assert got.getvalue() == reference.getvalue(), sort
+        # The System Usage page's CSV with a filter: the matching tenants, the total over all.
+        needle = io.StringIO()
+        rows = ranking_rows(store, OCT, sort=sort, cfg=plans, today=TODAY)
+        assert write_ranking_csv(OCT, rows, needle, priced=plans is not None, needle="alpha") > 0
+        lines = needle.getvalue().splitlines()
+        ref_lines = reference.getvalue().splitlines()
+        assert lines[0] == ref_lines[0] and lines[-1] == ref_lines[-1]
+        assert lines[1:-1] == [line for line in ref_lines[1:-1] if "alpha" in line.lower()]
+    text = reference.getvalue()
+    assert "'=HYPERLINK(1)" in text and "two lines" in text and "\x1b" not in text
+    if with_cfg:
+        assert margins == {True, False}  # unknown and known margins
+        assert ",-" in text  # a negative margin

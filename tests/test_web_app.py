@@ -580,3 +580,84 @@ def test_the_stylesheet_is_the_one_cached_response_and_the_docs_say_so(site: Sit
     assert "`GET /static/usage.css`, is `Cache-Control: public, max-age=3600`" in api_doc
     web_doc = " ".join((root / "docs" / "web.md").read_text().split())
     assert "is the one response sent `Cache-Control: public, max-age=3600`" in web_doc
+
+
+MANY = 123  # tenants on top of the site's: three pages of 50
+
+
+def many_tenants(site: Site, month: Window) -> None:
+    """MANY more tenants with usage in `month` (some tied, so the order's slug tie-break shows), rolled up."""
+    from usagectl.rollup import run_rollup
+
+    extra = cfgmod.parse(
+        {"tenants": [{"slug": f"m{i:03d}", "name": f"Many {i}", "plan": "starter"} for i in range(MANY)]}
+    ).tenants
+    sync_tenants(site.store, [*site.cfg.tenants, *extra])
+    for i in range(MANY):
+        row = MetricRow(
+            sms_outbound_count=1 + (i * 37) % 90, emails_sent=i, provider_cost_usd=Decimal("0.01")
+        )
+        collect(site.store, f"m{i:03d}", Window(month.start, month.start + timedelta(days=3)), row)
+    run_rollup(site.store, site.cfg, month)
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-tenant="([^"]+)"', html)
+
+
+def _foot(html: str) -> list[str]:
+    foot = html[html.index("<tfoot>") : html.index("</tfoot>")]
+    return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", foot, re.S)]
+
+
+@pytest.mark.parametrize("sort", ["cost", "sms", "name"])
+def test_system_usage_page_two_is_the_rankings_rows_51_to_100(
+    site: Site, sort: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page reads its page of the ranking in SQL: page 2 shows exactly rows 51-100 of the full ranking, the
+    totals are the full ranking's, and the paging links (plain GET links) lead from page to page. No report line
+    is built for a tenant off the page, this month or the month before."""
+    from usagectl.render.fmt import margin_text, n, usd
+    from usagectl.reports import queries, tenants_report
+
+    month = Window.month(2026, 10)
+    many_tenants(site, month)
+    full = tenants_report(site.store, month, sort=sort, cfg=site.cfg)
+    assert full.tenant_count > 100
+    built: list[int] = []
+    lines = queries._lines
+
+    def counted(conn: Any, cfg: Any, done: Any, rows: Any) -> Any:
+        built.append(len(rows))
+        return lines(conn, cfg, done, rows)
+
+    monkeypatch.setattr(queries, "_lines", counted)
+    assert sign_in(site.client, site.root).status_code == 303
+    got = site.client.get(SYSTEM, params={"month": "2026-10", "sort": sort, "offset": "50"})
+    assert got.status_code == 200
+    assert built and max(built) <= 50, built
+    html = got.text
+    assert _rows(html) == [t.slug for t in full.lines[50:100]]
+    tot = full.total
+    assert _foot(html) == [
+        f"Total, all tenants ({n(full.tenant_count)})", "", n(tot.sms), n(tot.emails), n(tot.voice_minutes),
+        n(tot.ai_tokens), usd(tot.estimated_cost), "", usd(full.plan_charge_total), margin_text(full.margin_total),
+    ]  # fmt: skip
+    links = dict(re.findall(r'<a href="([^"]+)" rel="(prev|next)"', html))
+    by_rel = {rel: href.replace("&amp;", "&") for href, rel in links.items()}
+    assert by_rel == {
+        "prev": f"{SYSTEM}?month=2026-10&sort={sort}",
+        "next": f"{SYSTEM}?month=2026-10&sort={sort}&offset=100",
+    }
+    last = site.client.get(by_rel["next"]).text
+    assert _rows(last) == [t.slug for t in full.lines[100:150]] and 'rel="next"' not in last
+    assert _rows(site.client.get(by_rel["prev"]).text) == [t.slug for t in full.lines[:50]]
+    # A filter pages the matches and adds their subtotal; the total stays over all.
+    matches = [t for t in full.lines if "many 1" in t.name.lower()]
+    page = site.client.get(
+        SYSTEM, params={"month": "2026-10", "sort": sort, "q": "MANY 1", "limit": "5"}
+    ).text
+    assert _rows(page) == [t.slug for t in matches[:5]]
+    foot = _foot(page)
+    assert foot[0] == f"Matching ({len(matches)})" and foot[2] == n(sum(t.sms for t in matches))
+    assert foot[len(foot) // 2] == f"Total, all tenants ({n(full.tenant_count)})"

@@ -18,7 +18,7 @@ from test_web_pages import NOV_5, OCT, ROOT, TENANT, WEB_CONFIG, _october
 from usagectl import config as cfgmod
 from usagectl.periods import Window
 from usagectl.render.fmt import n, usd
-from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
+from usagectl.reports import EMPTY_MESSAGE, TenantReport, estimated_costs, tenant_report, tenants_report
 from usagectl.store.engine import Store, make_engine, open_store, upgrade
 from usagectl.store.tenants import sync_tenants
 from usagectl.web.pages import (
@@ -69,10 +69,10 @@ def site(
                 tenant_report(store, cfg, "evil", Window.month(2026, 9), today=NOV_5), TENANT
             ),
             "admin/system-usage-nov3.html": render_system_usage(
-                tenants_report(store, system_default_month(NOV_3), cfg=cfg),
+                october := tenants_report(store, system_default_month(NOV_3), cfg=cfg),
                 SystemUsageQuery(system_default_month(NOV_3)),
                 ROOT,
-                previous=tenants_report(store, Window.month(2026, 9), cfg=cfg),
+                previous=estimated_costs(store, Window.month(2026, 9), [t.slug for t in october.lines]),
                 today=NOV_3,
             ),
             "signin.html": render_sign_in(PageContext(role=None)),

@@ -305,8 +305,11 @@ def test_svg_chart_unit() -> None:
 
 
 def _system(store: Any, query: SystemUsageQuery, cfg: Any = None) -> str:
-    """The System Usage page as the app builds it (the whole ranking; the page filters and pages it)."""
-    return render_system_usage(tenants_report(store, query.month, sort=query.sort, cfg=cfg), query, ROOT)
+    """The System Usage page as the app builds it: the page of the ranking the query asks for."""
+    report = tenants_report(
+        store, query.month, sort=query.sort, limit=query.limit, offset=query.offset, query=query.q, cfg=cfg
+    )
+    return render_system_usage(report, query, ROOT)
 
 
 def test_tenant_supplied_strings_are_escaped(env: Any, cli: Callable[..., Any]) -> None:

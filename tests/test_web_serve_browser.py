@@ -263,3 +263,53 @@ def test_cookie_is_secure_behind_a_trusted_proxy(served: Served) -> None:
                 v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith(SESSION_COOKIE)
             )
             assert ("secure" in [f.strip().lower() for f in cookie.split(";")]) is secure, proto
+
+
+def test_root_page_pages_with_plain_links_light_dark_and_phone(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    """System Usage's Previous/Next are plain links (no script on the page): one tenant a page, each page is the
+    ranking's next row, in light and dark, at 1280 px and on a 390 px phone, the links in view and legible."""
+    from selenium.webdriver.common.by import By
+
+    from browser import set_color_scheme
+
+    def order() -> list[str]:
+        rows = browser.find_elements(By.CSS_SELECTOR, "table.tenants tbody tr[data-tenant]")
+        return [r.get_attribute("data-tenant") for r in rows]
+
+    sign_in(browser, served.base, served.root)
+    ranking = order()
+    assert len(ranking) == 4
+    for scheme in ("light", "dark"):
+        set_color_scheme(browser, scheme)
+        for width, height, mobile in ((1280, 800, False), (390, 844, True)):
+            set_viewport(browser, width, height, mobile=mobile)
+            browser.get(served.base + "/admin/system-usage?limit=1")
+            assert browser.execute_script("return document.scripts.length") == 0
+            seen = [order()]
+            while True:
+                pager = browser.find_element(By.CSS_SELECTOR, "nav.pager")
+                links = {a.get_attribute("rel"): a for a in pager.find_elements(By.TAG_NAME, "a")}
+                for a in links.values():
+                    box = browser.execute_script(
+                        "const r = arguments[0].getBoundingClientRect(); return [r.left, r.right]", a
+                    )
+                    assert a.is_displayed() and box[0] >= 0 and box[1] <= width, (scheme, width, a.text, box)
+                    color, back = browser.execute_script(
+                        "return [getComputedStyle(arguments[0]).color, getComputedStyle(document.body).backgroundColor]",
+                        a,
+                    )
+                    assert color != back, (scheme, color)
+                if "next" not in links:
+                    break
+                click_and_wait(browser, links["next"])
+                seen.append(order())
+            assert seen == [[slug] for slug in ranking], (scheme, width)
+            assert "offset=3" in browser.current_url and "Previous" in pager.text
+            click_and_wait(browser, links["prev"])
+            assert order() == [ranking[2]] and "offset=2" in browser.current_url
+            path = tmp_path / f"system-usage-pager-{scheme}-{width}x{height}.png"
+            assert browser.save_screenshot(str(path))
+    set_color_scheme(browser, "light")
+    set_viewport(browser, 1280, 800)

@@ -51,6 +51,15 @@ def tenants(
     table = chosen == OutputFormat.TABLE
     if table and limit is None and not show_all:
         limit = TOP
+    if chosen == OutputFormat.CSV and limit is None:
+        # Every tenant: straight from the ranking's rows (exact figures computed in SQL), no object per tenant.
+        from usagectl.render.csv import write_ranking_csv
+        from usagectl.reports import ranking_rows
+
+        cfg = state.config()
+        rows = ranking_rows(state.store(), window, sort=sort, cfg=cfg, today=today)
+        write_ranking_csv(window, rows, sys.stdout, priced=True)
+        return
     rep = tenants_report(
         state.store(), window, sort=sort, limit=limit, cfg=state.config(), today=today, stream=not table
     )

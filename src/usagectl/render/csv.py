@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from usagectl.meters import PRICED, RANKED
 from usagectl.money import MICROS_PER_USD, from_micros
+from usagectl.periods import Window
 from usagectl.render import clean_text
 from usagectl.render.layout import Audience, export_columns
 from usagectl.reports import (
@@ -200,6 +201,70 @@ def write_tenants_csv(report: TenantsReport, stream: TextIO) -> None:
         ]
 
     _write(stream, TENANTS_COLUMNS, rows())
+
+
+def _money_cell(micros: int | None) -> str:
+    if micros is None:
+        return ""
+    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}" if micros >= 0 else micros_text(micros)
+
+
+def _text_cell(text: str) -> str:
+    if not text.isprintable():
+        text = clean_text(text)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def write_ranking_csv(
+    month: Window, rows: Iterable[Sequence[Any]], stream: TextIO, *, priced: bool, needle: str = ""
+) -> int:
+    """`write_tenants_csv`'s document from reports.ranking_rows' tuples (every tenant, in order; money in
+    micro-USD), the same bytes without a report object per tenant; the TOTAL row is summed here as the rows pass
+    (over every tenant, as the ranking's aggregate would be). `priced`: the rows carry the plan charge and margin
+    (a config). `needle` (folded as reports.ascii_lower) writes only the tenants whose slug or name contains it;
+    the total stays over all. Returns the tenant rows written."""
+    from usagectl.reports.queries import RANKING_ROW, ascii_lower
+
+    assert RANKING_ROW[4 : 4 + len(_RANKED_FIELDS)] == _RANKED_FIELDS
+    label = month.start.strftime("%Y-%m")
+    w = csv.writer(stream, lineterminator="\n")
+    w.writerow(TENANTS_COLUMNS)
+    n_ranked = len(_RANKED_FIELDS)
+    sums = [0] * n_ranked
+    cost = 0
+    provider: int | None = None
+    charge = 0
+    margin: int | None = 0
+    count = written = 0
+    for row in rows:
+        slug, name, tier, active = row[0], row[1], row[2], row[3]
+        usage = row[4 : 4 + n_ranked]
+        est, prov, plan, mar = row[4 + n_ranked :]
+        count += 1
+        for i, v in enumerate(usage):
+            sums[i] += v
+        cost += est
+        if prov is not None:
+            provider = prov if provider is None else provider + prov
+        if priced:
+            charge += plan
+            margin = None if margin is None or mar is None else margin + mar
+        if needle and needle not in ascii_lower(slug) and needle not in ascii_lower(name):
+            continue
+        written += 1
+        w.writerow(
+            [
+                label, _text_cell(slug), _text_cell(name), _text_cell(tier), "true" if active else "false",
+                *usage, _money_cell(est), _money_cell(prov), _money_cell(plan), _money_cell(mar),
+            ]
+        )  # fmt: skip
+    w.writerow(
+        [
+            label, "TOTAL", "", "", "", *sums, _money_cell(cost), _money_cell(provider),
+            _money_cell(charge if priced and written else None), _money_cell(margin if priced and count else None),
+        ]
+    )  # fmt: skip
+    return written
 
 
 def write_reconcile_csv(report: ReconcileReport, stream: TextIO) -> None:

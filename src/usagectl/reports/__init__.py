@@ -30,8 +30,11 @@ from usagectl.reports.objects import (
 )
 from usagectl.reports.queries import (
     adjustments_posted,
+    ascii_lower,
+    estimated_costs,
     export_rows,
     month_projection,
+    ranking_rows,
     reconcile_report,
     tenant_report,
     tenants_report,
@@ -66,8 +69,11 @@ __all__ = [
     "TenantsReport",
     "Totals",
     "adjustments_posted",
+    "ascii_lower",
+    "estimated_costs",
     "export_rows",
     "month_projection",
+    "ranking_rows",
     "reconcile_report",
     "tenant_report",
     "tenants_report",

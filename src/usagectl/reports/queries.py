@@ -8,7 +8,7 @@ month by the (date, tenant_id) index.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
@@ -25,6 +25,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    null,
     or_,
     select,
     true,
@@ -645,10 +646,23 @@ def _charge(plans: Any, usage: Any, n_segments: int) -> Any:
     return total
 
 
-def _ranking(cfg: Config | None, month: Window, done: Window, dialect: str) -> Any:
+def _exact_table(exact: Mapping[int, int]) -> Any:
+    """(tenant id, plan charge in micro-USD) rows, as a subquery to join."""
+    rows = [
+        select(_int(tid).label("tenant_id"), _int(micros).label("charge"))
+        for tid, micros in sorted(exact.items())
+    ]
+    return (union_all(*rows) if len(rows) > 1 else rows[0]).subquery("exact")
+
+
+def _ranking(
+    cfg: Config | None, month: Window, done: Window, dialect: str, exact: Mapping[int, int] | None = None
+) -> Any:
     """One row per listed tenant (active, or with usage in the month): its month's sums, and with `cfg` its plan
     charge and margin over `done` (the days of the month that are over) in micro-USD, the margin NULL unless every
-    day of every cost-reporting provider it used is known."""
+    day of every cost-reporting provider it used is known. `exact` (tenant id -> micro-USD) replaces the plan
+    charge of the tenants whose plan changes during or after the month (plan_changes): the SQL figure prices the
+    whole month with the plan a tenant has now, without the proration."""
     in_done = and_(r.date >= done.start, r.date < done.end)
     segments = book_segments(done, cfg.pricing) if cfg is not None else []
     sums = [
@@ -701,6 +715,10 @@ def _ranking(cfg: Config | None, month: Window, done: Window, dialect: str) -> A
         )
         from_ = from_.join(plans, plans.c.tier == tier).outerjoin(failed, failed.c.tenant_id == t.id)
         charge = _charge(plans, usage, len(segments))
+        if exact:
+            fixed = _exact_table(exact)
+            from_ = from_.outerjoin(fixed, fixed.c.tenant_id == t.id)
+            charge = func.coalesce(fixed.c.charge, charge)
         used = {
             s: or_(func.coalesce(u[f"{s}_rows"], 0) > 0, func.coalesce(failed.c[f"{s}_failed"], 0) == 1)
             for s in COST_SOURCES
@@ -744,6 +762,27 @@ def _matches(k: Any, needle: str, dialect: str) -> Any:
 _DETAIL_BATCH = 1000
 
 
+def plan_changes(conn: Connection, cfg: Config | None, month: Window, done: Window) -> dict[int, int]:
+    """The exact plan charge over `done` (micro-USD, pricing.prorated_plan_charge) of each tenant whose plan
+    changes during `month` or after it: the few whose charge the ranking's SQL cannot price from tenants.plan_tier
+    alone. Empty without `cfg`."""
+    if cfg is None:
+        return {}
+    ids = sorted(plan_periods(conn, month.start, month.end))
+    out: dict[int, int] = {}
+    for i in range(0, len(ids), _DETAIL_BATCH):
+        part = ids[i : i + _DETAIL_BATCH]
+        tiers = {
+            int(tid): tier
+            for tid, tier in conn.execute(
+                select(tenants.c.id, tenants.c.plan_tier).where(tenants.c.id.in_(part))
+            )
+        }
+        for tid, charge in _plan_charges(conn, cfg, done, tiers, tenant_ids=part).items():
+            out[tid] = to_micros(charge.total)
+    return out
+
+
 def _lines(conn: Connection, cfg: Config | None, done: Window, rows: Sequence[Any]) -> tuple[TenantLine, ...]:
     """Ranking rows as report lines, with the exact plan charge and provider costs of these tenants."""
     if len(rows) > _DETAIL_BATCH:
@@ -784,10 +823,12 @@ def ranking_statements(
     limit: int | None,
     offset: int,
     needle: str,
+    exact: Mapping[int, int] | None = None,
 ) -> tuple[Any, Any]:
     """The ranking's two statements: the page (sorted, filtered by `needle`, already folded, and paged) and the
-    one aggregate of its totals (and the filter's subtotals). bench/bench_ranking.py runs the same SQL bare."""
-    k = _ranking(cfg, month, done, dialect).c
+    one aggregate of its totals (and the filter's subtotals). `exact`: plan_changes'. bench/bench_ranking.py
+    runs the same SQL bare."""
+    k = _ranking(cfg, month, done, dialect, exact).c
     matches = _matches(k, needle, dialect) if needle else true()
     page = select(k).where(matches).order_by(*_order(k, sort, dialect)).offset(offset or None)
     if limit is not None:
@@ -856,8 +897,9 @@ def tenants_report(
         raise InputError(f"offset must be at least 0, got {offset}")
     done = through_yesterday(month, today or utc_today())
     needle = ascii_lower(query.strip())
-    page, totals = ranking_statements(cfg, month, done, store.dialect, sort, limit, offset, needle)
     with store.engine.connect() as conn:
+        exact = plan_changes(conn, cfg, month, done)
+        page, totals = ranking_statements(cfg, month, done, store.dialect, sort, limit, offset, needle, exact)
         rows = [] if stream else conn.execute(page).all()
         agg_row = conn.execute(totals).one()
         agg = agg_row._mapping
@@ -902,6 +944,96 @@ def tenants_report(
         subtotal=subtotal,
         stream=streamed if stream else None,
     )
+
+
+# The ranking's CSV columns, in order, as ranking_rows yields them.
+RANKING_ROW = (
+    "slug", "name", "plan_tier", "active", *(f for _, f in _RANKED), "estimated_cost", "provider_cost", "charge",
+    "margin",
+)  # fmt: skip
+
+
+def ranking_rows_statement(
+    cfg: Config | None,
+    month: Window,
+    done: Window,
+    dialect: str,
+    sort: str,
+    exact: Mapping[int, int] | None = None,
+) -> Any:
+    """Every tenant of the ranking, in order, with only the CSV's columns (RANKING_ROW; money in micro-USD, the
+    plan charge and margin NULL without `cfg`). bench/bench_ranking.py copies the same statement with psql."""
+    k = _ranking(cfg, month, done, dialect, exact).c
+    figures = (k.charge, k.margin) if cfg is not None else (null(), null())
+    cols = (
+        k.slug,
+        k.name,
+        k.plan_tier,
+        k.active,
+        *(k[f] for _, f in _RANKED),
+        k.estimated_cost,
+        k.provider_cost,
+    )
+    return select(*cols, *figures).order_by(*_order(k, sort, dialect))
+
+
+def ranking_rows(
+    store: Store,
+    month: Window,
+    *,
+    sort: str = "cost",
+    cfg: Config | None = None,
+    today: date | None = None,
+    batch: int = 2000,
+) -> Iterator[tuple[Any, ...]]:
+    """The whole ranking as plain tuples (RANKING_ROW), in order, from a server-side cursor: the figures the
+    ranking's SQL computes exactly (the plan charge as pricing.plan_charge, the margin, integer micro-USD), no
+    report object per tenant. For the CSV of every tenant (render.csv.write_ranking_csv); memory holds one batch.
+    Consume it once, while the store is open."""
+    if sort in ("plan_charge", "margin") and cfg is None:
+        raise InputError(f"--sort {sort} needs the config's plans")
+    if sort not in SORT_KEYS:
+        raise InputError(f"--sort: {sort!r} is not one of {', '.join(SORT_KEYS)}")
+    done = through_yesterday(month, today or utc_today())
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        # A generator apart: a bad --sort is refused before the caller writes anything.
+        with store.engine.connect() as conn:
+            exact = plan_changes(conn, cfg, month, done)
+            stmt = ranking_rows_statement(cfg, month, done, store.dialect, sort, exact)
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
+            for part in result.partitions():
+                yield from part
+
+    return rows()
+
+
+def estimated_costs_statement(month: Window, slugs: Sequence[str]) -> Any:
+    """`estimated_costs`' statement (bench/bench_ranking.py runs it bare)."""
+    t = tenants.c
+    ids = select(t.id).where(t.slug.in_(list(slugs))).scalar_subquery()
+    usage = (
+        select(r.tenant_id, _sum(_micros(r.estimated_cost_usd)).label("cost"))
+        .where(_in(month), r.tenant_id.in_(ids))
+        .group_by(r.tenant_id)
+        .subquery("u")
+    )
+    return (
+        select(t.slug, usage.c.cost)
+        .select_from(tenants.outerjoin(usage, usage.c.tenant_id == t.id))
+        .where(t.slug.in_(list(slugs)), or_(t.active == true(), usage.c.tenant_id.is_not(None)))
+    )
+
+
+def estimated_costs(store: Store, month: Window, slugs: Sequence[str]) -> dict[str, Decimal]:
+    """slug -> estimated cost over `month`, of these tenants as the month's ranking lists them (an inactive tenant
+    without usage in the month is not listed): the System Usage page's month-over-month column reads the month
+    before for its page of tenants only."""
+    if not slugs:
+        return {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(estimated_costs_statement(month, slugs))
+        return {slug: from_micros(int(cost or 0)) for slug, cost in rows}
 
 
 def whole_months(window: Window) -> list[Window]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -20,7 +20,6 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from usagectl.errors import InputError
-from usagectl.meters import RANKED
 from usagectl.periods import Window
 from usagectl.render import layout
 from usagectl.render.fmt import margin_text, n, usd
@@ -29,7 +28,6 @@ from usagectl.reports import (
     EMPTY_MESSAGE,
     MIN_PROJECTION_DAYS,
     SORT_KEYS,
-    TenantLine,
     TenantReport,
     TenantsReport,
     Totals,
@@ -350,27 +348,6 @@ def billing_usage_csv(report: TenantReport, who: layout.Audience = "tenant") -> 
     return buf.getvalue()
 
 
-def _matches(line: TenantLine, needle: str) -> bool:
-    return needle in line.slug.lower() or needle in line.name.lower()
-
-
-def _sum_lines(lines: Sequence[TenantLine]) -> Totals:
-    usage = {f: sum(getattr(t, f) for t in lines) for m in RANKED if (f := m.total)}
-    return Totals(
-        **usage,
-        estimated_cost=sum((t.estimated_cost for t in lines), Decimal("0.000000")),
-    )
-
-
-def _sum_margins(lines: Sequence[TenantLine]) -> Decimal | None:
-    margins = [t.margin for t in lines]
-    return (
-        sum((m for m in margins if m is not None), Decimal("0.000000"))
-        if lines and None not in margins
-        else None
-    )
-
-
 def system_default_month(today: date) -> Window:
     """System Usage opens on the current month from the 7th; before, on the last complete month (a month of a
     few days ranks nobody usefully)."""
@@ -380,9 +357,10 @@ def system_default_month(today: date) -> Window:
     return Window.month(today.year, today.month)
 
 
-def previous_costs(report: TenantsReport) -> dict[str, Decimal]:
-    """slug -> estimated cost, from the ranking of the month before (for the month-over-month column)."""
-    return {t.slug: t.estimated_cost for t in report.lines}
+def previous_month(month: Window) -> Window:
+    """The calendar month before `month` (the page's month-over-month column)."""
+    before = month.start - timedelta(days=1)
+    return Window.month(before.year, before.month)
 
 
 def _ranking_totals(
@@ -396,20 +374,22 @@ def render_system_usage(
     query: SystemUsageQuery,
     ctx: PageContext,
     *,
-    previous: TenantsReport | None = None,
+    previous: Mapping[str, Decimal] | None = None,
     today: date | None = None,
 ) -> str:
-    """The root admin's System Usage page. `report` is `reports.tenants_report(store, query.month,
-    sort=query.sort)` without a limit: this page filters by `query.q` and shows the page
-    [offset, offset+limit) of it. `previous` is the month before's ranking, for the month-over-month column.
-    The columns are render.layout's tenant columns for a root admin; the template loops over them."""
+    """The root admin's System Usage page. `report` is the page of the ranking the query asks for:
+    `reports.tenants_report(store, query.month, sort=query.sort, limit=query.limit, offset=query.offset,
+    query=query.q, cfg=...)` (the API's query: sorted, filtered and paged by the database, with the totals over
+    all tenants and over the matched ones). `previous` is slug -> the month before's estimated cost of the page's tenants
+    (`reports.estimated_costs`), for the month-over-month column. The columns are render.layout's tenant columns
+    for a root admin; the template loops over them."""
     if ctx.role != "root":
         raise PermissionError("the System Usage page is for root admins")  # the app answers render_forbidden
-    needle = query.q.lower()
-    matched = [t for t in report.lines if _matches(t, needle)] if needle else list(report.lines)
-    shown = matched[query.offset : query.offset + query.limit]
-    prev = previous_costs(previous) if previous is not None else None
-    columns = layout.tenant_columns(report, "root", previous=prev)
+    if report.offset != query.offset or (query.q and report.subtotal is None):
+        raise ValueError("the report is not the page the query asks for (its offset, or no filter subtotal)")
+    shown = report.lines[: query.limit]
+    matched = report.matched
+    columns = layout.tenant_columns(report, "root", previous=dict(previous) if previous is not None else None)
     heads = []
     for c in columns:
         href = ctx.url(SYSTEM_PATH, query.params(sort=c.sort, offset=0)) if c.sort else None
@@ -417,7 +397,7 @@ def render_system_usage(
     prev_url = next_url = None
     if query.offset > 0:
         prev_url = ctx.url(SYSTEM_PATH, query.params(offset=max(0, query.offset - query.limit)))
-    if query.offset + query.limit < len(matched):
+    if query.offset + query.limit < matched:
         next_url = ctx.url(SYSTEM_PATH, query.params(offset=query.offset + query.limit))
     today = today or report.generated_at.date()
     this_month = Window.month(today.year, today.month)
@@ -428,12 +408,12 @@ def render_system_usage(
         {"line": t, "href": ctx.billing_url(t.slug), "cells": [(c, c.text(t)) for c in columns[1:]]}
         for t in shown
     ]
-    charge_sub = sum((t.plan_charge.total for t in matched if t.plan_charge), Decimal("0.000000"))
+    sub = report.subtotal
     subtotal = (
-        _ranking_totals(columns, f"Matching ({n(len(matched))})", _sum_lines(matched), charge_sub,
-                        _sum_margins(matched))
-        if needle else None
-    )  # fmt: skip
+        _ranking_totals(columns, f"Matching ({n(sub.tenant_count)})", sub.totals, sub.plan_charge, sub.margin)
+        if sub is not None
+        else None
+    )
     total = _ranking_totals(
         columns, f"Total, all tenants ({n(report.tenant_count)})", report.total, report.plan_charge_total,
         report.margin_total,
@@ -447,7 +427,7 @@ def render_system_usage(
         month_name=query.month.start.strftime("%B %Y"),
         heads=heads,
         rows=rows,
-        matched=len(matched),
+        matched=matched,
         first=query.offset + 1 if shown else 0,
         last=query.offset + len(shown),
         subtotal=subtotal,
@@ -465,16 +445,15 @@ def render_system_usage(
     )
 
 
-def system_usage_csv(report: TenantsReport, query: SystemUsageQuery) -> str:
-    """The ranking as CSV: `usagectl tenants --format csv` for the month and sort (the API's rows, every page),
-    only the tenants matching `query.q` when there is one; formula cells neutralised."""
-    from usagectl.render.csv import write_tenants_csv
+def system_usage_csv(rows: Iterable[Sequence[Any]], query: SystemUsageQuery, *, priced: bool) -> str:
+    """The ranking as CSV: `usagectl tenants --format csv` for the month and sort (reports.ranking_rows' rows,
+    every tenant), only the tenants matching `query.q` when there is one (the total stays over all); formula
+    cells neutralised."""
+    from usagectl.render.csv import write_ranking_csv
+    from usagectl.reports import ascii_lower
 
-    needle = query.q.lower()
-    if needle:
-        report = replace(report, lines=tuple(t for t in report.lines if _matches(t, needle)))
     buf = io.StringIO()
-    write_tenants_csv(report, buf)
+    write_ranking_csv(query.month, rows, buf, priced=priced, needle=ascii_lower(query.q))
     return buf.getvalue()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from usagectl.config import SLUG_BODY
 from usagectl.errors import InputError
 from usagectl.periods import Window, utc_today
-from usagectl.reports import tenant_report, tenants_report
+from usagectl.reports import estimated_costs, ranking_rows, tenant_report, tenants_report
 from usagectl.web import pages
 from usagectl.web.auth import AuthError, ForbiddenError, Principal, principal_of
 from usagectl.web.context import AppContext, app_context
@@ -260,19 +260,24 @@ def _system(request: Request, ctx: AppContext, *, csv: bool) -> Response:
         )
     except InputError as exc:
         return _error(request, ctx, viewer, 400, "Bad request", str(exc))
-    report = tenants_report(ctx.store, query.month, sort=query.sort, cfg=ctx.config)
     if csv:
         headers = page_headers(ctx)
         headers["Content-Disposition"] = f'attachment; filename="tenants-{query.month.start:%Y-%m}.csv"'
-        body = pages.system_usage_csv(report, query)
+        rows = ranking_rows(ctx.store, query.month, sort=query.sort, cfg=ctx.config, today=today)
+        body = pages.system_usage_csv(rows, query, priced=True)
         return _finish(
             request, ctx, viewer, Response(body, media_type="text/csv; charset=utf-8", headers=headers)
         )
+    # A page of the ranking, as the API's: the database sorts, filters and pages.
+    report = tenants_report(
+        ctx.store, query.month, sort=query.sort, limit=query.limit, offset=query.offset, query=query.q,
+        cfg=ctx.config, today=today,
+    )  # fmt: skip
     previous = None
     if query.month.start > date.min:
-        before = query.month.start - timedelta(days=1)
-        previous = tenants_report(
-            ctx.store, Window.month(before.year, before.month), sort="cost", cfg=ctx.config
+        # The month before, for the page's tenants only.
+        previous = estimated_costs(
+            ctx.store, pages.previous_month(query.month), [t.slug for t in report.lines]
         )
     page = pages.render_system_usage(report, query, pctx, previous=previous, today=today)
     return _finish(request, ctx, viewer, _html(ctx, page))
