@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from browser import set_color_scheme, set_viewport, static_server
-from test_web_pages import NOV_5, OCT, ROOT, TENANT, WEB_CONFIG, _october
+from conftest import open_priced
+from priced import PAGE_TENANTS
+from test_web_pages import NOV_5, OCT, ROOT, TENANT, _october
 from usagectl import config as cfgmod
 from usagectl.periods import Window
 from usagectl.render.fmt import n, usd
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
-from usagectl.store.engine import Store, make_engine, open_store, upgrade
-from usagectl.store.tenants import sync_tenants
+from usagectl.store.engine import Store, make_engine, upgrade
 from usagectl.web.pages import (
     STATIC_DIR,
     STYLESHEET,
@@ -90,23 +91,19 @@ def october_store(
     monkeypatch: pytest.MonkeyPatch,
     cli: Callable[..., Any],
 ) -> tuple[cfgmod.Config, Store]:
-    """A migrated SQLite store under WEB_CONFIG with test_web_pages' October in it; the caller closes it."""
+    """A migrated SQLite store under the pages' priced config with test_web_pages' October in it; the caller
+    closes it. SQLite only: the browser tests are about the pages, not the backends."""
     url = f"sqlite:///{tmp_path / 'usage.db'}"
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    path = write_config(WEB_CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", url)
-    cfg = cfgmod.load(path)
-    store = open_store(url)
+    env = open_priced(url, write_config, monkeypatch, cli, tenants=PAGE_TENANTS)
     try:
-        sync_tenants(store, cfg.tenants)
-        _october(store, cli)
+        _october(env)
     except BaseException:
-        store.close()
+        env.store.close()
         raise
-    return cfg, store
+    return env.cfg, env.store
 
 
 def write_site(root: Path, pages: dict[str, str]) -> Path:
