@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from test_serve_api import CONFIG, collect
+from conftest import open_priced
+from priced import EVIL, TENANTS
 from usagectl import config as cfgmod
 from usagectl.periods import Window, utc_today
-from usagectl.records import MetricRow
 from usagectl.reports import EMPTY_MESSAGE
-from usagectl.store.engine import Store, open_store
+from usagectl.store.engine import Store
 from usagectl.store.sessions import open_session, session_scope
 from usagectl.store.tables import web_sessions
 from usagectl.store.tenants import sync_tenants
@@ -32,8 +31,6 @@ from usagectl.web.app import ServeSettings, create_app
 from usagectl.web.session import CSRF_COOKIE, SESSION_COOKIE, Session, read_session, sign_session
 
 SECRET = "test-session-secret-0123456789"
-EVIL = "<script>alert(1)</script>"
-PAGE_CONFIG = CONFIG + f'\n[[tenants]]\nslug = "evil"\nname = "{EVIL}"\nplan = "starter"\n'
 BILLING = "/admin/billing-usage"
 SYSTEM = "/admin/system-usage"
 
@@ -69,24 +66,19 @@ def make_site(
     cli: Callable[..., Any],
     extra: str = "",
 ) -> tuple[Store, cfgmod.Config]:
+    """The shared priced config with evil and a session secret (`extra`: more [serve] keys), and the standard
+    usage (tests/priced.py) over the last 30 days, rolled up; the caller closes the store."""
     secret = write_config(SECRET, "secret.txt")
-    path = write_config(f'[serve]\nsession_secret_file = "{secret}"\n{extra}\n' + PAGE_CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    cfg = cfgmod.load(path)
-    store = open_store(db_url)
-    sync_tenants(store, cfg.tenants)
-    days = Window.last_days(30)
-    collect(
-        store,
-        "acme",
-        days,
-        MetricRow(sms_outbound_count=30, emails_sent=100, provider_cost_usd=Decimal("0.41")),
-    )
-    collect(store, "globex", days, MetricRow(sms_outbound_count=987_654, voice_minutes=55_555), "sendgrid")
-    first, last = days.start.isoformat(), days.last.isoformat()
-    assert cli("-q", "rollup", "--since", first, "--until", last).code == 0
-    return store, cfg
+    env = open_priced(
+        db_url, write_config, monkeypatch, cli,
+        tenants=(*TENANTS, ("evil", EVIL, "starter")), extra=f'[serve]\nsession_secret_file = "{secret}"\n{extra}\n',
+    )  # fmt: skip
+    try:
+        env.standard(Window.last_days(30))
+    except BaseException:
+        env.store.close()
+        raise
+    return env.store, env.cfg
 
 
 @pytest.fixture
