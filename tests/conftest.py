@@ -198,7 +198,7 @@ def open_priced(
     cli: Callable[..., CliResult],
     *,
     v2: date | None = V2_FROM,
-    tenants: Sequence[tuple[str, str, str]] = TENANTS,
+    tenants: Sequence[tuple[str, ...]] = TENANTS,
     extra: str = "",
 ) -> Priced:
     """Write the shared config (tests/priced.py: priced_toml's parameters), point the CLI at it and at `url`,

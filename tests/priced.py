@@ -72,15 +72,17 @@ def _toml_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def tenants_toml(tenants: Iterable[tuple[str, str, str]]) -> str:
+def tenants_toml(tenants: Iterable[tuple[str, ...]]) -> str:
+    """(slug, name, plan) triples, or with a fourth item: more keys of that tenant (TOML lines)."""
     return "".join(
         f"\n[[tenants]]\nslug = {_toml_string(slug)}\nname = {_toml_string(name)}\nplan = {_toml_string(plan)}\n"
-        for slug, name, plan in tenants
+        + "".join(f"{line}\n" for line in more)
+        for slug, name, plan, *more in tenants
     )
 
 
 def priced_toml(
-    *, v2: date | None = V2_FROM, tenants: Sequence[tuple[str, str, str]] = TENANTS, extra: str = ""
+    *, v2: date | None = V2_FROM, tenants: Sequence[tuple[str, ...]] = TENANTS, extra: str = ""
 ) -> str:
     """The shared config. `v2`: when book v2 starts (None: v1 only, for a test about one price); `tenants`:
     (slug, name, plan) triples; `extra`: more TOML tables (a webhook, [serve], [rollup], another book...)."""
