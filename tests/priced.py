@@ -100,10 +100,17 @@ def micro(x: Decimal) -> Decimal:
 
 def seed(store: Store, slug: str, days: Iterable[date], row: MetricRow, source: str = "twilio") -> None:
     """One source's row for one tenant on each of `days`, as a collect would store it."""
+    seed_rows(store, ((slug, d, source, row) for d in days))
+
+
+def seed_rows(store: Store, rows: Iterable[tuple[str, date, str, MetricRow]]) -> None:
+    """(tenant slug, day, source, row) rows, in one transaction."""
+    ids: dict[str, int] = {}
     with store.engine.begin() as conn:
-        tid = get_tenant(conn, slug).id  # type: ignore[union-attr]
-        for d in days:
-            upsert_metric(conn, tid, d, source, row)
+        for slug, d, source, row in rows:
+            if slug not in ids:
+                ids[slug] = get_tenant(conn, slug).id  # type: ignore[union-attr]
+            upsert_metric(conn, ids[slug], d, source, row)
 
 
 # The standard month every page and report test reads: acme 30 SMS out and 10 in, 100 emails a day and a
