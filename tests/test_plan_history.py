@@ -17,7 +17,7 @@ from conftest import Priced
 from priced import PRO_FEE, PRO_VOICE, SMS_V2, STARTER_FEE, VOICE, micro
 from usagectl.periods import Window
 from usagectl.records import MetricRow
-from usagectl.reports import tenant_report
+from usagectl.reports import TenantReport, tenant_report
 from usagectl.rollup import run_rollup, seal
 from usagectl.store.directory import record_plan
 from usagectl.store.tables import tenant_plans, usage_adjustments, usage_rollups_daily
@@ -46,6 +46,13 @@ def _setup(env: Priced) -> int:
         tid: int = get_tenant(conn, "acme").id  # type: ignore[union-attr]
         record_plan(conn, tid, "pro", CHANGE, "manual")
     return tid
+
+
+def _november(env: Priced) -> TenantReport:
+    """The plan change in November, rolled up on 2 December; acme's November report."""
+    _setup(env)
+    run_rollup(env.store, env.cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
+    return tenant_report(env.store, env.cfg, "acme", NOV, today=date(2026, 12, 2))
 
 
 def _share(x: Decimal, days: int) -> Decimal:
@@ -86,23 +93,18 @@ def _hand_charge() -> dict[str, Any]:
 def test_rollup_prices_each_day_with_its_plan_and_the_month_is_prorated(
     env: Priced,
 ) -> None:
-    _setup(env)
-    store, cfg = env.store, env.cfg
-    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
+    rep = _november(env)
     r = usage_rollups_daily.c
-    with store.engine.connect() as conn:
-        got = conn.execute(
-            select(r.date, r.plan_tier, r.sms_cost_usd, r.voice_cost_usd, r.estimated_cost_usd)
-        )
-        rows = {d: (tier, sms, voice) for d, tier, sms, voice, _ in got}
-        costs = [c for *_, c in conn.execute(select(r.estimated_cost_usd))]
+    with env.store.engine.connect() as conn:
+        got = conn.execute(select(r.date, r.plan_tier, r.sms_cost_usd, r.voice_cost_usd)).all()
+        rows = {d: (tier, sms, voice) for d, tier, sms, voice in got}
+        costs = list(conn.execute(select(r.estimated_cost_usd)).scalars())
     sms_day = micro(SMS_PER_DAY * SMS_V2)
     for d in NOV:
         if d < CHANGE:
             assert rows[d] == ("starter", sms_day, micro(VOICE_PER_DAY * VOICE)), d
         else:
             assert rows[d] == ("pro", sms_day, micro(VOICE_PER_DAY * PRO_VOICE)), d
-    rep = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
     charge = rep.plan_charge
     assert charge is not None
     hand = _hand_charge()
@@ -124,9 +126,8 @@ def test_rollup_prices_each_day_with_its_plan_and_the_month_is_prorated(
 
 
 def test_a_month_on_one_plan_is_not_prorated(env: Priced) -> None:
-    _setup(env)
+    _november(env)
     store, cfg = env.store, env.cfg
-    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
     rep = tenant_report(store, cfg, "acme", Window.month(2026, 10), today=date(2026, 12, 2))
     assert rep.plan_charge is not None and rep.plan_charge.parts == ()
     assert rep.plan_charge.fee == STARTER_FEE  # October: starter all month
@@ -186,10 +187,7 @@ def test_report_json_shows_the_plan_parts(
 ) -> None:
     from usagectl.render.json import tenant_report_dict
 
-    _setup(env)
-    store, cfg = env.store, env.cfg
-    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
-    rep = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
+    rep = _november(env)
     doc: dict[str, Any] = json.loads(json.dumps(tenant_report_dict(rep), default=str))
     parts = doc["plan_charge"]["parts"]
     assert [(p["plan_tier"], p["from"], p["to"], p["fee"]) for p in parts] == [
@@ -207,10 +205,7 @@ def test_billing_usage_page_and_table_show_the_plan_parts(
     from usagectl.render.table import render_tenant_report
     from usagectl.web.pages import PageContext, render_billing_usage
 
-    _setup(env)
-    store, cfg = env.store, env.cfg
-    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
-    rep = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
+    rep = _november(env)
     page = render_billing_usage(rep, PageContext(role="tenant", tenant="acme", csrf_token="t"))
     out = io.StringIO()
     render_tenant_report(rep, out, width=100)

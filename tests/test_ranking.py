@@ -98,6 +98,7 @@ def _check_totals(rep: TenantsReport, lines: tuple[TenantLine, ...]) -> None:
     assert rep.margin_total == (None if None in margins else sum(margins, Decimal(0)))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_cfg", [True, False], ids=["cfg", "no-cfg"])
 def test_pages_sorts_and_totals_equal_the_full_ranking(priced: Callable[..., Priced], with_cfg: bool) -> None:
     env = _ranked(priced)

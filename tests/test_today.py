@@ -246,6 +246,7 @@ def test_today_so_far_is_shown_apart_on_the_api_the_report_and_the_page(
         store.close()
 
 
+@pytest.mark.slow
 def test_today_so_far_on_the_page_in_a_real_browser(
     browser: Any, tmp_path: Path, write_config: Any, monkeypatch: pytest.MonkeyPatch, cli: Any
 ) -> None:

@@ -41,6 +41,7 @@ CSP = (
 LIGHT_BG = "rgb(246, 247, 249)"  # --bg in usage.css
 DARK_BG = "rgb(13, 17, 23)"
 NOV_3 = date(2026, 11, 3)
+pytestmark = pytest.mark.slow  # a real browser
 
 
 @pytest.fixture
