@@ -149,6 +149,19 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
 
 
 @pytest.fixture
+def providers_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """[providers] for Twilio (its token in T_TOKEN) and SendGrid (its key in a file), the secrets in place: the
+    tests that check a secret never shows look for "secret-token-value" and "super-secret"."""
+    key = tmp_path / "sg.key"
+    key.write_text("SG.super-secret-sendgrid-key\n")
+    monkeypatch.setenv("T_TOKEN", "twilio-secret-token-value")
+    return (
+        '\n[providers.twilio]\naccount_sid = "AC00000000000000000000000000000000"\nauth_token_env = "T_TOKEN"\n'
+        f'\n[providers.sendgrid]\napi_key_file = "{key}"\n'
+    )
+
+
+@pytest.fixture
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A headless Chromium Selenium WebDriver at 1280x800 (tests/browser.py: set_viewport to change it).
 

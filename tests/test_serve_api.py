@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,6 +36,15 @@ class Api:
     globex: str
     root: str
 
+    @classmethod
+    def open(cls, store: Store, cfg: cfgmod.Config, **client: Any) -> Self:
+        """The app in-process over `store`, with a token for acme, one for globex and a root token."""
+        acme, _ = create_token(store, tenant="acme")
+        globex, _ = create_token(store, tenant="globex")
+        root, _ = create_token(store, tenant=None)
+        app = create_app(ServeSettings(cfg, store=store, access_log=False))
+        return cls(TestClient(app, **client), store, cfg, acme, globex, root)
+
     def get(self, url: str, token: str | None, **params: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return self.client.get(url, params=params, headers=headers)
@@ -43,13 +52,9 @@ class Api:
 
 @pytest.fixture
 def api(seeded: Priced) -> Iterator[Api]:
-    store, cfg = seeded.store, seeded.cfg
-    acme, _ = create_token(store, tenant="acme")
-    globex, _ = create_token(store, tenant="globex")
-    root, _ = create_token(store, tenant=None)
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)))
-    yield Api(client, store, cfg, acme, globex, root)
-    client.close()
+    api = Api.open(seeded.store, seeded.cfg)
+    yield api
+    api.client.close()
 
 
 def _strip(d: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import io
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy import select
 
 from conftest import open_priced
 from priced import EVIL, TENANTS
+from test_serve_api import Api
 from usagectl import config as cfgmod
 from usagectl.periods import Window, utc_today
 from usagectl.reports import EMPTY_MESSAGE
@@ -35,14 +35,8 @@ BILLING = "/admin/billing-usage"
 SYSTEM = "/admin/system-usage"
 
 
-@dataclass
-class Site:
-    client: TestClient
-    store: Store
-    cfg: cfgmod.Config
-    acme: str
-    globex: str
-    root: str
+class Site(Api):
+    """test_serve_api's Api, for the pages: its client follows no redirect."""
 
     def fresh(self) -> TestClient:
         return TestClient(self.client.app, follow_redirects=False)
@@ -86,12 +80,9 @@ def site(
     db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
 ) -> Iterator[Site]:
     store, cfg = make_site(db_url, write_config, monkeypatch, cli)
-    acme, _ = create_token(store, tenant="acme")
-    globex, _ = create_token(store, tenant="globex")
-    root, _ = create_token(store, tenant=None)
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
-    yield Site(client, store, cfg, acme, globex, root)
-    client.close()
+    site = Site.open(store, cfg, follow_redirects=False)
+    yield site
+    site.client.close()
     store.close()
 
 
