@@ -421,20 +421,28 @@ def test_missing_or_short_session_secret_is_a_config_error(
     assert res.code == 2 and "at least 16" in res.err and "short-secret" not in res.err
 
 
+def _jwt_site(
+    db_url: str,
+    write_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., Any],
+    extra: str = "",
+) -> tuple[Store, TestClient]:
+    """make_site in JWT mode (the secret "k" x 40 in USAGECTL_TEST_JWT; `extra`: more [serve.auth] keys) and a
+    client that follows no redirect; the caller closes both."""
+    monkeypatch.setenv("USAGECTL_TEST_JWT", "k" * 40)
+    auth = '[serve.auth]\nmode = "jwt"\njwt_secret_env = "USAGECTL_TEST_JWT"\n' + extra
+    store, cfg = make_site(db_url, write_config, monkeypatch, cli, auth)
+    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
+    return store, client
+
+
 def test_jwt_mode_reads_the_cookie_and_has_no_sign_in_form(
     db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
 ) -> None:
     import jwt
 
-    monkeypatch.setenv("USAGECTL_TEST_JWT", "k" * 40)
-    store, cfg = make_site(
-        db_url,
-        write_config,
-        monkeypatch,
-        cli,
-        '[serve.auth]\nmode = "jwt"\njwt_secret_env = "USAGECTL_TEST_JWT"\njwt_cookie = "platform_session"\n',
-    )
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
+    store, client = _jwt_site(db_url, write_config, monkeypatch, cli, 'jwt_cookie = "platform_session"\n')
     exp = int(time.time()) + 600
     acme = jwt.encode({"role": "tenant_admin", "tenant": "acme", "exp": exp}, "k" * 40, algorithm="HS256")
     root = jwt.encode({"role": "root_admin", "exp": exp}, "k" * 40, algorithm="HS256")
@@ -483,15 +491,7 @@ def test_sign_in_form_errors_and_sign_out_without_a_session(site: Site) -> None:
 def test_jwt_mode_has_no_sign_in_or_sign_out(
     db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
 ) -> None:
-    monkeypatch.setenv("USAGECTL_TEST_JWT", "k" * 40)
-    store, cfg = make_site(
-        db_url,
-        write_config,
-        monkeypatch,
-        cli,
-        '[serve.auth]\nmode = "jwt"\njwt_secret_env = "USAGECTL_TEST_JWT"\n',
-    )
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
+    store, client = _jwt_site(db_url, write_config, monkeypatch, cli)
     try:
         for method, path in (("GET", "/signin"), ("POST", "/signin"), ("POST", "/signout")):
             r = client.request(method, path)
