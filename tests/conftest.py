@@ -148,6 +148,18 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
     return write
 
 
+def send_json(handler: Any, status: int, body: Any) -> None:
+    """Answer a request of a test's fake HTTP server (a BaseHTTPRequestHandler) with `body` as JSON."""
+    import json
+
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @pytest.fixture
 def providers_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """[providers] for Twilio (its token in T_TOKEN) and SendGrid (its key in a file), the secrets in place: the

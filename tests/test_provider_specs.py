@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from conftest import send_json
 from usagectl.config import (
     Config,
     OpenAIProvider,
@@ -61,12 +62,7 @@ class Replay:
                 replay.seen.append((url.path, query))
                 route = next((f for p, f in replay.routes.items() if url.path.endswith(p)), None)
                 status, body = (200, route(query)) if route else (404, {"message": "not in the replay"})
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
