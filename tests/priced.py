@@ -84,8 +84,9 @@ def tenants_toml(tenants: Iterable[tuple[str, ...]]) -> str:
 def priced_toml(
     *, v2: date | None = V2_FROM, tenants: Sequence[tuple[str, ...]] = TENANTS, extra: str = ""
 ) -> str:
-    """The shared config. `v2`: when book v2 starts (None: v1 only, for a test about one price); `tenants`:
-    (slug, name, plan) triples; `extra`: more TOML tables (a webhook, [serve], [rollup], another book...)."""
+    """The shared config. `v2`: when book v2 starts (None: v1 only; another date: the books as a test edits them);
+    `tenants`: (slug, name, plan) triples, or with more keys (tenants_toml); `extra`: more TOML tables (a
+    webhook, [serve], [rollup], [providers] ...)."""
     prices = {"MMS": MMS, "VOICE": VOICE, "EMAIL": EMAIL, "AI_TOKEN": AI_TOKEN}
     books = _BOOK.format(version="v1", start="2026-01-01", sms=SMS_V1, **prices)
     if v2 is not None:
