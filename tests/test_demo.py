@@ -283,3 +283,24 @@ def test_demo_serve_removes_its_temporary_folder_when_stopped_by_a_signal(
     # Serving, a signal is how the demo ends (exit 0); before that, it interrupts the demo (130), unless the
     # collect had just finished.
     assert proc.returncode in ((0,) if when == "serving" else (0, 130)), err
+
+
+def test_early_in_a_month_the_demo_upgrade_is_in_the_middle_of_the_month_before() -> None:
+    """On 3 December the month so far has two complete days: the upgrade and the number's move go to the middle of
+    November (not yesterday), so each plan part, and each holder of the number, has many days."""
+    from usagectl.demo import MOVED, run_demo
+
+    result = run_demo(days=20, today=date(2026, 12, 3))
+    up = result.upgraded.plan_charge
+    assert up is not None and [p.plan_tier for p in up.parts] == ["starter", "pro"]
+    assert [(p.days.start, p.days.last) for p in up.parts] == [
+        (date(2026, 11, 1), date(2026, 11, 15)),
+        (date(2026, 11, 16), date(2026, 11, 30)),
+    ]
+    days = {d.date: d.plan_tier for d in result.upgraded.days}
+    assert sum(1 for k, tier in days.items() if tier == "starter" and k < date(2026, 11, 16)) >= 3
+    assert sum(1 for k, tier in days.items() if tier == "pro" and k >= date(2026, 11, 16)) >= 10
+    assert all(c.startswith("2026-11-16: ") for c in result.directory_changes), result.directory_changes
+    assert any(
+        f"initech phone_number +15005550006,{MOVED} -> +15005550006" in c for c in result.directory_changes
+    )

@@ -18,7 +18,7 @@ from usagectl.config import Config, DirectoryConfig
 from usagectl.directory import sync_directory
 from usagectl.periods import Window
 from usagectl.providers.registry import open_providers
-from usagectl.sandbox import Sandbox
+from usagectl.sandbox import Sandbox, twilio_sid
 from usagectl.store.engine import Store
 from usagectl.store.tables import tenants, usage_metrics
 
@@ -131,3 +131,84 @@ def test_a_backfill_across_the_reassignment_splits_at_the_day(
     got: dict[Any, Any] = _rows(store)
     for key, value in _expected().items():
         assert got.get(key, (0, 0, 0)) == value, key
+
+
+def test_directory_tenants_on_their_own_accounts_collect_with_a_token_file_or_variable(
+    sb: Sandbox, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An own-account tenant of the directory: the source names where its token is (a file's path, through a
+    mapped column, or a variable's name); the database keeps that reference, never the token; collect reads the
+    token and gets the account's usage from the sandbox over HTTP."""
+    by_file, by_env = twilio_sid("AC", "hooli-own"), twilio_sid("AC", "umbrella-own")
+    ref = sb.own_account(by_file)
+    assert ref.file is not None
+    file_token = ref.file.read_text(encoding="utf-8")
+    env_token = sb.own_account(by_env)
+    assert env_token.file is not None
+    monkeypatch.setenv("UMBRELLA_TWILIO_TOKEN", env_token.file.read_text(encoding="utf-8"))
+    day = DAYS[0]
+    sb.world.set_usage_record(by_file, day, "sms-outbound", 7, price="0.0553")
+    sb.world.set_usage_record(by_env, day, "sms-outbound", 3, price="0.0237")
+    path = tmp_path / "directory.json"
+    rows = [
+        {"slug": "hooli", "plan": "pro", "twilio_account_sid": by_file, "token_path": str(ref.file)},
+        {
+            "slug": "umbrella",
+            "plan": "starter",
+            "twilio_account_sid": by_env,
+            "twilio_auth_token_env": "UMBRELLA_TWILIO_TOKEN",
+        },
+    ]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    directory = DirectoryConfig(kind="file", path=path, columns={"twilio_auth_token_file": "token_path"})
+    cfg = sb.config([]).model_copy(update={"directory": directory})
+    out = sync_directory(store, cfg, today=day)
+    assert out.bad == () and out.diff.added == ("hooli", "umbrella")
+    with store.engine.connect() as conn:
+        stored = [tuple(r) for r in conn.execute(select(tenants))]
+        refs = dict(
+            conn.execute(
+                select(tenants.c.slug, tenants.c.twilio_auth_token_file).where(
+                    tenants.c.origin == "directory"
+                )
+            ).all()
+        )
+    assert refs == {"hooli": str(ref.file), "umbrella": None}
+    assert file_token not in repr(stored) and env_token.file.read_text(encoding="utf-8") not in repr(stored)
+    _collect(sb, store, cfg, Window.day(day))
+    m, t = usage_metrics.c, tenants.c
+    with store.engine.connect() as conn:
+        got = dict(
+            conn.execute(
+                select(t.slug, m.sms_outbound_count)
+                .join(tenants, t.id == m.tenant_id)
+                .where(m.source == "twilio", m.date == day)
+            ).all()
+        )
+    assert got == {"hooli": 7, "umbrella": 3}
+    assert sb.twilio.requests(f"/Accounts/{by_file}/") and sb.twilio.requests(f"/Accounts/{by_env}/")
+
+
+def test_a_token_in_the_file_column_or_both_references_is_a_bad_row(store: Store, tmp_path: Path) -> None:
+    own = twilio_sid("AC", "hooli-own")
+    path = tmp_path / "directory.json"
+    secret = "0123456789abcdef0123456789abcdef"
+    rows = [
+        {"slug": "hooli", "plan": "pro", "twilio_account_sid": own, "twilio_auth_token_file": secret},
+        {
+            "slug": "umbrella",
+            "plan": "pro",
+            "twilio_account_sid": twilio_sid("AC", "umbrella-own"),
+            "twilio_auth_token_env": "UMBRELLA_TWILIO_TOKEN",
+            "twilio_auth_token_file": "/etc/usagectl/umbrella.token",
+        },
+        {"slug": "acme", "plan": "starter"},
+    ]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    out = sync_directory(store, Config(directory=DirectoryConfig(kind="file", path=path)), today=DAYS[0])
+    assert out.diff.added == ("acme",)
+    assert [str(b) for b in out.bad] == [
+        "row 1 (hooli): twilio_auth_token_file must be the absolute PATH of a file holding the token, not a token",
+        "row 2 (umbrella): give one of twilio_auth_token_env and twilio_auth_token_file",
+    ]
+    assert secret not in repr(out)

@@ -130,3 +130,91 @@ def test_a_plan_by_hand_or_a_toml_slug_makes_the_next_sync_a_full_one(
     )
     res = cli("-c", str(cfg_path), "directory", "sync", "--dry-run")
     assert res.code == 0 and "3 rows unchanged since the last sync" in res.err + res.out
+
+
+def test_an_edit_by_hand_in_sql_makes_the_next_sync_a_full_one(store: Store, tmp_path: Path) -> None:
+    """Dates and holders of mappings and plan periods edited outside usagectl (plain SQL): the table-state part
+    of the digest moves, so the next sync validates and diffs again instead of trusting the recorded digest."""
+    _, cfg = _setup(tmp_path, ROWS)
+    sync_directory(store, cfg, today=DAY1)
+    assert sync_directory(store, cfg, today=DAY2).unchanged
+
+    def edit(sql: str) -> None:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+
+    # A mapping re-dated: the sync has nothing to correct (the source does not say when), but it must look.
+    edit("UPDATE tenant_mappings SET valid_from = '2026-11-05' WHERE value = '+15005550006'")
+    out = sync_directory(store, cfg, today=DAY2)
+    assert not out.unchanged and out.diff.rows_written == 0
+    with store.engine.connect() as conn:
+        start = conn.execute(
+            select(tenant_mappings.c.valid_from).where(tenant_mappings.c.value == "+15005550006")
+        ).scalar_one()
+    assert str(start) == "2026-11-05"
+    assert sync_directory(store, cfg, today=DAY2).unchanged
+    # A plan period closed by hand, then a mapping moved to another tenant by hand: full syncs, and the moved
+    # number goes back to the tenant the source names.
+    edit("UPDATE tenant_plans SET valid_to = '2026-11-30' WHERE id = (SELECT min(id) FROM tenant_plans)")
+    assert not sync_directory(store, cfg, today=DAY2).unchanged
+    assert sync_directory(store, cfg, today=DAY2).unchanged
+    edit(
+        "UPDATE tenant_mappings SET tenant_id = (SELECT id FROM tenants WHERE slug = 'globex') "
+        "WHERE value = '+15005550007'"
+    )
+    out = sync_directory(store, cfg, today=DAY3)
+    assert not out.unchanged and out.diff.changed_slugs == ("acme", "globex")
+    with store.engine.connect() as conn:
+        holder = conn.execute(
+            select(tenants.c.slug)
+            .select_from(tenant_mappings.join(tenants, tenants.c.id == tenant_mappings.c.tenant_id))
+            .where(tenant_mappings.c.value == "+15005550007", tenant_mappings.c.valid_to.is_(None))
+        ).scalar_one()
+    assert holder == "acme"
+    assert sync_directory(store, cfg, today=DAY3).unchanged
+
+
+def test_a_sql_source_is_only_hashed_when_unchanged_and_read_again_when_it_changed(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    platform = tmp_path / "platform.db"
+    con = sqlite3.connect(platform)
+    con.execute("CREATE TABLE t (slug TEXT, name TEXT, plan TEXT, phone_numbers TEXT)")
+    con.executemany(
+        "INSERT INTO t VALUES (?, ?, ?, ?)",
+        [("acme", "Acme", "starter", "+15005550006"), ("globex", "Globex", "pro", "+15005550007")],
+    )
+    con.commit()
+    cfg = cfgmod.parse(
+        {
+            "directory": {
+                "kind": "sql",
+                "url": f"sqlite:///{platform}",
+                "query": "SELECT * FROM t ORDER BY slug",
+            }
+        }
+    )
+    reads: list[bool] = []
+    real = dirmod._read
+
+    def counted(*a: Any, **k: Any) -> Any:
+        reads.append(k["keep"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(dirmod, "_read", counted)
+    first = sync_directory(store, cfg, today=DAY1)
+    assert first.diff.added == ("acme", "globex") and reads == [True]  # nothing recorded yet: read once, kept
+    reads.clear()
+    again = sync_directory(store, cfg, today=DAY2)
+    assert again.unchanged and again.rows == 2 and reads == [False]  # hashed only
+    con.execute("UPDATE t SET plan = 'elite' WHERE slug = 'globex'")
+    con.commit()
+    reads.clear()
+    changed = sync_directory(store, cfg, today=DAY2)
+    assert reads == [False, True] and not changed.unchanged  # hashed, differed, read again to validate
+    assert [(c.slug, c.field, c.new) for c in changed.diff.changed] == [("globex", "plan", "elite")]
+    reads.clear()
+    assert sync_directory(store, cfg, today=DAY3).unchanged and reads == [False]
+    con.close()

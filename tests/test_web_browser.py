@@ -299,3 +299,89 @@ def test_a_missing_browser_fails_under_require_browser(
     monkeypatch.setattr(browser, "REQUIRE_BROWSER", False)
     with pytest.raises(pytest.skip.Exception, match="no-chromedriver is missing"), browser.chromium():
         pass
+
+
+_CHARGE_LINES = """
+const out = [];
+for (const row of document.querySelectorAll('section.card.charge dl > div, section.card.charge dt')) {
+  const dt = row.tagName === 'DT' ? row : row.querySelector('dt');
+  if (!dt) continue;
+  const dd = dt.nextElementSibling;
+  const a = dt.getBoundingClientRect(), b = dd.getBoundingClientRect();
+  let hidden = false;
+  for (let p = dd.parentElement; p; p = p.parentElement) {
+    if (p.scrollWidth > p.clientWidth + 1 && getComputedStyle(p).overflowX !== 'visible') { hidden = true; }
+  }
+  out.push([dt.textContent.trim(), dd.textContent.trim(), Math.min(a.left, b.left), Math.max(a.right, b.right),
+            a.height > 0 && b.height > 0, hidden, getComputedStyle(dt).color, getComputedStyle(dd).color]);
+}
+return out;
+"""
+
+
+def test_billing_usage_shows_the_plan_parts_of_a_month_with_a_plan_change(
+    browser: Any, tmp_path: Path, write_config: Callable[[str], Path]
+) -> None:
+    """A tenant upgraded from Starter to Pro on 15 November: the charge card names each part with its days and
+    amount ("Starter 1-14 Nov", "Pro from 15 Nov"), readable in light and dark and inside a 390 px phone."""
+    from test_plan_history import NOV
+    from test_plan_history import _setup as plan_change_store
+    from usagectl.rollup import run_rollup
+
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    store = open_store(url)
+    try:
+        cfg, _ = plan_change_store(store, write_config)
+        run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
+        report = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
+        from usagectl.web.pages import PageContext
+
+        page = render_billing_usage(report, PageContext(role="tenant", tenant="acme", csrf_token="t"))
+    finally:
+        store.close()
+    root = write_site(tmp_path / "site", {"admin/billing-usage-plan-change.html": page})
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    def parts() -> dict[str, tuple[str, Any, Any, bool, bool, str, str]]:
+        lines = _js(browser, _CHARGE_LINES)
+        return {label: tuple(rest) for label, *rest in lines if "Nov" in label}
+
+    with static_server(root, {"Content-Security-Policy": CSP}) as base:
+        browser.get(base + "/admin/billing-usage-plan-change.html")
+        seen: dict[str, str] = {}
+        for scheme, bg in (("light", LIGHT_BG), ("dark", DARK_BG)):
+            set_color_scheme(browser, scheme)
+            assert _background(browser) == bg
+            got = parts()
+            assert [k for k in got if k.startswith("Starter 1-14 Nov")], got
+            assert [k for k in got if k.startswith("Pro from 15 Nov")], got
+            for label, (amount, _, _, shown, hidden, fg, dd_fg) in got.items():
+                assert amount.startswith("$") and shown and not hidden, (scheme, label, amount)
+                # The text takes the scheme's colour, not the page's background.
+                assert fg != bg and dd_fg != bg, (scheme, label, fg, dd_fg)
+                seen[f"{scheme} {label}"] = amount
+            browser.save_screenshot(str(shots / f"plan-parts-{scheme}-1280x800.png"))
+        amounts = {k.split(" ", 1)[1]: v for k, v in seen.items() if k.startswith("light")}
+        assert any(k.startswith("Starter 1-14 Nov") and v == "$14.00" for k, v in amounts.items()), amounts
+        assert any(k.startswith("Pro from 15 Nov") and v == "$53.33" for k, v in amounts.items()), amounts
+        # The colours differ between the schemes (the dark stylesheet applies to these lines too).
+        set_color_scheme(browser, "light")
+        light_fg = parts()
+        set_color_scheme(browser, "dark")
+        dark_fg = parts()
+        assert all(light_fg[k][5] != dark_fg[k][5] for k in light_fg), (light_fg, dark_fg)
+        set_color_scheme(browser, "light")
+
+        set_viewport(browser, 390, 844, mobile=True)
+        browser.get(base + "/admin/billing-usage-plan-change.html")
+        _no_horizontal_scroll(browser)
+        got = parts()
+        assert len(got) >= 2, got
+        for label, (amount, left, right, shown, hidden, _, _) in got.items():
+            assert shown and not hidden and left >= 0 and right <= 390, (label, amount, left, right)
+        browser.save_screenshot(str(shots / "plan-parts-390x844.png"))
+        assert _csp_violations(browser) == []

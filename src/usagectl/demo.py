@@ -47,6 +47,12 @@ class DemoResult:
 
 UPGRADED = "initech"  # starter -> pro mid-month, in the demo's directory file
 MOVED = "+15005550010"  # initech's second number, given to hooli on the same day
+MIN_PART_DAYS = 4  # the fewest days each side of the demo's plan change
+
+
+def _previous(day: date) -> tuple[int, int]:
+    """The year and month before `day`'s."""
+    return (day.year - 1, 12) if day.month == 1 else (day.year, day.month - 1)
 
 
 def _directory_rows(tenants: list[TenantConfig], *, after: bool) -> list[dict[str, object]]:
@@ -142,15 +148,21 @@ def _pipeline(
             **example_pricing(),
         }
     )
-    # The month of the last complete day, so the ranking is never an empty first-of-the-month; the directory
-    # changes in its middle (so far), so the report's month is prorated.
+    # The month of the last complete day, so the ranking is never an empty first-of-the-month. The directory
+    # changes in the middle of that month so far, or, early in a month (fewer than MIN_PART_DAYS days on each
+    # side), in the middle of the month before: either way both plan parts have several days.
     month = Window.month(window.last.year, window.last.month)
-    change = month.start + timedelta(days=max(1, window.last.day // 2))
+    if window.last.day >= 2 * MIN_PART_DAYS:
+        change_month = month
+        change = month.start + timedelta(days=window.last.day // 2)
+    else:
+        change_month = Window.month(*_previous(month.start))
+        change = change_month.start + timedelta(days=change_month.days // 2)
     # The demo's own file, never cfg.database_url(): that prefers $USAGECTL_DATABASE_URL, and the demo must
     # not write sample tenants and usage into a real database.
     store = open_store(url)
     try:
-        first = min(window.start, month.start)
+        first = min(window.start, change_month.start)
         sync_tenants(store, cfg.tenants, today=first)
         directory_file.write_text(
             json.dumps(_directory_rows(tenants, after=False), indent=1), encoding="utf-8"
@@ -173,7 +185,14 @@ def _pipeline(
         ranking = tenants_report(store, month, cfg=cfg, today=end)
         top = ranking.lines[0].slug if ranking.lines else tenants[0].slug
         report = tenant_report(store, cfg, top, Window.last_days(30, end), today=end)
-        upgraded = tenant_report(store, cfg, UPGRADED, Window.last_days(30, end), today=end)
+        # The upgraded tenant over the month of its upgrade: its plan charge in two parts.
+        upgraded = tenant_report(
+            store,
+            cfg,
+            UPGRADED,
+            Window.last_days(30, end) if change_month == month else change_month,
+            today=end,
+        )
     finally:
         store.close()
     return DemoResult(db, collected, rolled, ranking, report, upgraded, changes), cfg

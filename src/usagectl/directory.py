@@ -18,11 +18,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from usagectl.config import (
     CONTROL_CHARS,
+    DIRECTORY_FIELDS,
     MAX_TENANT_NAME_CHARS,
     PLAN_TIERS,
     SLUG_RE,
@@ -41,6 +43,7 @@ ENV_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n", ""}
 MAX_HTTP_PAGES = 100_000
+_BATCH = 5000  # rows per fetch and per pickled part of the digest
 
 
 class DirectorySourceError(UsagectlError):
@@ -72,8 +75,10 @@ class SyncOutcome:
 # ---- reading a source --------------------------------------------------------------------------------------
 
 
-def _sql_rows(d: DirectoryConfig) -> Iterator[Row]:
-    from sqlalchemy import create_engine, text
+def _sql_batches(d: DirectoryConfig) -> Iterator[tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+    """The query's column names with its rows as the driver returns them (plain tuples), batch by batch; the
+    first batch is empty (the names alone, even for a query that returns no row)."""
+    from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
     from usagectl.store.engine import normalize_url
@@ -87,14 +92,27 @@ def _sql_rows(d: DirectoryConfig) -> Iterator[Row]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=5000).execute(text(d.query))
-            keys = tuple(result.keys())
-            for part in result.partitions(5000):
-                # Plain tuples zipped with the keys: a RowMapping per row costs as much again as the SELECT.
-                for row in part:
-                    yield dict(zip(keys, row, strict=True))
+            # The driver's own cursor: its rows are plain tuples, hashed as read; a Row or a dict per row would
+            # cost as much again as the SELECT, and most syncs (source unchanged) need neither.
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cur.execute(d.query)
+                if cur.description is None:
+                    raise DirectorySourceError("directory: the SQL query returns no rows (is it a SELECT?)")
+                keys = tuple(str(c[0]) for c in cur.description)
+                yield keys, []
+                while batch := cur.fetchmany(_BATCH):
+                    rows: Any = batch if type(batch[0]) is tuple else [tuple(r) for r in batch]
+                    yield keys, rows
+            finally:
+                cur.close()
     except SQLAlchemyError as exc:
         message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if secret:
+            message = message.replace(secret, "***")
+        raise DirectorySourceError(f"directory: the SQL source failed: {message}") from None
+    except engine.dialect.loaded_dbapi.Error as exc:  # the driver's own cursor: its errors are not wrapped
+        message = (str(exc).splitlines() or [type(exc).__name__])[0]
         if secret:
             message = message.replace(secret, "***")
         raise DirectorySourceError(f"directory: the SQL source failed: {message}") from None
@@ -182,8 +200,9 @@ def _file_rows(d: DirectoryConfig) -> Iterator[Row]:
 
 
 def source_rows(d: DirectoryConfig) -> Iterator[Row]:
+    """The source's rows as mappings (the SQL source's as dicts of its columns)."""
     if d.kind == "sql":
-        return _sql_rows(d)
+        return (dict(zip(keys, r, strict=True)) for keys, b in _sql_batches(d) for r in b)
     if d.kind == "http":
         return _http_rows(d)
     return _file_rows(d)
@@ -197,6 +216,8 @@ class _Bad(ValueError):
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # the common case, first
+        return value.strip() or None
     if value is None:
         return None
     if isinstance(value, (dict, list, tuple)):
@@ -208,23 +229,27 @@ def _text(value: Any) -> str | None:
 def _list(value: Any, sep: str) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, (list, tuple)):
-        items = [str(v).strip() for v in value if v is not None]
-    elif isinstance(value, str):
+    if isinstance(value, str):
         text = value.strip()
-        if text.startswith("{") and text.endswith("}"):  # a PostgreSQL array as text: {a,b}
+        if not text:
+            return []
+        if text[0] == "{" and text[-1] == "}":  # a PostgreSQL array as text: {a,b}
             text = text[1:-1]
+        if sep not in text and '"' not in text:
+            return [text.strip()] if text.strip() else []
         items = [v.strip().strip('"') for v in text.split(sep)]
+    elif isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value if v is not None]
     else:
         raise _Bad(f"{value!r} is not a list")
     return [v for v in items if v]
 
 
 def _active(value: Any) -> bool:
-    if value is None:
+    if value is None or value is True:
         return True
-    if isinstance(value, bool):
-        return value
+    if value is False:
+        return False
     text = str(value).strip().lower()
     if text in _TRUE:
         return True
@@ -233,116 +258,164 @@ def _active(value: Any) -> bool:
     raise _Bad(f"active: {value!r} is not true or false")
 
 
-def parse_row(raw: Mapping[str, Any], columns: Mapping[str, str], sep: str) -> tuple[TenantSpec | None, bool]:
-    """A source row as a spec and whether it is active; _Bad naming the field when it is not valid."""
+_SLUG_OK = SLUG_RE.fullmatch
+_SID_OK = SID_RE.fullmatch
+_E164_OK = E164_RE.fullmatch
+_ENV_OK = ENV_NAME_RE.fullmatch
+_CONTROL = CONTROL_CHARS.search
+_MICRO = Decimal("0.000001")
+MAX_TOKEN_FILE_CHARS = 1000
+Fields = tuple[Any, ...]  # a source row's values in the order of DIRECTORY_FIELDS (None where absent)
 
-    def get(field: str) -> Any:
-        return raw.get(columns.get(field, field))
 
-    slug = _text(get("slug"))
-    if slug is None:
+def parse_fields(v: Fields, sep: str) -> tuple[TenantSpec, bool]:
+    """A source row (its values in DIRECTORY_FIELDS order) as a spec and whether it is active; _Bad naming the
+    field when it is not valid. Plain checks and precompiled patterns: it runs once per row of a large source."""
+    (
+        slug_v,
+        name_v,
+        plan_v,
+        sub_v,
+        acc_v,
+        env_v,
+        file_v,
+        numbers_v,
+        subuser_v,
+        category_v,
+        projects_v,
+        budget_v,
+        active_v,
+    ) = v
+    # type(x) is str first, inline: the common case, once per field of every row.
+    slug = slug_v.strip() if type(slug_v) is str else _text(slug_v)
+    if not slug:
         raise _Bad("no slug")
-    if not SLUG_RE.fullmatch(slug):
+    if not _SLUG_OK(slug):
         raise _Bad(f"slug {slug!r} is not valid (lower-case letters, digits, '-' and '_', 1-63 chars)")
-    name = _text(get("name")) or slug
-    if len(name) > MAX_TENANT_NAME_CHARS or CONTROL_CHARS.search(name):
+    name = (name_v.strip() if type(name_v) is str else _text(name_v)) or slug
+    if len(name) > MAX_TENANT_NAME_CHARS or _CONTROL(name):
         raise _Bad(f"name is longer than {MAX_TENANT_NAME_CHARS} characters or holds a control character")
-    plan = (_text(get("plan")) or "").lower()
+    plan = (plan_v.strip() if type(plan_v) is str else _text(plan_v) or "").lower()
     if plan not in PLAN_TIERS:
-        raise _Bad(f"unknown plan {get('plan')!r} (one of {', '.join(PLAN_TIERS)})")
-    maps: set[tuple[str, str]] = set()
-    for field, kind in (
-        ("twilio_subaccount_sid", "twilio_subaccount"),
-        ("twilio_account_sid", "twilio_account"),
-    ):
-        sid = _text(get(field))
-        if sid is not None:
-            if not SID_RE.fullmatch(sid):
-                raise _Bad(f"{field} {sid!r} is not a Twilio account SID (AC + 32 hex digits)")
-            maps.add((kind, sid))
-    numbers = _list(get("phone_numbers"), sep)
+        raise _Bad(f"unknown plan {plan_v!r} (one of {', '.join(PLAN_TIERS)})")
+    maps: list[tuple[str, str]] = []
+    sub = None if sub_v is None else _text(sub_v)
+    if sub is not None:
+        if not _SID_OK(sub):
+            raise _Bad(f"twilio_subaccount_sid {sub!r} is not a Twilio account SID (AC + 32 hex digits)")
+        maps.append(("twilio_subaccount", sub))
+    own = None if acc_v is None else _text(acc_v)
+    if own is not None:
+        if not _SID_OK(own):
+            raise _Bad(f"twilio_account_sid {own!r} is not a Twilio account SID (AC + 32 hex digits)")
+        maps.append(("twilio_account", own))
+    numbers = [] if numbers_v is None else _list(numbers_v, sep)
     for n in numbers:
-        if not E164_RE.fullmatch(n):
+        if not _E164_OK(n):
             raise _Bad(f"phone number {n!r} is not in E.164 form (+15551234567)")
-    maps.update(("phone_number", n) for n in numbers)
-    token_env = _text(get("twilio_auth_token_env"))
-    if token_env is not None and not ENV_NAME_RE.fullmatch(token_env):
+        maps.append(("phone_number", n))
+    token_env = None if env_v is None else _text(env_v)
+    if token_env is not None and not _ENV_OK(token_env):
         raise _Bad("twilio_auth_token_env must be the NAME of an environment variable, not a token")
-    if ("twilio_account", _text(get("twilio_account_sid"))) in maps and token_env is None:
-        raise _Bad("twilio_account_sid (own account) needs twilio_auth_token_env")
-    twilio_modes = sum(
-        (
-            any(k == "twilio_subaccount" for k, _ in maps),
-            bool(numbers),
-            any(k == "twilio_account" for k, _ in maps),
+    token_file = None if file_v is None else _text(file_v)
+    if token_file is not None and (
+        token_file[0] not in "/~" or len(token_file) > MAX_TOKEN_FILE_CHARS or _CONTROL(token_file)
+    ):
+        # An absolute path (or ~/...) cannot be a token pasted in the wrong column.
+        raise _Bad(
+            "twilio_auth_token_file must be the absolute PATH of a file holding the token, not a token"
         )
-    )
-    if twilio_modes > 1:
+    if token_env is not None and token_file is not None:
+        raise _Bad("give one of twilio_auth_token_env and twilio_auth_token_file")
+    if own is not None and token_env is None and token_file is None:
+        raise _Bad("twilio_account_sid (own account) needs twilio_auth_token_env or twilio_auth_token_file")
+    if (sub is not None) + bool(numbers) + (own is not None) > 1:
         raise _Bad("give one of twilio_subaccount_sid, phone_numbers and twilio_account_sid")
-    subuser, category = _text(get("sendgrid_subuser")), _text(get("sendgrid_category"))
+    subuser = subuser_v.strip() if type(subuser_v) is str else _text(subuser_v)
+    category = None if category_v is None else _text(category_v)
     if subuser and category:
         raise _Bad("give one of sendgrid_subuser and sendgrid_category")
     if subuser:
-        maps.add(("sendgrid_subuser", subuser))
+        maps.append(("sendgrid_subuser", subuser))
     if category:
-        maps.add(("sendgrid_category", category))
-    maps.update(("openai_project", p) for p in _list(get("openai_project_ids"), sep))
-    budget_raw = get("monthly_budget")
+        maps.append(("sendgrid_category", category))
+    if projects_v is not None:
+        maps.extend([("openai_project", p) for p in _list(projects_v, sep)])
     budget: Decimal | None = None
-    if budget_raw not in (None, ""):
+    if budget_v is not None and budget_v != "":
         try:
-            budget = Decimal(str(budget_raw).strip())
+            budget = Decimal(str(budget_v).strip())
         except InvalidOperation:
-            raise _Bad(f"monthly_budget {budget_raw!r} is not a number") from None
-        if not budget.is_finite() or budget < 0 or budget != budget.quantize(Decimal("0.000001")):
-            raise _Bad(f"monthly_budget {budget_raw!r} is not a USD amount")
-        budget = budget.quantize(Decimal("0.000001"))
-    spec = TenantSpec(slug, name, plan, frozenset(maps), budget, token_env)
-    return spec, _active(get("active"))
+            raise _Bad(f"monthly_budget {budget_v!r} is not a number") from None
+        if not budget.is_finite() or budget < 0 or budget != budget.quantize(_MICRO):
+            raise _Bad(f"monthly_budget {budget_v!r} is not a USD amount")
+        budget = budget.quantize(_MICRO)
+    spec = TenantSpec(slug, name, plan, frozenset(maps), budget, token_env, token_file)
+    return spec, True if active_v is None else _active(active_v)
 
 
-def validate(rows: Iterator[Row], d: DirectoryConfig) -> tuple[list[TenantSpec], list[BadRow], set[str], int]:
-    """The good specs, the bad rows, the slugs of bad rows (kept as they were) and the number of rows read."""
+def parse_row(raw: Mapping[str, Any], columns: Mapping[str, str], sep: str) -> tuple[TenantSpec | None, bool]:
+    """A source row given as a mapping (field names through `columns`): see parse_fields."""
+    return parse_fields(tuple(raw.get(columns.get(f, f)) for f in DIRECTORY_FIELDS), sep)
+
+
+FieldRow = Fields | BadRow | None
+
+
+def validate(
+    rows: Iterator[FieldRow], d: DirectoryConfig
+) -> tuple[list[TenantSpec], list[BadRow], set[str], int]:
+    """The good specs, the bad rows, the slugs of bad rows (kept as they were) and the number of rows read.
+    `rows` are the source's rows as field tuples (`_Source.fields`)."""
     good: dict[str, tuple[int, TenantSpec]] = {}
     bad: list[BadRow] = []
     keep: set[str] = set()
     seen: dict[str, int] = {}
     count = 0
-    for n, raw in enumerate(rows, 1):
+    sep = d.list_separator
+    for n, v in enumerate(rows, 1):
         count = n
-        if isinstance(raw, BadRow):
-            bad.append(raw)
-            continue
-        if raw is None:
+        if v is None:
             bad.append(BadRow(f"row {n}", "not an object"))
             continue
-        slug_hint = raw.get(d.columns.get("slug", "slug"))
-        where = f"row {n}" + (
-            f" ({slug_hint})" if isinstance(slug_hint, str) and SLUG_RE.fullmatch(slug_hint) else ""
-        )
+        if isinstance(v, BadRow):
+            bad.append(v)
+            continue
         try:
-            spec, active = parse_row(raw, d.columns, d.list_separator)
+            spec, active = parse_fields(v, sep)
         except _Bad as exc:
-            bad.append(BadRow(where, str(exc)))
-            if isinstance(slug_hint, str) and SLUG_RE.fullmatch(slug_hint):
-                keep.add(slug_hint)
+            hint = v[0]
+            named = isinstance(hint, str) and _SLUG_OK(hint)
+            bad.append(BadRow(f"row {n}" + (f" ({hint})" if named else ""), str(exc)))
+            if named:
+                keep.add(hint)
             continue
-        assert spec is not None
-        if spec.slug in seen:
-            bad.append(BadRow(where, f"duplicate slug {spec.slug!r} (also row {seen[spec.slug]})"))
-            keep.add(spec.slug)
-            good.pop(spec.slug, None)
+        slug = spec.slug
+        if slug in seen:
+            hint = v[0]
+            where = f"row {n}" + (f" ({hint})" if isinstance(hint, str) and _SLUG_OK(hint) else "")
+            bad.append(BadRow(where, f"duplicate slug {slug!r} (also row {seen[slug]})"))
+            keep.add(slug)
+            good.pop(slug, None)
             continue
-        seen[spec.slug] = n
+        seen[slug] = n
         if active:
-            good[spec.slug] = (n, spec)
+            good[slug] = (n, spec)
     # A number (or any identity) held by two active tenants: both rows are bad, both tenants stay as they were.
-    holders: dict[tuple[str, str], list[str]] = {}
-    for slug, (_, spec) in good.items():
-        for key in spec.mappings:
-            holders.setdefault(key, []).append(slug)
-    for (kind, value), slugs in sorted(holders.items()):
-        if len(slugs) > 1:
+    every = [key for _, spec in good.values() for key in spec.mappings]
+    clash: set[tuple[str, str]] = set()
+    if len(set(every)) != len(every):  # the common case (no clash) in two C-level passes
+        first: dict[tuple[str, str], str] = {}
+        for slug, (_, spec) in good.items():
+            for key in spec.mappings:
+                if first.setdefault(key, slug) != slug:
+                    clash.add(key)
+    if clash:
+        holders: dict[tuple[str, str], list[str]] = {}
+        for slug, (_, spec) in good.items():
+            for key in spec.mappings & clash:
+                holders.setdefault(key, []).append(slug)
+        for (kind, value), slugs in sorted(holders.items()):
             for slug in slugs:
                 if slug in good:
                     n = good[slug][0]
@@ -374,39 +447,83 @@ def _settings(d: DirectoryConfig, cfg: Config) -> bytes:
 
 
 def _tables_state(conn: Any) -> bytes:
-    """The directory tables' state, cheaply: any write to them (a sync of either origin, `directory plan` by
-    hand) moves a count, a largest id or a newest timestamp."""
-    from sqlalchemy import func, select
-
-    from usagectl.store.tables import tenant_mappings, tenant_plans, tenants
-
-    t, p, m = tenants.c, tenant_plans.c, tenant_mappings.c
-    state = (
-        tuple(conn.execute(select(func.count(), func.max(t.id), func.max(t.updated_at))).one()),
-        tuple(conn.execute(select(func.count(), func.max(p.id), func.max(p.recorded_at))).one()),
-        tuple(conn.execute(select(func.count(), func.max(m.id), func.count(m.valid_to))).one()),
-    )
-    return repr(state).encode()
+    """The directory tables' state in one cheap query: the count of writes that the triggers of directory_changes
+    keep (migration 0012), so any update or delete, by usagectl or by hand in SQL (a mapping re-dated, moved to
+    another tenant or closed), moves it; on PostgreSQL inserts too. SQLite counts no insert (a trigger per row),
+    so there each table's count and largest id, both read from an index, stand for them."""
+    tables = ("tenants", "tenant_plans", "tenant_mappings")
+    if conn.dialect.name == "postgresql":
+        parts = [f"(SELECT max(id) FROM {t})" for t in tables]
+    else:
+        parts = [f"(SELECT count(*) FROM {t}), (SELECT max(id) FROM {t})" for t in tables]
+    sql = "SELECT (SELECT changes FROM directory_changes WHERE id = 1), " + ", ".join(parts)
+    return repr(tuple(conn.exec_driver_sql(sql).one())).encode()
 
 
-def _read(rows: Iterator[Row], d: DirectoryConfig, cfg: Config) -> tuple[list[Row], Any]:
-    """Every row of the source, kept for validation, and a SHA-256 of them as read and of the settings."""
+_PAD = (None,)
+
+
+@dataclass
+class _Source:
+    """A source's rows as read: the SQL source's as its driver's tuples (`keys` their column names), the others'
+    as objects. Turned into field tuples only when they must be validated."""
+
+    keys: tuple[str, ...] | None
+    parts: list[list[Any]]  # empty when only hashed (`_read` with keep=False)
+    count: int  # rows read
+
+    def fields(self, d: DirectoryConfig) -> Iterator[FieldRow]:
+        names = [d.columns.get(f, f) for f in DIRECTORY_FIELDS]
+        if self.keys is not None:
+            pos = {k: i for i, k in enumerate(self.keys)}
+            pick = itemgetter(*(pos.get(name, len(self.keys)) for name in names))  # absent: the pad's None
+            for part in self.parts:
+                for r in part:
+                    yield pick(r + _PAD)
+            return
+        for part in self.parts:
+            for raw in part:
+                if raw is None or isinstance(raw, BadRow):
+                    yield raw
+                else:
+                    yield tuple(raw.get(name) for name in names)
+
+
+def _read(d: DirectoryConfig, cfg: Config, *, keep: bool) -> tuple[_Source, Any]:
+    """A SHA-256 of the source's rows as read and of the settings, and the rows themselves when `keep` (else
+    only their number: the SQL source's rows are hashed batch by batch and dropped, so an unchanged source costs
+    little more than its SELECT; a changed one is read again to be validated). The other kinds always keep them.
+
+    pickle is a faithful serialization (1, "1", Decimal("1"), None and a date all differ; so does key order, and
+    a string shared between rows is written once), so equal bytes mean equal rows; the worst a difference in form
+    can do is make an equal source look changed: a full sync, never a wrong skip. Only dumped, never loaded."""
     h = hashlib.sha256(_settings(d, cfg))
-    # The rows are kept (validated only if the digest differs); the cyclic GC would rescan every kept dict again
-    # and again while 100,000 of them are built, though plain rows hold no cycles.
+    # Kept rows would be rescanned by the cyclic GC again and again while 100,000 of them are read, though plain
+    # rows hold no cycles.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        out = list(rows)
+        if d.kind == "sql":
+            keys: tuple[str, ...] = ()
+            parts: list[list[Any]] = []
+            count = 0
+            for keys, batch in _sql_batches(d):
+                if not batch:
+                    h.update(repr(keys).encode())
+                    continue
+                h.update(pickle.dumps(batch, protocol=5))
+                count += len(batch)
+                if keep:
+                    parts.append(batch)
+            return _Source(keys, parts, count), h
+        rows = list(source_rows(d))
+        src = _Source(None, [rows[i : i + _BATCH] for i in range(0, len(rows), _BATCH)], len(rows))
     finally:
         if enabled:
             gc.enable()
-    # pickle is a faithful serialization (1, "1", Decimal("1"), None and a date all differ; so does key order, and
-    # a string shared between rows is written once), so equal bytes mean equal rows; the worst a difference in
-    # form can do is make an equal source look changed: a full sync, never a wrong skip. Only dumped, never loaded.
-    for i in range(0, len(out), 5000):
-        h.update(pickle.dumps(out[i : i + 5000], protocol=5))
-    return out, h
+    for part in src.parts:
+        h.update(pickle.dumps(part, protocol=5))
+    return src, h
 
 
 def sync_directory(
@@ -427,7 +544,15 @@ def sync_directory(
             f"{cfg.where()}no [directory] section: nothing to sync from (README, Tenants from the platform)"
         )
     origin = "directory"
-    rows, source_hash = _read(source_rows(d), d, cfg)
+
+    def recorded() -> str | None:
+        with store.engine.connect() as conn:
+            return conn.execute(
+                select(directory_digests.c.digest).where(directory_digests.c.origin == origin)
+            ).scalar()
+
+    # With a digest to compare with, the SQL source is only hashed first (read again if it differs).
+    src, source_hash = _read(d, cfg, keep=recorded() is None)
 
     def digest(conn: Any) -> str:
         h = source_hash.copy()
@@ -437,12 +562,15 @@ def sync_directory(
     today = today or utc_today()
     with job_lock(store, wait=lock_wait):
         with store.engine.connect() as conn:
-            recorded = conn.execute(
+            last = conn.execute(
                 select(directory_digests.c.digest).where(directory_digests.c.origin == origin)
             ).scalar()
-            if recorded is not None and recorded == digest(conn):
-                return SyncOutcome(SyncDiff(), (), len(rows), dry_run, unchanged=True)
-        specs, bad, keep, count = validate(iter(rows), d)
+            if last is not None and last == digest(conn):
+                return SyncOutcome(SyncDiff(), (), src.count, dry_run, unchanged=True)
+        if src.count and not src.parts:
+            # Changed: read again, keeping the rows; the digest recorded is the one of the rows validated.
+            src, source_hash = _read(d, cfg, keep=True)
+        specs, bad, keep, count = validate(src.fields(d), d)
         in_toml = sorted({s.slug for s in specs} & {t.slug for t in cfg.tenants})
         if in_toml:
             raise ConfigError(

@@ -594,6 +594,7 @@ DIRECTORY_FIELDS = (
     "twilio_subaccount_sid",
     "twilio_account_sid",
     "twilio_auth_token_env",
+    "twilio_auth_token_file",
     "phone_numbers",
     "sendgrid_subuser",
     "sendgrid_category",

@@ -13,13 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
 from usagectl.config import TenantConfig
 from usagectl.errors import ConfigError
-from usagectl.store.tables import UTCDateTime, tenant_mappings, tenant_plans, tenants, utcnow
+from usagectl.store.tables import tenant_mappings, tenant_plans, tenants, utcnow
 
 EARLIEST = date(1, 1, 1)  # the start of a tenant's first plan period and of a value's first mapping
 MAPPING_KINDS = (
@@ -33,9 +34,9 @@ MAPPING_KINDS = (
 _BATCH = 5000  # rows per executemany: bounded memory and statement size at 100,000 tenants
 
 
-@dataclass(frozen=True)
-class TenantSpec:
-    """One tenant as its source defines it today."""
+class TenantSpec(NamedTuple):
+    """One tenant as its source defines it today. A named tuple, not a dataclass: a sync builds one per row of
+    the source, and a frozen dataclass's field-by-field __init__ costs several times a tuple's."""
 
     slug: str
     name: str
@@ -43,6 +44,7 @@ class TenantSpec:
     mappings: frozenset[tuple[str, str]] = frozenset()  # (kind, value)
     monthly_budget: Decimal | None = None
     twilio_auth_token_env: str | None = None
+    twilio_auth_token_file: str | None = None  # the path of a file holding the token (never the token)
 
     def values(self, kind: str) -> list[str]:
         return sorted(v for k, v in self.mappings if k == kind)
@@ -64,7 +66,7 @@ def spec_of(t: TenantConfig) -> TenantSpec:
             maps.add(("sendgrid_category", t.sendgrid.category))
     if t.openai is not None:
         maps.update(("openai_project", p) for p in t.openai.project_ids)
-    return TenantSpec(t.slug, t.display_name, t.plan, frozenset(maps), None, None)
+    return TenantSpec(t.slug, t.display_name, t.plan, frozenset(maps), None, None, None)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class _Existing:
     origin: str
     budget: Decimal | None
     token_env: str | None
+    token_file: str | None
     open_maps: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, value) -> mapping row id
 
 
@@ -132,11 +135,14 @@ def _existing(
         c.origin,
         c.monthly_budget_usd,
         c.twilio_auth_token_env,
+        c.twilio_auth_token_file,
     )
     if origin is not None:
         q = q.where(c.origin == origin)
-    for slug, pk, name, plan, source_plan, active, origin_, budget, token_env in conn.execute(q).all():
-        e = _Existing(int(pk), name, plan, source_plan, bool(active), origin_, budget, token_env)
+    for slug, pk, name, plan, source_plan, active, origin_, budget, token_env, token_file in conn.execute(
+        q
+    ).all():
+        e = _Existing(int(pk), name, plan, source_plan, bool(active), origin_, budget, token_env, token_file)
         found[slug] = by_id[e.id] = e
     m = tenant_mappings.c
     holder: dict[tuple[str, str], int] = {}
@@ -211,12 +217,47 @@ def record_plan(
     return written + 1
 
 
-def _now_param(now: datetime) -> Any:
-    # One bound value in the statement for every row of an executemany: the timestamp type's conversion runs
-    # once, not once per row (a first sync of 100,000 tenants writes 500,000 rows).
-    from sqlalchemy import literal
+def _bind_processor(conn: Connection, column: Any) -> Any:
+    """The column type's conversion of a Python value into what this driver stores (None: none needed)."""
+    return column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
 
-    return literal(now, UTCDateTime)
+
+def _db_value(conn: Connection, column: Any, value: Any) -> Any:
+    proc = _bind_processor(conn, column)
+    return value if proc is None else proc(value)
+
+
+def _bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> int:
+    """Insert plain tuples, already in the driver's form (`_db_value`), through the driver itself, inside the
+    connection's transaction: COPY on PostgreSQL, one executemany per batch on SQLite. SQLAlchemy's executemany
+    would convert every value of every row again (a first sync of 100,000 tenants writes 500,000 rows)."""
+    if not rows:
+        return 0
+    from sqlalchemy.exc import DBAPIError
+
+    dbapi: Any = conn.connection.dbapi_connection
+    driver_error = conn.dialect.loaded_dbapi.Error
+    names = ", ".join(columns)
+    sql = f"INSERT INTO {table.name} ({names})"
+    try:
+        if conn.dialect.name == "postgresql":
+            sql = f"COPY {table.name} ({names}) FROM STDIN"
+            with dbapi.cursor() as cur, cur.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return len(rows)
+        cur = dbapi.cursor()
+        try:
+            marks = ", ".join("?" * len(columns))
+            for i in range(0, len(rows), _BATCH):
+                cur.executemany(f"{sql} VALUES ({marks})", rows[i : i + _BATCH])
+        finally:
+            cur.close()
+    except driver_error as exc:
+        # As SQLAlchemy would raise it (IntegrityError, OperationalError...): callers retry on those (two
+        # processes adding the same tenant at once, store.tenants.sync_tenants).
+        raise DBAPIError.instance(sql, None, exc, driver_error) from None
+    return len(rows)
 
 
 def _batched(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -261,6 +302,12 @@ def diff_specs(
                         slug, "twilio_auth_token_env", _show(e.token_env), _show(s.twilio_auth_token_env)
                     )
                 )
+            if e.token_file != s.twilio_auth_token_file:
+                changes.append(
+                    FieldChange(
+                        slug, "twilio_auth_token_file", _show(e.token_file), _show(s.twilio_auth_token_file)
+                    )
+                )
         have = e.open_maps.keys()
         if have == s.mappings:
             continue  # the common case at 100,000 tenants: nothing moved, no per-kind lists to build
@@ -303,8 +350,10 @@ def apply_specs(
             )
     if dry_run or not diff.any:
         return diff
-    # Something changes: every tenant's mappings, since a value may move from a tenant of the other origin.
-    diff, found, holder, ever = diff_specs(conn, specs, origin, keep)
+    # Something changes: every tenant's mappings, since a value may move from a tenant of the other origin (read
+    # again only when there is such a tenant).
+    if conn.execute(select(tenants.c.id).where(tenants.c.origin != origin).limit(1)).first() is not None:
+        diff, found, holder, ever = diff_specs(conn, specs, origin, keep)
     wanted = {s.slug: s for s in specs}
     written = 0
     touched = set(diff.changed_slugs)
@@ -322,7 +371,6 @@ def apply_specs(
         for key in e.open_maps:
             holder.pop(key, None)
     # Mappings that changed hands or were dropped close first, so the new holders open theirs on the same day.
-    opens: list[dict[str, Any]] = []
     for slug in sorted(touched):
         e = found[slug]
         want = wanted[slug].mappings
@@ -330,81 +378,87 @@ def apply_specs(
             if key not in want:
                 close_ids.append(mid)
                 holder.pop(key, None)
-    for slug in sorted(wanted):
-        s = wanted[slug]
-        known = found.get(slug)
-        if known is not None and slug not in touched:
-            continue
-        for key in sorted(s.mappings - set(known.open_maps if known else ())):
-            other = holder.get(key)
-            if other is not None:
-                # Held by a tenant of the other origin (or one not in this sync): it moves today.
-                close_ids.extend(
-                    x.open_maps[key] for x in found.values() if x.id == other and key in x.open_maps
-                )
-            opens.append(
-                {"kind": key[0], "value": key[1], "slug": slug, "from": today if key in ever else EARLIEST}
-            )
-    if close_ids:
-        m = tenant_mappings.c
-        stmt = update(tenant_mappings).where(m.id == bindparam("mid")).values(valid_to=today)
-        written += _batched(conn, stmt, [{"mid": i} for i in sorted(set(close_ids))])
-    # New tenants: one batch of inserts, their ids read back by slug.
+    # New tenants first (bulk inserts of plain tuples, their ids read back in one query), so that the mappings
+    # below are built once, as the rows they are written as.
+    new_ids: dict[str, int] = {}
     if diff.added:
-        rows = [
-            {
-                "slug": slug,
-                "name": wanted[slug].name,
-                "plan_tier": wanted[slug].plan,
-                "source_plan": wanted[slug].plan,
-                "active": True,
-                "origin": origin,
-                "monthly_budget_usd": wanted[slug].monthly_budget,
-                "twilio_auth_token_env": wanted[slug].twilio_auth_token_env,
-            }
-            for slug in diff.added
-        ]
-        written += _batched(
-            conn, insert(tenants).values(created_at=_now_param(now), updated_at=_now_param(now)), rows
+        t = tenants.c
+        last_id = conn.execute(select(func.max(t.id))).scalar() or 0
+        now_db = _db_value(conn, t.created_at, now)
+        active_db = _db_value(conn, t.active, True)
+        money = _bind_processor(conn, t.monthly_budget_usd)
+        written += _bulk_insert(
+            conn,
+            tenants,
+            (
+                "slug",
+                "name",
+                "plan_tier",
+                "source_plan",
+                "active",
+                "origin",
+                "monthly_budget_usd",
+                "twilio_auth_token_env",
+                "twilio_auth_token_file",
+                "created_at",
+                "updated_at",
+            ),
+            [
+                (
+                    s.slug,
+                    s.name,
+                    s.plan,
+                    s.plan,
+                    active_db,
+                    origin,
+                    None if s.monthly_budget is None or money is None else money(s.monthly_budget),
+                    s.twilio_auth_token_env,
+                    s.twilio_auth_token_file,
+                    now_db,
+                    now_db,
+                )
+                for s in map(wanted.__getitem__, diff.added)
+            ],
         )
+        added = set(diff.added)
         new_ids = {
             slug: int(pk)
-            for slug, pk in conn.execute(
-                select(tenants.c.slug, tenants.c.id).where(tenants.c.created_at == now)
-            )
+            for slug, pk in conn.exec_driver_sql(
+                "SELECT slug, id FROM tenants WHERE id > " + str(int(last_id))
+            ).fetchall()
+            if slug in added
         }
-        written += _batched(
+        earliest_db = _db_value(conn, tenant_plans.c.valid_from, EARLIEST)
+        written += _bulk_insert(
             conn,
-            insert(tenant_plans).values(recorded_at=_now_param(now)),
-            [
-                {
-                    "tenant_id": new_ids[slug],
-                    "plan_tier": wanted[slug].plan,
-                    "valid_from": EARLIEST,
-                    "valid_to": None,
-                    "how": origin,
-                }
-                for slug in diff.added
-            ],
+            tenant_plans,
+            ("tenant_id", "plan_tier", "valid_from", "valid_to", "how", "recorded_at"),
+            [(new_ids[slug], wanted[slug].plan, earliest_db, None, origin, now_db) for slug in diff.added],
         )
-    else:
-        new_ids = {}
-    ids = {slug: e.id for slug, e in found.items()} | new_ids
-    if opens:
-        written += _batched(
-            conn,
-            insert(tenant_mappings).values(recorded_at=_now_param(now)),
-            [
-                {
-                    "tenant_id": ids[o["slug"]],
-                    "kind": o["kind"],
-                    "value": o["value"],
-                    "valid_from": o["from"],
-                    "valid_to": None,
-                }
-                for o in opens
-            ],
-        )
+    mc = tenant_mappings.c
+    from_db = {
+        EARLIEST: _db_value(conn, mc.valid_from, EARLIEST),
+        today: _db_value(conn, mc.valid_from, today),
+    }
+    at_db = _db_value(conn, mc.recorded_at, now)
+    by_id = {x.id: x for x in found.values()}
+    opens: list[tuple[Any, ...]] = []  # tenant_mappings rows, in the driver's form
+    for slug in sorted(set(diff.added) | touched):
+        s = wanted[slug]
+        known = found.get(slug)
+        tid = known.id if known is not None else new_ids[slug]
+        for key in sorted(s.mappings.difference(known.open_maps) if known is not None else s.mappings):
+            other = holder.get(key)
+            if other is not None and other in by_id and key in by_id[other].open_maps:
+                # Held by a tenant of the other origin (or one not in this sync): it moves today.
+                close_ids.append(by_id[other].open_maps[key])
+            opens.append((tid, key[0], key[1], from_db[today if key in ever else EARLIEST], None, at_db))
+    if close_ids:
+        stmt = update(tenant_mappings).where(mc.id == bindparam("mid")).values(valid_to=today)
+        written += _batched(conn, stmt, [{"mid": i} for i in sorted(set(close_ids))])
+    written += _bulk_insert(
+        conn, tenant_mappings, ("tenant_id", "kind", "value", "valid_from", "valid_to", "recorded_at"), opens
+    )
     # Changed tenants: their own fields, and a plan period from today when the source's plan moved.
     for slug in sorted(touched):
         e, s = found[slug], wanted[slug]
@@ -412,6 +466,7 @@ def apply_specs(
         if origin == "directory":
             values["monthly_budget_usd"] = s.monthly_budget
             values["twilio_auth_token_env"] = s.twilio_auth_token_env
+            values["twilio_auth_token_file"] = s.twilio_auth_token_file
         if (e.source_plan or e.plan_tier) != s.plan:
             written += record_plan(conn, e.id, s.plan, today, origin, now)
             values["source_plan"] = s.plan
@@ -523,7 +578,14 @@ def directory_tenants(conn: Connection, start: date, end: date) -> list[TenantCo
     t, m = tenants.c, tenant_mappings.c
     rows = conn.execute(
         select(
-            t.id, t.slug, t.name, t.plan_tier, t.active, t.monthly_budget_usd, t.twilio_auth_token_env
+            t.id,
+            t.slug,
+            t.name,
+            t.plan_tier,
+            t.active,
+            t.monthly_budget_usd,
+            t.twilio_auth_token_env,
+            t.twilio_auth_token_file,
         ).where(t.origin == "directory")
     ).all()
     held: dict[int, list[tuple[str, str, date]]] = {}
@@ -534,7 +596,7 @@ def directory_tenants(conn: Connection, start: date, end: date) -> list[TenantCo
     ):
         held.setdefault(int(tid), []).append((kind, value, a))
     out: list[TenantConfig] = []
-    for tid, slug, name, plan, active, budget, token_env in rows:
+    for tid, slug, name, plan, active, budget, token_env, token_file in rows:
         mine = held.get(int(tid), [])
         if not active and not mine:
             continue
@@ -548,8 +610,10 @@ def directory_tenants(conn: Connection, start: date, end: date) -> list[TenantCo
             twilio = TenantTwilio(phone_numbers=sorted(numbers))
         elif subs:
             twilio = TenantTwilio(subaccount_sid=subs[-1])
-        elif owns and token_env:
-            twilio = TenantTwilio(account_sid=owns[-1], auth_token=SecretRef(env=token_env))
+        elif owns and (token_env or token_file):
+            # A reference only (a variable's name or a file's path): the token is read when collect runs.
+            token = SecretRef(env=token_env) if token_env else SecretRef(file=Path(str(token_file)))
+            twilio = TenantTwilio(account_sid=owns[-1], auth_token=token)
         subusers, categories = values("sendgrid_subuser"), values("sendgrid_category")
         sendgrid = None
         if subusers:

@@ -42,7 +42,7 @@ from usagectl.meters import (
 from usagectl.money import from_micros, to_micros
 
 SCHEMA_HEAD = (
-    "0011_directory_digests"  # the newest Alembic revision; a test keeps it equal to the scripts' head
+    "0012_directory_edits"  # the newest Alembic revision; a test keeps it equal to the scripts' head
 )
 
 metadata = MetaData(
@@ -129,6 +129,8 @@ tenants = Table(
     Column("monthly_budget_usd", Money, nullable=True),
     # The directory's Twilio own-account token reference (the NAME of an environment variable, never the token).
     Column("twilio_auth_token_env", String(200), nullable=True),
+    # Or the path of a file holding that token (never the token itself); one of the two.
+    Column("twilio_auth_token_file", String(1000), nullable=True),
 )
 
 # A tenant's plan over time, in UTC days: each period runs from `valid_from` to the next period's `valid_from`
@@ -323,6 +325,15 @@ directory_digests = Table(
     Column("origin", String(16), primary_key=True),
     Column("digest", String(64), nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+# One row (id 1): a count of the updates and deletes made to tenants, tenant_plans and tenant_mappings, kept by
+# triggers (migration 0012_directory_edits), so an unchanged directory sync notices any edit, by hand too.
+directory_changes = Table(
+    "directory_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("changes", BigInteger, nullable=False),
 )
 
 # Cross-host job lock for SQLite (PostgreSQL uses advisory locks); a row per held lock.
