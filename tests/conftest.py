@@ -3,18 +3,25 @@
 Every test runs with its own data dir and no user config. Storage tests take `db_url`, which runs them on SQLite
 and, when USAGECTL_TEST_DATABASE_URL is set, on PostgreSQL too, each PostgreSQL test in a schema of its own that
 is dropped afterwards. With USAGECTL_REQUIRE_POSTGRES=1 (CI) a missing PostgreSQL fails instead of skipping.
+
+A test that needs prices takes `priced` (the one priced config of tests/priced.py, written out, with a migrated
+store whose tenants are synced) or `seeded` (the same with the standard October collected and rolled up).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
+
+from priced import OCT, TENANTS, V2_FROM, priced_toml, seed, seed_standard
 
 PG_ENV = "USAGECTL_TEST_DATABASE_URL"
 REQUIRE_PG = os.environ.get("USAGECTL_REQUIRE_POSTGRES") == "1"
@@ -141,6 +148,31 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
     return write
 
 
+def send_json(handler: Any, status: int, body: Any) -> None:
+    """Answer a request of a test's fake HTTP server (a BaseHTTPRequestHandler) with `body` as JSON."""
+    import json
+
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+@pytest.fixture
+def providers_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """[providers] for Twilio (its token in T_TOKEN) and SendGrid (its key in a file), the secrets in place: the
+    tests that check a secret never shows look for "secret-token-value" and "super-secret"."""
+    key = tmp_path / "sg.key"
+    key.write_text("SG.super-secret-sendgrid-key\n")
+    monkeypatch.setenv("T_TOKEN", "twilio-secret-token-value")
+    return (
+        '\n[providers.twilio]\naccount_sid = "AC00000000000000000000000000000000"\nauth_token_env = "T_TOKEN"\n'
+        f'\n[providers.sendgrid]\napi_key_file = "{key}"\n'
+    )
+
+
 @pytest.fixture
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A headless Chromium Selenium WebDriver at 1280x800 (tests/browser.py: set_viewport to change it).
@@ -156,3 +188,87 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         fcntl.flock(held, fcntl.LOCK_EX)
         with chromium() as driver:
             yield driver
+
+
+@dataclass
+class Priced:
+    """A store under the shared priced config; USAGECTL_CONFIG and USAGECTL_DATABASE_URL point at both."""
+
+    store: Any
+    cfg: Any
+    path: Path
+    url: str
+    cli: Callable[..., CliResult] = field(repr=False)
+
+    def seed(self, slug: str, days: Iterable[date], row: Any, source: str = "twilio") -> None:
+        seed(self.store, slug, days, row, source)
+
+    def rollup(self, days: Any = OCT) -> None:
+        """`usagectl -q rollup` over `days` (a Window), through the CLI like an operator: silent, exit 0."""
+        res = self.cli("-q", "rollup", "--since", days.start.isoformat(), "--until", days.last.isoformat())
+        assert (res.code, res.out, res.err) == (0, "", ""), res.err
+
+    def standard(self, days: Any = OCT, *, skip: Iterable[date] = ()) -> None:
+        """The standard usage (tests/priced.py, seed_standard) on each of `days` (a Window) but those in `skip`,
+        then `days` rolled up."""
+        left_out = set(skip)
+        seed_standard(self.store, [d for d in days if d not in left_out])
+        self.rollup(days)
+
+
+def open_priced(
+    url: str,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., CliResult],
+    *,
+    v2: date | None = V2_FROM,
+    tenants: Sequence[tuple[str, ...]] = TENANTS,
+    extra: str = "",
+) -> Priced:
+    """Write the shared config (tests/priced.py: priced_toml's parameters), point the CLI at it and at `url`,
+    open the store and sync its tenants. The caller closes the store (the fixtures below do)."""
+    from usagectl.config import load
+    from usagectl.store.engine import open_store
+    from usagectl.store.tenants import sync_tenants
+
+    path = write_config(priced_toml(v2=v2, tenants=tenants, extra=extra))
+    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
+    monkeypatch.setenv("USAGECTL_DATABASE_URL", url)
+    cfg = load(path)
+    store = open_store(url)
+    try:
+        sync_tenants(store, cfg.tenants)
+    except BaseException:
+        store.close()
+        raise
+    return Priced(store, cfg, path, url, cli)
+
+
+@pytest.fixture
+def priced(
+    db_url: str,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., CliResult],
+) -> Iterator[Callable[..., Priced]]:
+    """A factory: `priced(v2=..., tenants=..., extra=...)` (tests/priced.py, priced_toml) on `db_url`, on each
+    backend. It may be called again (a changed config over the same database); every store is closed after."""
+    opened: list[Priced] = []
+
+    def make(**kw: Any) -> Priced:
+        env = open_priced(db_url, write_config, monkeypatch, cli, **kw)
+        opened.append(env)
+        return env
+
+    yield make
+    for env in opened:
+        env.store.close()
+
+
+@pytest.fixture
+def seeded(priced: Callable[..., Priced]) -> Priced:
+    """The default priced config with the standard October (tests/priced.py, seed_standard) rolled up."""
+    env = priced()
+    env.standard()
+    return env

@@ -19,45 +19,21 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, text
 
+from conftest import Priced
+from priced import OCT, PRO_BUDGET, SMS_V1, SMS_V2, V2_FROM, micro
 from usagectl import config as cfgmod
 from usagectl.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, run_alerts, verify
-from usagectl.periods import Window
 from usagectl.records import MetricRow
-from usagectl.rollup import run_rollup
 from usagectl.store.engine import Store, open_store
-from usagectl.store.metrics import upsert_metric
 from usagectl.store.tables import alert_deliveries, alerts
-from usagectl.store.tenants import get_tenant, sync_tenants
 
-OCT = Window.month(2026, 10)
 SECRET = "whsec-TOP-secret-4242"
 
-BASE = """
-[[pricing.books]]
-version = "v1"
-effective_from = "2026-01-01"
-sms = "0.01"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-
-[plans.pro]
-included = { sms = 1000 }
-monthly_budget = "9.30"
-
-[[tenants]]
-slug = "acme"
-plan = "pro"
-
-[[tenants]]
-slug = "globex"
-plan = "pro"
-monthly_budget = "1000"
-"""
-
-# acme: 930 SMS (93.0% of 1000: the 80% threshold) costing $9.30, exactly its plan budget (80, 95, 100 %).
-# globex: 31,000 SMS (3100%: all three) costing $310, under its own $1000 budget (the plan's $9.30 does not apply).
+# Both on pro (500 SMS included, a $5.55 budget); globex with a budget of its own.
+TENANTS = (("acme", "Acme", "pro"), ("globex", "Globex", "pro", 'monthly_budget = "1000"'))
+ACME_SMS, GLOBEX_SMS = 15, 1000  # a day, all October
+# acme: 465 SMS (93.0% of 500: the 80% threshold), costing exactly its plan's budget (80, 95, 100 %).
+# globex: 31,000 SMS (6200%: all three), costing $370, under its own $1000 budget (the plan's does not apply).
 # Each meter's highest threshold crossed fires (is sent); the lower ones it passed at once are recorded, not sent.
 EXPECTED = {
     ("acme", "sms", "80"),
@@ -136,31 +112,31 @@ def _free_port() -> int:
 
 @pytest.fixture
 def setup(
-    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+    priced: Callable[..., Priced], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[str], tuple[Store, cfgmod.Config]]:
-    """Write the config (BASE + extra), sync tenants, collect October and roll it up."""
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
+    """Write the config (the shared one + extra), sync tenants, collect October and roll it up."""
     monkeypatch.setenv("ALERT_SECRET", SECRET)
-    opened: list[Store] = []
 
     def make(extra: str = "") -> tuple[Store, cfgmod.Config]:
-        path = write_config(BASE + extra)
-        monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-        cfg = cfgmod.load(path)
-        store = open_store(db_url)
-        opened.append(store)
-        sync_tenants(store, cfg.tenants)
-        with store.engine.begin() as conn:
-            for slug, sms in (("acme", 30), ("globex", 1000)):
-                tid = get_tenant(conn, slug).id  # type: ignore[union-attr]
-                for d in OCT:
-                    upsert_metric(conn, tid, d, "twilio", MetricRow(sms_outbound_count=sms))
-        run_rollup(store, cfg, OCT)
-        return store, cfg
+        env = priced(tenants=TENANTS, extra=extra)
+        env.seed("acme", OCT, MetricRow(sms_outbound_count=ACME_SMS))
+        env.seed("globex", OCT, MetricRow(sms_outbound_count=GLOBEX_SMS))
+        env.rollup()
+        return env.store, env.cfg
 
-    yield make  # type: ignore[misc]
-    for s in opened:
-        s.close()
+    return make
+
+
+def _month_cost(sms_a_day: int) -> Decimal:
+    """October's cost of `sms_a_day` SMS a day on pro (no SMS override): 15 days at v1's price, 16 at v2's."""
+    return (V2_FROM - OCT.start).days * micro(sms_a_day * SMS_V1) + (OCT.end - V2_FROM).days * micro(
+        sms_a_day * SMS_V2
+    )
+
+
+def test_the_hand_computation_itself() -> None:
+    assert _month_cost(ACME_SMS) == Decimal("5.55") == PRO_BUDGET  # 15 x $0.21 + 16 x $0.15
+    assert _month_cost(GLOBEX_SMS) == Decimal("370")  # 37% of globex's $1000
 
 
 def _keys(fired: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -187,13 +163,13 @@ def test_thresholds_fire_once_across_two_runs(setup: Any, cli: Callable[..., Any
     assert doc["period"] == "2026-10" and doc["dry_run"] is False and doc["webhook"] is None
     assert _keys(doc["fired"]) == EXPECTED and _keys(doc["passed"]) == PASSED
     acme_sms = next(f for f in doc["fired"] if f["tenant"] == "acme" and f["meter"] == "sms")
-    # The report's own allowance figures: 930 of 1000, 93.0%.
+    # The report's own allowance figures: 465 of 500, 93.0%.
     rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
-    assert acme_sms["used"] == "930" and acme_sms["limit"] == "1000" and acme_sms["percent_used"] == "93.0"
+    assert acme_sms["used"] == "465" and acme_sms["limit"] == "500" and acme_sms["percent_used"] == "93.0"
     allowance = next(x for x in rep["allowances"] if x["metric"] == "sms")
-    assert (allowance["used"], allowance["included"], allowance["percent_used"]) == (930, 1000, "93.0")
+    assert (allowance["used"], allowance["included"], allowance["percent_used"]) == (465, 500, "93.0")
     budget = next(f for f in doc["fired"] if f["meter"] == "budget" and f["threshold_percent"] == "100")
-    assert Decimal(budget["used"]) == Decimal("9.30") == Decimal(budget["limit"])
+    assert Decimal(budget["used"]) == _month_cost(ACME_SMS) == PRO_BUDGET == Decimal(budget["limit"])
     assert budget["percent_used"] == "100.0" and budget["as_of"] == "2026-10-31"
     second = cli("alerts", "--month", "2026-10", "--format", "json")
     assert second.code == 0 and json.loads(second.out)["fired"] == []
@@ -222,13 +198,13 @@ def test_dry_run_records_nothing(setup: Any, cli: Callable[..., Any], receiver: 
 
 
 def test_budget_tracks_the_tenant_override_and_the_plan(setup: Any, cli: Callable[..., Any]) -> None:
-    # globex's own budget ($1000, 31% used) replaces the plan's: no budget alert for it. A lower override fires.
+    # globex's own budget ($1000, 37% used) replaces the plan's: no budget alert for it. A lower override fires.
     setup()
     doc = json.loads(cli("alerts", "--month", "2026-10", "--format", "json").out)
     assert not [f for f in doc["fired"] if f["tenant"] == "globex" and f["meter"] == "budget"]
     setup('\n[alerts]\nthresholds = ["30", 99.5]\n')
     doc = json.loads(cli("alerts", "--month", "2026-10", "--format", "json").out)
-    # New thresholds below one already fired (80/100) are recorded as passed, not sent; globex's budget (31%)
+    # New thresholds below one already fired (80/100) are recorded as passed, not sent; globex's budget (37%)
     # reaches its first threshold and fires.
     assert _keys(doc["fired"]) == {("globex", "budget", "30")}
     assert _keys(doc["passed"]) == {

@@ -10,32 +10,22 @@ import pytest
 from usagectl import config as cfgmod
 from usagectl.errors import ConfigError
 
-GOOD = """
-[providers.twilio]
-account_sid = "AC00000000000000000000000000000000"
-auth_token_env = "T_TOKEN"
-
-[providers.sendgrid]
-api_key_file = "{keyfile}"
-
+GOOD_TENANTS = """
 [[tenants]]
 slug = "acme"
 plan = "pro"
-twilio = {{ subaccount_sid = "AC11111111111111111111111111111111" }}
+twilio = { subaccount_sid = "AC11111111111111111111111111111111" }
 
 [[tenants]]
 slug = "globex"
-twilio = {{ phone_numbers = ["+15005550006"] }}
-sendgrid = {{ category = "tenant-globex" }}
+twilio = { phone_numbers = ["+15005550006"] }
+sendgrid = { category = "tenant-globex" }
 """
 
 
 @pytest.fixture
-def good(tmp_path: Path, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> Path:
-    key = tmp_path / "sg.key"
-    key.write_text("SG.super-secret-sendgrid-key\n")
-    monkeypatch.setenv("T_TOKEN", "twilio-secret-token-value")
-    return write_config(GOOD.format(keyfile=key))
+def good(providers_toml: str, write_config: Callable[[str], Path]) -> Path:
+    return write_config(providers_toml + GOOD_TENANTS)
 
 
 def test_example_config_is_valid_and_shipped_with_the_package() -> None:

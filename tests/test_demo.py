@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -160,28 +163,32 @@ def test_demo_never_writes_into_the_configured_database(
         kept.close()
 
 
+def _demo_serve(tmp_path: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    """`usagectl demo --days 3 --serve` in its own process, in `tmp_path`, with no database or config of the
+    caller's (`env`: more variables); the caller stops it."""
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    environ.pop("USAGECTL_DATABASE_URL", None)
+    environ.pop("USAGECTL_CONFIG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "usagectl", "demo", "--days", "3", "--serve", "--port", str(port)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+
+
 def test_demo_serve_prints_tokens_that_sign_in_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    import os
     import signal
     import subprocess
-    import sys
 
     import httpx
 
     from test_serve_process import free_port
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    env.pop("USAGECTL_DATABASE_URL", None)
-    env.pop("USAGECTL_CONFIG", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "usagectl", "demo", "--days", "3", "--serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = _demo_serve(tmp_path, port)
     try:
         assert proc.stdout is not None
         lines = []
@@ -235,10 +242,7 @@ def test_demo_serve_removes_its_temporary_folder_when_stopped_by_a_signal(
 ) -> None:
     """Issue 23: stopped by SIGTERM (the default action ends the process without `finally`), the demo left its
     temporary folder behind. Whenever the signal lands, the folder goes."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     import httpx
@@ -248,17 +252,7 @@ def test_demo_serve_removes_its_temporary_folder_when_stopped_by_a_signal(
     temp = tmp_path / "tmp"
     temp.mkdir()
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(temp)}
-    env.pop("USAGECTL_DATABASE_URL", None)
-    env.pop("USAGECTL_CONFIG", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "usagectl", "demo", "--days", "3", "--serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = _demo_serve(tmp_path, port, TMPDIR=str(temp))
     try:
         if when == "collecting":
             assert proc.stderr is not None

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from priced import TENANTS, priced_toml
 from usagectl import config as cfgmod
 from usagectl.config_files import starter_config_text
 from usagectl.store.engine import open_store
@@ -59,38 +60,23 @@ def test_crontab_and_systemd_unit_show_the_venv_path_and_where_secrets_come_from
     assert "/etc/usagectl/secrets/" in unit
 
 
-GOOD = """
-[providers.twilio]
-account_sid = "AC00000000000000000000000000000000"
-auth_token_env = "T_TOKEN"
-
-[providers.sendgrid]
-api_key_file = "{keyfile}"
-
-[plans.pro]
-overrides = {{ sms = "0.012" }}
-included = {{ sms = 5000 }}
-
-[[tenants]]
-slug = "acme"
-plan = "pro"
-twilio = {{ account_sid = "AC11111111111111111111111111111111", auth_token_env = "ACME_TOKEN" }}
-"""
+# The shared priced config (books, plans, tenants), with providers and a tenant holding its own Twilio account.
+OWN_ACCOUNT = (
+    "acme", "Acme Corp", "starter",
+    'twilio = { account_sid = "AC11111111111111111111111111111111", auth_token_env = "ACME_TOKEN" }',
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("fmt", ["toml", "json"])
 def test_config_show_output_loads_back_as_the_same_config(
     cli: Callable[..., Any],
     write_config: Callable[..., Path],
-    tmp_path: Path,
+    providers_toml: str,
     monkeypatch: pytest.MonkeyPatch,
     fmt: str,
 ) -> None:
-    key = tmp_path / "sg.key"
-    key.write_text("SG.super-secret-sendgrid-key\n")
-    monkeypatch.setenv("T_TOKEN", "twilio-secret-token-value")
     monkeypatch.setenv("ACME_TOKEN", "acme-secret-token-value")
-    original = write_config(GOOD.format(keyfile=key))
+    original = write_config(priced_toml(tenants=(OWN_ACCOUNT, *TENANTS[1:]), extra=providers_toml))
     r = cli("--config", str(original), "config", "show", "--format", fmt)
     assert r.code == 0, r.err
     assert "secret-token-value" not in r.out and "super-secret" not in r.out

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from conftest import send_json
 from usagectl import config as cfgmod
 from usagectl.directory import sync_directory
 from usagectl.errors import ConfigError
@@ -281,12 +282,7 @@ class _Platform(BaseHTTPRequestHandler):
         self._send(200 if page is not None else 404, page or {"error": "no such page"})
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def log_message(self, *args: Any) -> None:
         pass

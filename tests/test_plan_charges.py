@@ -14,58 +14,19 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import Priced
+from priced import AI_TOKEN, OCT, PRO_EMAIL, PRO_FEE, PRO_VOICE, SMS_V1, SMS_V2, V2_FROM, micro, seed
 from usagectl import config as cfgmod
-from usagectl.periods import Window
 from usagectl.records import MetricRow
-from usagectl.store.engine import Store, open_store
-from usagectl.store.metrics import upsert_metric
-from usagectl.store.tenants import get_tenant, sync_tenants
+from usagectl.store.engine import Store
+from usagectl.store.tenants import get_tenant
 from usagectl.store.tokens import create_token
 from usagectl.web.app import ServeSettings, create_app
 
-CONFIG = """
-[[pricing.books]]
-version = "v1"
-effective_from = "2026-01-01"
-sms = "0.014"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-
-[[pricing.books]]
-version = "v2"
-effective_from = "2026-10-16"
-sms = "0.010"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-
-[plans.pro]
-monthly_fee = "99"
-overrides = { email = "0.0004", voice_minute = "0.0123457" }
-included = { sms = 500, emails = 1000 }
-
-[[tenants]]
-slug = "acme"
-name = "Acme Corp"
-plan = "pro"
-
-[[tenants]]
-slug = "globex"
-name = "Globex"
-plan = "starter"
-"""
-
-OCT = Window.month(2026, 10)
-V2 = date(2026, 10, 16)
+# acme on pro ($99 a month, voice at $0.0123457 and email at $0.0004, 500 SMS and 1,000 emails included); globex
+# on elite (no plan section: no fee, nothing included, every unit at the book's price).
+TENANTS = (("acme", "Acme Corp", "pro"), ("globex", "Globex", "elite"))
 UNKNOWN_TWILIO_DAYS = (date(2026, 10, 5), date(2026, 10, 6), date(2026, 10, 7))
-MICRO = Decimal("0.000001")
-
-
-def r6(x: Decimal) -> Decimal:
-    return x.quantize(MICRO, rounding=ROUND_HALF_UP)
 
 
 def twilio_row(d: date, *, fill: bool = False) -> MetricRow:
@@ -74,32 +35,30 @@ def twilio_row(d: date, *, fill: bool = False) -> MetricRow:
 
 
 def store_october(store: Store, *, fill: bool = False) -> None:
-    with store.engine.begin() as conn:
-        acme = get_tenant(conn, "acme").id  # type: ignore[union-attr]
-        globex = get_tenant(conn, "globex").id  # type: ignore[union-attr]
-        for d in OCT:
-            upsert_metric(conn, acme, d, "twilio", twilio_row(d, fill=fill))
-            upsert_metric(conn, acme, d, "sendgrid", MetricRow(emails_sent=50))
-            upsert_metric(
-                conn, acme, d, "openai",
-                MetricRow(ai_tokens_in=1000, ai_tokens_out=500, provider_cost_usd=Decimal("0.002")),
-            )  # fmt: skip
-            upsert_metric(
-                conn, globex, d, "twilio", MetricRow(sms_outbound_count=10, provider_cost_usd=Decimal("0.10"))
-            )
+    for d in OCT:
+        seed(store, "acme", [d], twilio_row(d, fill=fill))
+    seed(store, "acme", OCT, MetricRow(emails_sent=50), "sendgrid")
+    seed(
+        store,
+        "acme",
+        OCT,
+        MetricRow(ai_tokens_in=1000, ai_tokens_out=500, provider_cost_usd=Decimal("0.002")),
+        "openai",
+    )
+    seed(store, "globex", OCT, MetricRow(sms_outbound_count=10, provider_cost_usd=Decimal("0.10")))
 
 
 # The hand computation, from the rows above and the config: acme (pro) in October 2026.
-V1_DAYS, V2_DAYS = (V2 - OCT.start).days, (OCT.end - V2).days  # 15 and 16
-SMS_V1, SMS_V2 = 40 * V1_DAYS, 40 * V2_DAYS
+V1_DAYS, V2_DAYS = (V2_FROM - OCT.start).days, (OCT.end - V2_FROM).days  # 15 and 16
+SMS_ON_V1, SMS_ON_V2 = 40 * V1_DAYS, 40 * V2_DAYS
 # The 500 included SMS are used up on the v1 days (600 SMS at $0.014): 100 over there, all 640 v2 SMS over at $0.010.
-SMS_LINE = r6((SMS_V1 - 500) * Decimal("0.014") + SMS_V2 * Decimal("0.010"))
-VOICE_LINE = r6(3 * 31 * Decimal("0.0123457"))  # nothing included: 1.1481501 -> 1.148150 (once, not per day)
-EMAIL_LINE = r6((50 * 31 - 1000) * Decimal("0.0004"))
-AI_LINE = r6(1500 * 31 * Decimal("0.000002"))
-ACME_CHARGE = Decimal("99") + SMS_LINE + VOICE_LINE + EMAIL_LINE + AI_LINE
-# globex (starter: no [plans.starter], so no fee and nothing included): every SMS at the book's price.
-GLOBEX_CHARGE = r6(10 * V1_DAYS * Decimal("0.014") + 10 * V2_DAYS * Decimal("0.010"))
+SMS_LINE = micro((SMS_ON_V1 - 500) * SMS_V1 + SMS_ON_V2 * SMS_V2)
+VOICE_LINE = micro(3 * 31 * PRO_VOICE)  # nothing included: 1.1481501 -> 1.148150 (once, not per day)
+EMAIL_LINE = micro((50 * 31 - 1000) * PRO_EMAIL)
+AI_LINE = micro(1500 * 31 * AI_TOKEN)
+ACME_CHARGE = PRO_FEE + SMS_LINE + VOICE_LINE + EMAIL_LINE + AI_LINE
+# globex (elite: no [plans.elite], so no fee and nothing included): every SMS at the book's price.
+GLOBEX_CHARGE = micro(10 * V1_DAYS * SMS_V1 + 10 * V2_DAYS * SMS_V2)
 GLOBEX_PROVIDER = Decimal("0.10") * 31
 
 
@@ -121,23 +80,15 @@ class Env:
 
 
 @pytest.fixture
-def env(
-    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
-) -> Iterator[Env]:
-    path = write_config(CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    cfg = cfgmod.load(path)
-    store = open_store(db_url)
-    sync_tenants(store, cfg.tenants)
-    store_october(store)
-    assert cli("-q", "rollup", "--since", "2026-10-01", "--until", "2026-10-31").code == 0
-    root, _ = create_token(store, tenant=None)
-    acme, _ = create_token(store, tenant="acme")
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)))
-    yield Env(store, cfg, client, root, acme)
+def env(priced: Callable[..., Priced]) -> Iterator[Env]:
+    base = priced(tenants=TENANTS)
+    store_october(base.store)
+    base.rollup()
+    root, _ = create_token(base.store, tenant=None)
+    acme, _ = create_token(base.store, tenant="acme")
+    client = TestClient(create_app(ServeSettings(base.cfg, store=base.store, access_log=False)))
+    yield Env(base.store, base.cfg, client, root, acme)
     client.close()
-    store.close()
 
 
 def _get(env: Env, url: str, token: str, **params: Any) -> Any:
@@ -193,7 +144,7 @@ def test_margin_only_where_provider_costs_are_complete(env: Env, cli: Callable[.
     # acme: Twilio reported no cost on 3 days: no margin (null, never a figure made of $0 days).
     assert lines["acme"]["margin_usd"] is None
     assert lines["acme"]["provider_costs"] == {
-        "provider_cost_usd": str(r6(Decimal("0.50") * 28 + Decimal("0.002") * 31)),
+        "provider_cost_usd": str(micro(Decimal("0.50") * 28 + Decimal("0.002") * 31)),
         "sources": ["openai", "twilio"], "days": 62, "unknown_days": 3, "complete": False,
     }  # fmt: skip
     assert lines["globex"]["margin_usd"] == str(GLOBEX_CHARGE - GLOBEX_PROVIDER) == "0.600000"
@@ -230,8 +181,8 @@ def test_margin_only_where_provider_costs_are_complete(env: Env, cli: Callable[.
     )
 
 
-def _per_day(units: int, price: str) -> Decimal:
-    return r6(units * Decimal(price))
+def _per_day(units: int, price: Decimal) -> Decimal:
+    return micro(units * price)
 
 
 def test_reconcile_per_tenant_and_provider(env: Env, cli: Callable[..., Any]) -> None:
@@ -240,8 +191,8 @@ def test_reconcile_per_tenant_and_provider(env: Env, cli: Callable[..., Any]) ->
     lines = {line["provider"]: line for line in got["lines"]}
     assert list(lines) == ["twilio", "sendgrid", "openai"]
     # Our estimate of each provider's part, priced per day like a rollup (pro: voice 0.0123457, email 0.0004).
-    twilio_v1 = _per_day(40, "0.014") + _per_day(3, "0.0123457")
-    twilio_v2 = _per_day(40, "0.010") + _per_day(3, "0.0123457")
+    twilio_v1 = _per_day(40, SMS_V1) + _per_day(3, PRO_VOICE)
+    twilio_v2 = _per_day(40, SMS_V2) + _per_day(3, PRO_VOICE)
     twilio_est = V1_DAYS * twilio_v1 + V2_DAYS * twilio_v2
     tw = lines["twilio"]
     assert tw["usage"]["sms_total"] == 1240 and tw["usage"]["voice_total_minutes"] == 93
@@ -249,10 +200,10 @@ def test_reconcile_per_tenant_and_provider(env: Env, cli: Callable[..., Any]) ->
     assert tw["provider_cost_usd"] == "14.000000" and (tw["days"], tw["unknown_days"]) == (31, 3)
     assert tw["difference_usd"] is None and tw["difference_percent"] is None
     sg = lines["sendgrid"]
-    assert sg["estimated_cost_usd"] == str(31 * _per_day(50, "0.0004"))
+    assert sg["estimated_cost_usd"] == str(31 * _per_day(50, PRO_EMAIL))
     assert sg["provider_cost_usd"] is None and sg["unknown_days"] == 31
     oa = lines["openai"]
-    diff = Decimal("0.002") * 31 - 31 * _per_day(1500, "0.000002")
+    diff = Decimal("0.002") * 31 - 31 * _per_day(1500, AI_TOKEN)
     assert oa["difference_usd"] == str(diff) == "-0.031000" and oa["difference_percent"] == "-33.3"
 
     table = cli("reconcile", "--month", "2026-10", "--tenant", "acme").out
@@ -355,32 +306,22 @@ def test_a_provider_that_failed_every_day_makes_the_margin_incomplete(
 
 
 def test_an_idle_tenants_margin_is_its_plan_charge(
-    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
+    priced: Callable[..., Priced], cli: Callable[..., Any]
 ) -> None:
     """A tenant with no Twilio or OpenAI usage cost the platform nothing there: its provider cost is a known $0,
     its margin its plan charge, and the system total stays complete (issue 21.8)."""
-    path = write_config(CONFIG + '\n[[tenants]]\nslug = "quiet"\nname = "Quiet"\nplan = "pro"\n')
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    cfg = cfgmod.load(path)
-    store = open_store(db_url)
-    try:
-        sync_tenants(store, cfg.tenants)
-        store_october(store, fill=True)
-        with store.engine.begin() as conn:
-            quiet = get_tenant(conn, "quiet").id  # type: ignore[union-attr]
-            for d in OCT:  # email only (SendGrid reports no cost), within pro's 1,000 included
-                upsert_metric(conn, quiet, d, "sendgrid", MetricRow(emails_sent=10))
-    finally:
-        store.close()
-    assert cli("-q", "rollup", "--since", "2026-10-01", "--until", "2026-10-31").code == 0
+    env = priced(tenants=(*TENANTS, ("quiet", "Quiet", "pro")))
+    store_october(env.store, fill=True)
+    # email only (SendGrid reports no cost), within pro's 1,000 included
+    env.seed("quiet", OCT, MetricRow(emails_sent=10), "sendgrid")
+    env.rollup()
     ten = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)
     lines = {t["tenant"]: t for t in ten["tenants"]}
-    assert lines["quiet"]["plan_charge_usd"] == "99.000000"
+    assert lines["quiet"]["plan_charge_usd"] == str(PRO_FEE) + ".000000" == "99.000000"
     assert lines["quiet"]["margin_usd"] == "99.000000"
     assert lines["quiet"]["provider_costs"]["complete"] is True
     acme = ACME_CHARGE - (Decimal("0.50") * 31 + Decimal("0.002") * 31)
-    assert ten["total"]["margin_usd"] == str(acme + GLOBEX_CHARGE - GLOBEX_PROVIDER + Decimal("99"))
+    assert ten["total"]["margin_usd"] == str(acme + GLOBEX_CHARGE - GLOBEX_PROVIDER + PRO_FEE)
     rep = json.loads(cli("report", "--tenant", "quiet", "--month", "2026-10", "--format", "json").out)
     assert rep["margin_usd"] == "99.000000"
     assert "incomplete" not in cli("report", "--tenant", "quiet", "--month", "2026-10").out

@@ -8,108 +8,107 @@ import json
 from collections.abc import Callable
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from usagectl import config as cfgmod
+from conftest import Priced
+from priced import PRO_FEE, PRO_VOICE, SMS_V2, STARTER_FEE, VOICE, micro
 from usagectl.periods import Window
 from usagectl.records import MetricRow
-from usagectl.reports import tenant_report
+from usagectl.reports import TenantReport, tenant_report
 from usagectl.rollup import run_rollup, seal
 from usagectl.store.directory import record_plan
-from usagectl.store.engine import Store
-from usagectl.store.metrics import upsert_metric
 from usagectl.store.tables import tenant_plans, usage_adjustments, usage_rollups_daily
 from usagectl.store.tenants import get_tenant, sync_tenants
 
-CONFIG = """
-[[pricing.books]]
-version = "v1"
-effective_from = "2026-01-01"
-sms = "0.014"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-
-[plans.starter]
-monthly_fee = "30"
-included = { sms = 1000 }
-
-[plans.pro]
-monthly_fee = "100"
-overrides = { sms = "0.010" }
-included = { sms = 5000 }
-
-[[tenants]]
-slug = "acme"
-name = "Acme"
-plan = "starter"
-"""
-SMS_PER_DAY = 200
+# acme starts on starter and moves to pro on 15 November (all of November is at book v2: SMS $0.010 on both plans;
+# voice at the book's $0.015 on starter, at pro's override $0.0123457).
+TENANTS = (("acme", "Acme", "starter"),)
+SMS_PER_DAY, VOICE_PER_DAY = 200, 10
 NOV = Window.month(2026, 11)
 CHANGE = date(2026, 11, 15)
 
 
-def _setup(store: Store, write_config: Callable[[str], Path]) -> tuple[cfgmod.Config, int]:
-    cfg = cfgmod.load(write_config(CONFIG))
-    sync_tenants(store, cfg.tenants, today=date(2026, 10, 1))
-    with store.engine.begin() as conn:
-        tid = get_tenant(conn, "acme").id  # type: ignore[union-attr]
-        for d in NOV:
-            upsert_metric(conn, tid, d, "twilio", MetricRow(sms_outbound_count=SMS_PER_DAY))
+@pytest.fixture
+def env(priced: Callable[..., Priced]) -> Priced:
+    return priced(tenants=TENANTS)
+
+
+def _seed(env: Priced) -> None:
+    env.seed("acme", NOV, MetricRow(sms_outbound_count=SMS_PER_DAY, voice_minutes=VOICE_PER_DAY))
+
+
+def _setup(env: Priced) -> int:
+    _seed(env)
+    with env.store.engine.begin() as conn:
+        tid: int = get_tenant(conn, "acme").id  # type: ignore[union-attr]
         record_plan(conn, tid, "pro", CHANGE, "manual")
-    return cfg, tid
+    return tid
 
 
-def _micro(x: Decimal) -> Decimal:
-    return x.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+def _november(env: Priced) -> TenantReport:
+    """The plan change in November, rolled up on 2 December; acme's November report."""
+    _setup(env)
+    run_rollup(env.store, env.cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
+    return tenant_report(env.store, env.cfg, "acme", NOV, today=date(2026, 12, 2))
 
 
-def _hand_charge() -> dict[str, Decimal]:
+def _share(x: Decimal, days: int) -> Decimal:
+    """`days` of November's 30 of a monthly figure (Stripe's default proration)."""
+    return x * days / 30
+
+
+def _units(x: Decimal) -> int:
+    return int(x.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _hand_charge() -> dict[str, Any]:
     """Starter 1-14 Nov (14 of 30 days), Pro 15-30 Nov (16 days)."""
-    starter_days, pro_days, n = Decimal(14), Decimal(16), Decimal(30)
-    fee_starter = _micro(Decimal(30) * starter_days / n)  # 14.000000
-    fee_pro = _micro(Decimal(100) * pro_days / n)  # 53.333333
-    inc_starter = int((Decimal(1000) * starter_days / n).quantize(Decimal(1), rounding=ROUND_HALF_UP))  # 467
-    inc_pro = int((Decimal(5000) * pro_days / n).quantize(Decimal(1), rounding=ROUND_HALF_UP))  # 2667
-    over_starter = 14 * SMS_PER_DAY - inc_starter  # 2333
-    over_pro = 16 * SMS_PER_DAY - inc_pro  # 533
-    sms_starter = _micro(over_starter * Decimal("0.014"))
-    sms_pro = _micro(over_pro * Decimal("0.010"))
+    fee_starter = micro(_share(STARTER_FEE, 14))  # 22.866667
+    fee_pro = micro(_share(PRO_FEE, 16))  # 52.800000
+    # Each part's allowance is its share of the plan's, in whole units.
+    included = {
+        "sms": (_units(_share(Decimal(500), 14)), _units(_share(Decimal(500), 16))),  # 233, 267
+        "voice_minutes": (_units(_share(Decimal(100), 14)), 0),  # 47; pro includes no voice
+        "emails": (_units(_share(Decimal(5000), 14)), _units(_share(Decimal(1000), 16))),  # 2333, 533
+        "ai_tokens": (_units(_share(Decimal(200_000), 14)), 0),  # 93333
+    }
+    sms_starter = micro((14 * SMS_PER_DAY - included["sms"][0]) * SMS_V2)  # 2567 over
+    sms_pro = micro((16 * SMS_PER_DAY - included["sms"][1]) * SMS_V2)  # 2933 over
+    voice_starter = micro((14 * VOICE_PER_DAY - included["voice_minutes"][0]) * VOICE)  # 93 over
+    voice_pro = micro(16 * VOICE_PER_DAY * PRO_VOICE)  # all 160
     return {
         "fee_starter": fee_starter,
         "fee_pro": fee_pro,
-        "sms_starter": sms_starter,
-        "sms_pro": sms_pro,
+        "sms": sms_starter + sms_pro,
+        "voice": voice_starter + voice_pro,
         "fee": fee_starter + fee_pro,
-        "total": fee_starter + fee_pro + sms_starter + sms_pro,
-        "included": Decimal(inc_starter + inc_pro),
+        "total": fee_starter + fee_pro + sms_starter + sms_pro + voice_starter + voice_pro,
+        "included": {k: a + b for k, (a, b) in included.items()},
     }
 
 
 def test_rollup_prices_each_day_with_its_plan_and_the_month_is_prorated(
-    store: Store, write_config: Callable[[str], Path]
+    env: Priced,
 ) -> None:
-    cfg, _ = _setup(store, write_config)
-    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
+    rep = _november(env)
     r = usage_rollups_daily.c
-    with store.engine.connect() as conn:
-        rows = {
-            d: (tier, cost) for d, tier, cost in conn.execute(select(r.date, r.plan_tier, r.sms_cost_usd))
-        }
+    with env.store.engine.connect() as conn:
+        got = conn.execute(select(r.date, r.plan_tier, r.sms_cost_usd, r.voice_cost_usd)).all()
+        rows = {d: (tier, sms, voice) for d, tier, sms, voice in got}
+        costs = list(conn.execute(select(r.estimated_cost_usd)).scalars())
+    sms_day = micro(SMS_PER_DAY * SMS_V2)
     for d in NOV:
         if d < CHANGE:
-            assert rows[d] == ("starter", _micro(SMS_PER_DAY * Decimal("0.014"))), d
+            assert rows[d] == ("starter", sms_day, micro(VOICE_PER_DAY * VOICE)), d
         else:
-            assert rows[d] == ("pro", _micro(SMS_PER_DAY * Decimal("0.010"))), d
-    rep = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
+            assert rows[d] == ("pro", sms_day, micro(VOICE_PER_DAY * PRO_VOICE)), d
     charge = rep.plan_charge
     assert charge is not None
     hand = _hand_charge()
-    assert charge.total == hand["total"] == Decimal("105.325333")
+    assert charge.total == hand["total"] == Decimal("134.036979")
     assert charge.fee == hand["fee"]
     assert [(p.plan_tier, p.days.start, p.days.last) for p in charge.parts] == [
         ("starter", date(2026, 11, 1), date(2026, 11, 14)),
@@ -117,31 +116,30 @@ def test_rollup_prices_each_day_with_its_plan_and_the_month_is_prorated(
     ]
     starter, pro = charge.parts
     assert (starter.charge.fee, pro.charge.fee) == (hand["fee_starter"], hand["fee_pro"])
-    sms = {line.meter: line for line in charge.lines}["sms"]
-    assert sms.included == hand["included"] and sms.amount == hand["sms_starter"] + hand["sms_pro"]
-    # The report's allowance is the one the charge used: 467 + 2,667, not Pro's 5,000.
-    assert {a.metric: a.included for a in rep.allowances} == {"sms": 467 + 2667}
+    lines = {line.meter: line for line in charge.lines}
+    assert lines["sms"].included == hand["included"]["sms"] and lines["sms"].amount == hand["sms"]
+    assert lines["voice"].amount == hand["voice"]
+    # The report's allowances are the ones the charge used: 233 + 267 SMS, not either plan's 500.
+    assert {a.metric: a.included for a in rep.allowances} == hand["included"]
     # The daily figures still add up to the month: sum of days == the month's estimated cost.
-    assert rep.totals.estimated_cost == sum((c for _, c in rows.values()), Decimal(0))
+    assert rep.totals.estimated_cost == sum(costs, Decimal(0))
 
 
-def test_a_month_on_one_plan_is_not_prorated(store: Store, write_config: Callable[[str], Path]) -> None:
-    cfg, _ = _setup(store, write_config)
-    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
+def test_a_month_on_one_plan_is_not_prorated(env: Priced) -> None:
+    _november(env)
+    store, cfg = env.store, env.cfg
     rep = tenant_report(store, cfg, "acme", Window.month(2026, 10), today=date(2026, 12, 2))
     assert rep.plan_charge is not None and rep.plan_charge.parts == ()
-    assert rep.plan_charge.fee == Decimal("30.000000")  # October: starter all month
+    assert rep.plan_charge.fee == STARTER_FEE  # October: starter all month
 
 
 def test_sealed_days_are_adjusted_with_the_dated_plan(
-    store: Store, write_config: Callable[[str], Path]
+    env: Priced,
 ) -> None:
-    cfg = cfgmod.load(write_config(CONFIG))
-    sync_tenants(store, cfg.tenants, today=date(2026, 10, 1))
-    with store.engine.begin() as conn:
+    store, cfg = env.store, env.cfg
+    _seed(env)
+    with store.engine.connect() as conn:
         tid = get_tenant(conn, "acme").id  # type: ignore[union-attr]
-        for d in NOV:
-            upsert_metric(conn, tid, d, "twilio", MetricRow(sms_outbound_count=SMS_PER_DAY))
     run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
     seal(store, date(2026, 11, 30), today=date(2026, 12, 2))
     # The upgrade is recorded late, by hand: the sealed days from the 15th move by an adjustment, the others not.
@@ -150,15 +148,20 @@ def test_sealed_days_are_adjusted_with_the_dated_plan(
     run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False, reason="reprice")
     a = usage_adjustments.c
     with store.engine.connect() as conn:
-        adj = {d: c for d, c in conn.execute(select(a.date, a.sms_cost_usd))}
+        adj = {
+            d: (sms, voice)
+            for d, sms, voice in conn.execute(select(a.date, a.sms_cost_usd, a.voice_cost_usd))
+        }
     assert sorted(adj) == [d for d in NOV if d >= CHANGE]
-    assert set(adj.values()) == {_micro(SMS_PER_DAY * (Decimal("0.010") - Decimal("0.014")))}
+    # SMS costs the same on both plans; voice moves from the book's price to pro's override.
+    voice = micro(VOICE_PER_DAY * PRO_VOICE) - micro(VOICE_PER_DAY * VOICE)
+    assert set(adj.values()) == {(Decimal(0), voice)} and voice == Decimal("-0.026543")
 
 
 def test_config_plan_change_takes_effect_from_that_day(
-    store: Store, write_config: Callable[[str], Path]
+    env: Priced,
 ) -> None:
-    cfg = cfgmod.load(write_config(CONFIG))
+    store, cfg = env.store, env.cfg
     sync_tenants(store, cfg.tenants, today=date(2026, 10, 1))
     pro = cfg.model_copy(update={"tenants": [cfg.tenants[0].model_copy(update={"plan": "pro"})]})
     sync_tenants(store, pro.tenants, today=CHANGE)
@@ -180,36 +183,33 @@ def test_config_plan_change_takes_effect_from_that_day(
 
 
 def test_report_json_shows_the_plan_parts(
-    store: Store, write_config: Callable[[str], Path], tmp_path: Path
+    env: Priced,
 ) -> None:
     from usagectl.render.json import tenant_report_dict
 
-    cfg, _ = _setup(store, write_config)
-    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
-    rep = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
+    rep = _november(env)
     doc: dict[str, Any] = json.loads(json.dumps(tenant_report_dict(rep), default=str))
     parts = doc["plan_charge"]["parts"]
     assert [(p["plan_tier"], p["from"], p["to"], p["fee"]) for p in parts] == [
-        ("starter", "2026-11-01", "2026-11-14", "14.000000"),
-        ("pro", "2026-11-15", "2026-11-30", "53.333333"),
+        ("starter", "2026-11-01", "2026-11-14", str(_hand_charge()["fee_starter"])),
+        ("pro", "2026-11-15", "2026-11-30", str(_hand_charge()["fee_pro"])),
     ]
     assert doc["plan_charge"]["summary"] == "Starter 1-14 Nov, Pro from 15 Nov"
 
 
 def test_billing_usage_page_and_table_show_the_plan_parts(
-    store: Store, write_config: Callable[[str], Path]
+    env: Priced,
 ) -> None:
     import io
 
     from usagectl.render.table import render_tenant_report
     from usagectl.web.pages import PageContext, render_billing_usage
 
-    cfg, _ = _setup(store, write_config)
-    run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
-    rep = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
+    rep = _november(env)
     page = render_billing_usage(rep, PageContext(role="tenant", tenant="acme", csrf_token="t"))
     out = io.StringIO()
     render_tenant_report(rep, out, width=100)
     text = out.getvalue()
-    assert "Starter 1-14 Nov" in text and "$14.00" in text and "Pro from 15 Nov" in text and "$53.33" in text
-    assert "Starter 1-14 Nov" in page and "$14.00" in page and "Pro from 15 Nov" in page and "$53.33" in page
+    # The prorated fees, $22.866667 and $52.80, to the cent.
+    assert "Starter 1-14 Nov" in text and "$22.87" in text and "Pro from 15 Nov" in text and "$52.80" in text
+    assert "Starter 1-14 Nov" in page and "$22.87" in page and "Pro from 15 Nov" in page and "$52.80" in page

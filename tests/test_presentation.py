@@ -7,15 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
-from pathlib import Path
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from test_reports import _collect
+from conftest import Priced
+from priced import FORMULA_NAME, OCT, SMS_V1, SMS_V2, STARTER_FEE, V2_FROM, micro
 from test_web_pages import ROOT, TENANT, card, parse, rows
 from usagectl import config as cfgmod
 from usagectl import meters
@@ -24,8 +25,7 @@ from usagectl.records import MetricRow
 from usagectl.render.json import tenant_summary_dict
 from usagectl.render.table import render_tenant_report
 from usagectl.reports import EMPTY_MESSAGE, estimated_costs, tenant_report, tenants_report
-from usagectl.store.engine import Store, open_store
-from usagectl.store.tenants import sync_tenants
+from usagectl.store.engine import Store
 from usagectl.store.tokens import create_token
 from usagectl.web.app import ServeSettings, create_app
 from usagectl.web.pages import (
@@ -35,55 +35,26 @@ from usagectl.web.pages import (
     system_default_month,
 )
 
-CONFIG = """
-[[pricing.books]]
-version = "v1"
-effective_from = "2026-01-01"
-sms = "0.014"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
+SEP, NOV = Window.month(2026, 9), Window.month(2026, 11)
 
-[plans.starter]
-monthly_fee = "49"
-included = { sms = 500, emails = 5000 }
 
-[[tenants]]
-slug = "acme"
-name = "Acme Corp"
-plan = "starter"
-
-[[tenants]]
-slug = "formula"
-name = "=HYPERLINK(\\"http://evil\\")"
-plan = "starter"
-
-[[tenants]]
-slug = "quiet"
-name = "Quiet Ltd"
-plan = "starter"
-"""
-SEP, OCT, NOV = Window.month(2026, 9), Window.month(2026, 10), Window.month(2026, 11)
+# Everyone on starter ($49 a month, 500 SMS included); formula's name is a spreadsheet formula.
+TENANTS = (
+    ("acme", "Acme Corp", "starter"),
+    ("formula", FORMULA_NAME, "starter"),
+    ("quiet", "Quiet Ltd", "starter"),
+)
 
 
 @pytest.fixture
-def env(
-    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
-) -> Iterator[tuple[Store, cfgmod.Config]]:
-    path = write_config(CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    cfg = cfgmod.load(path)
-    store = open_store(db_url)
-    sync_tenants(store, cfg.tenants)
+def env(priced: Callable[..., Priced]) -> tuple[Store, cfgmod.Config]:
+    env = priced(tenants=TENANTS)
     # acme: 40 SMS a day in October, 20 a day in September, 3 jobs a day; formula: 10 SMS a day in October.
-    _collect(store, "acme", OCT, MetricRow(sms_outbound_count=40, jobs_executed=3))
-    _collect(store, "acme", SEP, MetricRow(sms_outbound_count=20))
-    _collect(store, "formula", OCT, MetricRow(sms_outbound_count=10))
-    assert cli("-q", "rollup", "--since", "2026-09-01", "--until", "2026-10-31").code == 0
-    yield store, cfg
-    store.close()
+    env.seed("acme", OCT, MetricRow(sms_outbound_count=40, jobs_executed=3))
+    env.seed("acme", SEP, MetricRow(sms_outbound_count=20))
+    env.seed("formula", OCT, MetricRow(sms_outbound_count=10))
+    env.rollup(Window(SEP.start, OCT.end))
+    return env.store, env.cfg
 
 
 def test_plan_charge_leads_and_no_projection_before_seven_days(env: Any) -> None:
@@ -102,16 +73,23 @@ def test_plan_charge_leads_and_no_projection_before_seven_days(env: Any) -> None
     order = [s.attrs["data-card"] for s in doc.iter("section") if "data-card" in s.attrs]
     assert order[0] == "Charge" and order.index("Charge") < order.index("SMS")
 
-    # On 11 October (10 days, 400 SMS): at this pace 1,240 SMS, 740 above the 500 included at $0.014.
+    # On 11 October (10 days, 400 SMS): at this pace 1,240 SMS, 740 above the 500 included, at the price of the
+    # last day counted (10 October: book v1).
     later = tenant_report(store, cfg, "acme", Window(OCT.start, date(2026, 10, 11)), today=date(2026, 10, 11))
-    assert str(later.projected_charge) == "59.360000"
+    pace = STARTER_FEE + micro(740 * SMS_V1)
+    assert later.projected_charge == pace == Decimal("59.360000")
     charge = card(parse(render_billing_usage(later, TENANT, today=date(2026, 10, 11))), "Charge")
     assert charge["At this pace (projection)"] == "$59.36"
-    # A month that is over has its actual charge, no projection: 1,240 SMS, 740 over = $10.36 + $49.
+    # A month that is over has its actual charge, no projection: 1,240 SMS, 740 over. The 500 included go to
+    # the first days (book v1, 15 x 40 = 600 SMS): 100 over at v1's price, then all 640 of v2's days at v2's.
     done = tenant_report(store, cfg, "acme", OCT, today=date(2026, 11, 5))
     assert done.projected_charge is None
+    v1_sms, v2_sms = 40 * (V2_FROM - OCT.start).days, 40 * (OCT.end - V2_FROM).days
+    sms_line = micro((v1_sms - 500) * SMS_V1 + v2_sms * SMS_V2)
+    assert (v1_sms, v2_sms, sms_line) == (600, 640, Decimal("7.800000"))
+    assert done.plan_charge is not None and done.plan_charge.total == STARTER_FEE + sms_line
     charge = card(parse(render_billing_usage(done, TENANT, today=date(2026, 11, 5))), "Charge")
-    assert charge["Plan charge, month total"] == "$59.36" and charge["SMS +740"] == "$10.36"
+    assert charge["Plan charge, month total"] == "$56.80" and charge["SMS +740"] == "$7.80"
 
 
 def test_empty_state_keeps_the_sentence_and_shows_the_plan(env: Any) -> None:
@@ -123,7 +101,9 @@ def test_empty_state_keeps_the_sentence_and_shows_the_plan(env: Any) -> None:
     plan = doc.one("section", class_="plan-summary")
     assert "Plan starter" in plan.text() and card(doc, "Plan") == {"Monthly fee": "$49.00"}
     allowances = {li.attrs["data-metric"]: li.one("span", class_="figures").text() for li in plan.iter("li")}
-    assert allowances == {"sms": "0 of 500", "emails": "0 of 5,000"}
+    assert allowances == {
+        "sms": "0 of 500", "voice_minutes": "0 of 100", "emails": "0 of 5,000", "ai_tokens": "0 of 200,000",
+    }  # fmt: skip
 
 
 def _client(store: Store, cfg: cfgmod.Config) -> tuple[TestClient, dict[str, str], dict[str, str]]:
@@ -186,8 +166,13 @@ def test_system_usage_before_the_7th_and_month_over_month(env: Any) -> None:
     assert "vs last month" in heads
     at = heads.index("vs last month")
     by_tenant = {r[0].split()[-1]: r for r in rows(table)}
-    # acme: $17.36 in October against $8.40 in September; formula: nothing in September.
-    assert by_tenant["acme"][at] == "+106.7%" and by_tenant["formula"][at] == "new"
+    # acme: $14.80 in October (600 SMS at v1's price, 640 at v2's) against $8.40 in September (600 at v1's),
+    # +76.2%; formula: nothing in September.
+    october = micro(600 * SMS_V1) + micro(640 * SMS_V2)
+    september = micro(600 * SMS_V1)
+    assert (october, september) == (Decimal("14.80"), Decimal("8.40"))
+    change = ((october - september) * 100 / september).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    assert by_tenant["acme"][at] == f"+{change}%" == "+76.2%" and by_tenant["formula"][at] == "new"
     assert (
         doc.one("a", class_="download")
         .attrs["href"]

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from conftest import send_json
 from usagectl.config import (
     Config,
     OpenAIProvider,
@@ -61,12 +62,7 @@ class Replay:
                 replay.seen.append((url.path, query))
                 route = next((f for p, f in replay.routes.items() if url.path.endswith(p)), None)
                 status, body = (200, route(query)) if route else (404, {"message": "not in the replay"})
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -103,6 +99,16 @@ def config(replay: Replay, tmp_path: Path, tenants: list[TenantConfig]) -> Confi
     )
 
 
+def _collect(module: Any, replay: Replay, tmp_path: Path, t: TenantConfig, days: list[date]) -> Any:
+    """`module`'s provider for tenant `t` against the replay: collect `days`, then close it."""
+    provider = module.make(config(replay, tmp_path, [t]))
+    assert provider is not None
+    try:
+        return provider.collect_days(t, Window.covering(days))
+    finally:
+        provider.close()
+
+
 # ---- Twilio ------------------------------------------------------------------------------------------------
 
 
@@ -126,14 +132,9 @@ def test_twilio_usage_records_example_spanning_years_fails_the_listing(
     """The example record runs from 2011-08-23 to 2015-09-04 (issue 21.5): never one day's usage."""
     replay.routes["/Usage/Records/Daily.json"] = lambda q: spec("twilio_usage_records_daily.readFull.json")
     t = TenantConfig(slug="acme", twilio=TenantTwilio(subaccount_sid=ACCOUNT))
-    provider = twilio.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        day = date(2011, 8, 23)  # the example record's start_date
-        with pytest.raises(ProviderError, match=r"spans 2011-08-23\.\.2015-09-04"):
-            provider.collect_days(t, Window.covering([day]))
-    finally:
-        provider.close()
+    day = date(2011, 8, 23)  # the example record's start_date
+    with pytest.raises(ProviderError, match=r"spans 2011-08-23\.\.2015-09-04"):
+        _collect(twilio, replay, tmp_path, t, [day])
     ((path, query),) = replay.seen
     assert path == f"/2010-04-01/Accounts/{ACCOUNT}/Usage/Records/Daily.json"
     assert ("IncludeSubaccounts", "false") in query and ("StartDate", "2011-08-23") in query
@@ -150,12 +151,7 @@ def _usage_records(*records: dict[str, Any]) -> Any:
 def _collect_records(replay: Replay, tmp_path: Path, body: Any, day: date) -> Any:
     replay.routes["/Usage/Records/Daily.json"] = lambda q: body
     t = TenantConfig(slug="acme", twilio=TenantTwilio(subaccount_sid=ACCOUNT))
-    provider = twilio.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        return provider.collect_days(t, Window.covering([day]))[day]
-    finally:
-        provider.close()
+    return _collect(twilio, replay, tmp_path, t, [day])[day]
 
 
 DAY = date(2026, 11, 20)
@@ -208,13 +204,8 @@ def test_twilio_messages_and_calls_examples(replay: Replay, tmp_path: Path) -> N
     )
     # The sender of the example's messages, and the number its JPY-priced inbound call rang.
     t = TenantConfig(slug="acme", twilio=TenantTwilio(phone_numbers=["+12019235161", "+13051913580"]))
-    provider = twilio.make(config(replay, tmp_path, [t]))
-    assert provider is not None
     may24, oct18 = date(2019, 5, 24), date(2019, 10, 18)
-    try:
-        got = provider.collect_days(t, Window.covering([may24, oct18]))
-    finally:
-        provider.close()
+    got = _collect(twilio, replay, tmp_path, t, [may24, oct18])
     # One outbound SMS of 1 segment at $0.0075; the inbound MMS was sent *from* our number by the other side.
     assert got[may24] == MetricRow(sms_outbound_count=1, provider_cost_usd=Decimal("0.00750"))
     # The inbound call of 3 s is one billed minute; its price is in JPY: cost unknown, with the reason.
@@ -257,12 +248,7 @@ def _numbers_day(replay: Replay, tmp_path: Path, messages: list[Any], calls: lis
     replay.routes["/Messages.json"] = listing("messages", messages)
     replay.routes["/Calls.json"] = listing("calls", calls)
     t = TenantConfig(slug="acme", twilio=TenantTwilio(phone_numbers=[OURS]))
-    provider = twilio.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        return provider.collect_days(t, Window.covering([DAY]))[DAY]
-    finally:
-        provider.close()
+    return _collect(twilio, replay, tmp_path, t, [DAY])[DAY]
 
 
 def test_twilio_failed_and_canceled_messages_are_not_counted(replay: Replay, tmp_path: Path) -> None:
@@ -362,13 +348,8 @@ def _sendgrid(name: str) -> Any:
 def test_sendgrid_subuser_stats_example(replay: Replay, tmp_path: Path) -> None:
     replay.routes["/v3/subusers/stats"] = _sendgrid("sendgrid_subusers_stats.json")
     t = TenantConfig(slug="matt", sendgrid=TenantSendGrid(subuser="Matt_subuser"))
-    provider = sendgrid.make(config(replay, tmp_path, [t]))
-    assert provider is not None
     days = [date(2015, 10, d) for d in range(1, 11)]
-    try:
-        got = provider.collect_days(t, Window.covering(days))
-    finally:
-        provider.close()
+    got = _collect(sendgrid, replay, tmp_path, t, days)
     assert got == dict.fromkeys(days, MetricRow())
     (_, query) = replay.seen[0]
     assert ("subusers", "Matt_subuser") in query and ("aggregated_by", "day") in query
@@ -379,13 +360,8 @@ def test_sendgrid_category_example_missing_a_day_is_an_error_for_it(replay: Repl
     # The example holds 2015-10-01 and 2015-11-01 (monthly entries): asked daily, 2015-10-02 is absent.
     replay.routes["/v3/categories/stats"] = _sendgrid("sendgrid_categories_stats.json")
     t = TenantConfig(slug="docs", sendgrid=TenantSendGrid(category="docs"))
-    provider = sendgrid.make(config(replay, tmp_path, [t]))
-    assert provider is not None
     first, second = date(2015, 10, 1), date(2015, 10, 2)
-    try:
-        got = provider.collect_days(t, Window.covering([first, second]))
-    finally:
-        provider.close()
+    got = _collect(sendgrid, replay, tmp_path, t, [first, second])
     assert got[first] == MetricRow()
     assert isinstance(got[second], ProviderError) and "no entry for 2015-10-02" in str(got[second])
 
@@ -396,12 +372,7 @@ def test_sendgrid_category_request_carries_only_its_defined_parameters(
     """tsg_stats_v3 defines no limit/offset on /v3/categories/stats (issue 21.6)."""
     replay.routes["/v3/categories/stats"] = _sendgrid("sendgrid_categories_stats.json")
     t = TenantConfig(slug="docs", sendgrid=TenantSendGrid(category="docs"))
-    provider = sendgrid.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        provider.collect_days(t, Window.covering([date(2015, 10, 1)]))
-    finally:
-        provider.close()
+    _collect(sendgrid, replay, tmp_path, t, [date(2015, 10, 1)])
     ((_, query),) = replay.seen
     assert {k for k, _ in query} == {"categories", "start_date", "end_date", "aggregated_by"}
 
@@ -443,12 +414,7 @@ def test_sendgrid_counts_only_the_tenants_own_entry(
     tenant's email (issue 21.9)."""
     replay.routes[path] = _sendgrid_with_neighbours(example)
     t = TenantConfig(slug="t", sendgrid=tenant)
-    provider = sendgrid.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        got = provider.collect_days(t, Window.covering([day]))
-    finally:
-        provider.close()
+    got = _collect(sendgrid, replay, tmp_path, t, [day])
     assert got == {day: MetricRow()}
 
 
@@ -467,12 +433,7 @@ def test_sendgrid_metrics_without_a_count_fail_the_day(replay: Replay, tmp_path:
 
     replay.routes["/v3/subusers/stats"] = answer
     t = TenantConfig(slug="matt", sendgrid=TenantSendGrid(subuser="Matt_subuser"))
-    provider = sendgrid.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        got = provider.collect_days(t, Window.covering(days))
-    finally:
-        provider.close()
+    got = _collect(sendgrid, replay, tmp_path, t, days)
     assert got[days[0]] == got[days[2]] == MetricRow(emails_sent=5)
     assert isinstance(got[days[1]], ProviderError) and "lack requests/delivered" in str(got[days[1]])
 
@@ -554,12 +515,7 @@ def test_openai_examples_ungrouped_are_nobodys(replay: Replay, tmp_path: Path) -
     """As published, the results carry no project: none of it is the tenant's (isolation)."""
     _openai_routes(replay)
     t = TenantConfig(slug="acme", openai=TenantOpenAI(project_ids=["proj_acme"]))
-    provider = openai.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        got = provider.collect_days(t, Window.covering([NOV1]))
-    finally:
-        provider.close()
+    got = _collect(openai, replay, tmp_path, t, [NOV1])
     assert got == {NOV1: MetricRow(provider_cost_usd=Decimal(0))}
     paths = {p for p, _ in replay.seen}
     assert paths == {
@@ -573,12 +529,7 @@ def test_openai_examples_ungrouped_are_nobodys(replay: Replay, tmp_path: Path) -
 def test_openai_examples_grouped_by_project(replay: Replay, tmp_path: Path) -> None:
     _openai_routes(replay, "proj_acme")
     t = TenantConfig(slug="acme", openai=TenantOpenAI(project_ids=["proj_acme"]))
-    provider = openai.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        got = provider.collect_days(t, Window.covering([NOV1, NOV2]))
-    finally:
-        provider.close()
+    got = _collect(openai, replay, tmp_path, t, [NOV1, NOV2])
     assert got[NOV1] == MetricRow(
         ai_tokens_in=1000 + 16 + 16,
         ai_tokens_out=500,
@@ -604,12 +555,7 @@ def test_openai_cost_in_another_currency_is_unknown(replay: Replay, tmp_path: Pa
         ],
     }
     t = TenantConfig(slug="acme", openai=TenantOpenAI(project_ids=["proj_acme"]))
-    provider = openai.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        day = provider.collect_days(t, Window.covering([NOV1]))[NOV1]
-    finally:
-        provider.close()
+    day = _collect(openai, replay, tmp_path, t, [NOV1])[NOV1]
     assert isinstance(day, MetricRow) and day.ai_tokens_in == 1032
     assert day.provider_cost_usd is None and day.note is not None and "'eur'" in day.note
 
@@ -641,12 +587,7 @@ def test_openai_cost_without_currency_or_amount_is_unknown(
     _openai_routes(replay, "proj_acme")
     replay.routes["/organization/costs"] = _costs_without(field)
     t = TenantConfig(slug="acme", openai=TenantOpenAI(project_ids=["proj_acme"]))
-    provider = openai.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        day = provider.collect_days(t, Window.covering([NOV1]))[NOV1]
-    finally:
-        provider.close()
+    day = _collect(openai, replay, tmp_path, t, [NOV1])[NOV1]
     assert isinstance(day, MetricRow) and day.ai_tokens_in == 1032
     assert day.provider_cost_usd is None and day.note is not None and why in day.note
 
@@ -676,10 +617,5 @@ def test_openai_result_without_its_tokens_fails_the_day(
 
     replay.routes[route] = answer
     t = TenantConfig(slug="acme", openai=TenantOpenAI(project_ids=["proj_acme"]))
-    provider = openai.make(config(replay, tmp_path, [t]))
-    assert provider is not None
-    try:
-        day = provider.collect_days(t, Window.covering([NOV1]))[NOV1]
-    finally:
-        provider.close()
+    day = _collect(openai, replay, tmp_path, t, [NOV1])[NOV1]
     assert isinstance(day, ProviderError) and f"no {field}" in str(day)

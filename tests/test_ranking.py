@@ -11,79 +11,67 @@ from typing import Any
 
 import pytest
 
-from usagectl import config as cfgmod
+from conftest import Priced
+from priced import OCT, PRO_FEE, PRO_VOICE, STARTER_FEE, micro, seed_rows
 from usagectl.periods import Window
 from usagectl.records import MetricRow
-from usagectl.reports import SORT_KEYS, TenantLine, TenantsReport, tenants_report
+from usagectl.reports import SORT_KEYS, TenantLine, TenantsReport, tenant_report, tenants_report
 from usagectl.reports.queries import ascii_lower
 from usagectl.rollup import run_rollup
 from usagectl.store.engine import Store
 from usagectl.store.metrics import upsert_metric
-from usagectl.store.tenants import get_tenant, sync_tenants
+from usagectl.store.tenants import get_tenant
 
-OCT = Window.month(2026, 10)
 TODAY = date(2026, 10, 20)  # the margin covers October 1-19; v2 of the price book starts inside that window
 TENANTS = 23
-BOOK = {"sms": "0.014", "mms": "0.02", "voice_minute": "0.015", "email": "0.0005", "ai_token": "0.000002"}
-
-
-def _config() -> cfgmod.Config:
-    return cfgmod.parse(
-        {
-            "rollup": {"seal_after_days": 0},
-            "pricing": {
-                "books": [
-                    {**BOOK, "version": "v1", "effective_from": "2026-01-01"},
-                    {
-                        **BOOK,
-                        "version": "v2",
-                        "effective_from": "2026-10-10",
-                        "sms": "0.0100003",
-                        "email": "0.00041",
-                    },
-                ]
-            },
-            "plans": {
-                "pro": {"monthly_fee": "19.99", "included": {"sms": 900, "emails": 2000}},
-                "elite": {"monthly_fee": "99", "overrides": {"sms": "0.0091"}, "included": {"sms": 4000}},
-            },
-            "tenants": [
-                {
-                    "slug": f"t{i:02d}",
-                    # Mixed case and shared names: the name sort folds case and breaks ties by slug.
-                    "name": ("alpha", "Bravo", "ALPHA", "charlie_%", "Delta")[i % 5] + f" {i % 4}",
-                    "plan": ("starter", "pro", "elite")[i % 3],
-                }
-                for i in range(TENANTS)
-            ],
-        }
+# Mixed case and shared names: the name sort folds case and breaks ties by slug. Plans in turn: starter (a fee and
+# allowances), pro (a fee, a voice override that needs rounding), elite (neither).
+RANKED = tuple(
+    (
+        f"t{i:02d}",
+        ("alpha", "Bravo", "ALPHA", "charlie_%", "Delta")[i % 5] + f" {i % 4}",
+        ("starter", "pro", "elite")[i % 3],
     )
+    for i in range(TENANTS)
+)
 
 
-def _fill(store: Store, cfg: cfgmod.Config) -> None:
-    with store.engine.begin() as conn:
-        for i in range(TENANTS):
-            if i % 7 == 6:
-                continue  # no usage at all: zeros, listed while active
-            tid = get_tenant(conn, f"t{i:02d}").id  # type: ignore[union-attr]
-            for d in Window(OCT.start, TODAY):
-                day = (d - OCT.start).days
-                # Two pairs of tenants with identical usage: ties go by slug.
-                k = i - i % 2 if i < 4 else i
-                sms = 7 * (k % 5 + 1) * (day % 3 + 1) + k  # odd counts: v2 prices need rounding
-                # t03, t08...: a Twilio day without a cost; t05: no Twilio row on one day. Both incomplete.
-                cost = None if i % 5 == 3 and day == 4 else Decimal("0.0075") * sms
-                if not (i == 5 and day == 2):
-                    upsert_metric(
-                        conn, tid, d, "twilio", MetricRow(sms_outbound_count=sms, provider_cost_usd=cost)
+def _ranked(priced: Callable[..., Priced]) -> Priced:
+    """The shared priced config with the 23 tenants above, never sealing, and their October to TODAY."""
+    env = priced(tenants=RANKED, extra="[rollup]\nseal_after_days = 0\n")
+    rows = []
+    for i in range(TENANTS):
+        if i % 7 == 6:
+            continue  # no usage at all: zeros, listed while active
+        slug = f"t{i:02d}"
+        for d in Window(OCT.start, TODAY):
+            day = (d - OCT.start).days
+            # Two pairs of tenants with identical usage: ties go by slug.
+            k = i - i % 2 if i < 4 else i
+            sms = 7 * (k % 5 + 1) * (day % 3 + 1) + k
+            # On pro at $0.0123457 a minute its days' costs need rounding; none for the tied pairs, whose plans
+            # differ.
+            voice = k % 4 + day % 2 if i >= 4 else 0
+            # t03, t08...: a Twilio day without a cost; t05: no Twilio row on one day. Both incomplete.
+            cost = None if i % 5 == 3 and day == 4 else Decimal("0.0075") * sms
+            if not (i == 5 and day == 2):
+                rows.append(
+                    (
+                        slug,
+                        d,
+                        "twilio",
+                        MetricRow(sms_outbound_count=sms, voice_minutes=voice, provider_cost_usd=cost),
                     )
-                upsert_metric(conn, tid, d, "sendgrid", MetricRow(emails_sent=100 * (k % 3)))
-                if i % 4 == 0:
-                    upsert_metric(
-                        conn, tid, d, "openai",
-                        MetricRow(ai_tokens_in=1000 * k, ai_tokens_out=10 * k, provider_cost_usd=Decimal("0.002")),
-                    )  # fmt: skip
-    run_rollup(store, cfg, Window(OCT.start, TODAY), today=TODAY)
+                )
+            rows.append((slug, d, "sendgrid", MetricRow(emails_sent=100 * (k % 3))))
+            if i % 4 == 0:
+                ai = MetricRow(
+                    ai_tokens_in=1000 * k, ai_tokens_out=10 * k, provider_cost_usd=Decimal("0.002")
+                )
+                rows.append((slug, d, "openai", ai))
+    seed_rows(env.store, rows)
+    run_rollup(env.store, env.cfg, Window(OCT.start, TODAY), today=TODAY)
+    return env
 
 
 def _reference_key(sort: str) -> Callable[[TenantLine], Any]:
@@ -113,11 +101,11 @@ def _check_totals(rep: TenantsReport, lines: tuple[TenantLine, ...]) -> None:
     assert rep.margin_total == (None if None in margins else sum(margins, Decimal(0)))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_cfg", [True, False], ids=["cfg", "no-cfg"])
-def test_pages_sorts_and_totals_equal_the_full_ranking(store: Any, with_cfg: bool) -> None:
-    cfg = _config()
-    sync_tenants(store, cfg.tenants)
-    _fill(store, cfg)
+def test_pages_sorts_and_totals_equal_the_full_ranking(priced: Callable[..., Priced], with_cfg: bool) -> None:
+    env = _ranked(priced)
+    store, cfg = env.store, env.cfg
     with store.engine.begin() as conn:
         # A tenant that left the config: listed only because it has usage this month.
         from usagectl.store.tables import tenants
@@ -162,12 +150,11 @@ def test_pages_sorts_and_totals_equal_the_full_ranking(store: Any, with_cfg: boo
             assert got.total == full.total and got.tenant_count == TENANTS
 
 
-def test_the_data_exercises_what_it_should(store: Any) -> None:
+def test_the_data_exercises_what_it_should(priced: Callable[..., Priced]) -> None:
     """The fixture above has what the comparison needs: overage across a price-book change, fees, ties,
-    complete and incomplete margins, and a tenant with no usage."""
-    cfg = _config()
-    sync_tenants(store, cfg.tenants)
-    _fill(store, cfg)
+    complete and incomplete margins, a day's cost that needed rounding, and a tenant with no usage."""
+    env = _ranked(priced)
+    store, cfg = env.store, env.cfg
     full = tenants_report(store, OCT, cfg=cfg, today=TODAY)
     by = {t.slug: t for t in full.lines}
     assert by["t06"].sms == 0 and by["t06"].plan_charge is not None
@@ -177,18 +164,19 @@ def test_the_data_exercises_what_it_should(store: Any) -> None:
     over = [t for t in full.lines if t.plan_charge and any(line.overage for line in t.plan_charge.lines)]
     assert len(over) > 5
     assert full.margin_total is None
+    # t07 (pro) on 2 October: 3 + 1 voice minutes at $0.0123457 = $0.0493828, stored as $0.049383.
+    assert micro(4 * PRO_VOICE) == Decimal("0.049383") != 4 * PRO_VOICE
+    t07 = tenant_report(store, cfg, "t07", OCT, today=TODAY)
+    assert {d.date: d.voice_cost_usd for d in t07.days}[date(2026, 10, 2)] == micro(4 * PRO_VOICE)
     # A month with no usage: the fees alone, and the margins are the fees.
     nov = tenants_report(store, Window.month(2026, 11), cfg=cfg, today=TODAY)
     assert nov.total.sms == 0 and nov.margin_total == nov.plan_charge_total  # no provider cost: a known $0
-    assert nov.plan_charge_total == Decimal("19.99") * 8 + Decimal("99") * 7  # 8 pro, 7 elite tenants
+    assert nov.plan_charge_total == STARTER_FEE * 8 + PRO_FEE * 8  # 8 starter, 8 pro, 7 elite (no fee)
     assert nov.plan_charge_total == sum((t.plan_charge.total for t in nov.lines if t.plan_charge), Decimal(0))
 
 
 def test_tenants_command_top_50_and_streamed_csv_json(
-    db_url: str,
-    write_config: Callable[[str], Any],
-    monkeypatch: pytest.MonkeyPatch,
-    cli: Callable[..., Any],
+    priced: Callable[..., Priced], cli: Callable[..., Any]
 ) -> None:
     import csv
     import io
@@ -197,48 +185,34 @@ def test_tenants_command_top_50_and_streamed_csv_json(
     from usagectl.render.json import tenants_dict
 
     many = 57
-    toml = "\n".join(f'[[tenants]]\nslug = "c{i:02d}"\nplan = "starter"\n' for i in range(many))
-    path = write_config(toml)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    cfg = cfgmod.load(path)
-    from usagectl.store.engine import open_store
-
-    store = open_store(db_url)
-    try:
-        sync_tenants(store, cfg.tenants)
-        with store.engine.begin() as conn:
-            for i in range(many):
-                tid = get_tenant(conn, f"c{i:02d}").id  # type: ignore[union-attr]
-                upsert_metric(conn, tid, date(2026, 10, 3), "twilio", MetricRow(sms_outbound_count=i + 1))
-        run_rollup(store, cfg, OCT, today=TODAY)
-        table = cli("tenants", "--month", "2026-10", "--sort", "sms")
-        assert table.code == 0
-        assert "c56" in table.out and "c06" not in table.out  # the top 50 by SMS: c56 down to c07
-        assert table.out.rstrip().endswith("and 7 more (--limit N, --all, or --format csv)")
-        assert "c00" in cli("tenants", "--month", "2026-10", "--all").out
-        assert "more (" not in cli("tenants", "--month", "2026-10", "--all").out
-        few = cli("tenants", "--month", "2026-10", "--sort", "sms", "-n", "3").out
-        assert "c54" in few and "c53" not in few and "and 54 more" in few
-        # csv and json: every tenant, streamed, the same figures as the in-memory report.
-        rows = list(csv.reader(io.StringIO(cli("tenants", "--month", "2026-10", "-f", "csv").out)))
-        assert (
-            len(rows) == 1 + many + 1 and rows[-1][1] == "TOTAL" and rows[-1][5] == str(sum(range(many + 1)))
-        )
-        bad = cli("tenants", "--month", "2026-10", "-f", "csv", "--sort", "bogus")
-        assert bad.code == 2 and bad.out == ""  # refused before a line is written
-        got = json.loads(cli("tenants", "--month", "2026-10", "-f", "json").out)
-        full = tenants_dict(tenants_report(store, OCT, cfg=cfg))  # today, as the command has it
-        assert len(got["tenants"]) == many
-        for doc in (got, full):
-            doc.pop("generated_at")
-        assert got == full
-        # Streaming keeps a batch, not the ranking: the lines come in order, 10 at a time here.
-        rep = tenants_report(store, OCT, sort="sms", cfg=cfg, today=TODAY, stream=True, batch=10)
-        assert rep.lines == () and rep.more == 0
-        assert [t.slug for t in rep.iter_lines()] == [f"c{i:02d}" for i in reversed(range(many))]
-    finally:
-        store.close()
+    env = priced(tenants=[(f"c{i:02d}", f"c{i:02d}", "starter") for i in range(many)])
+    store, cfg = env.store, env.cfg
+    for i in range(many):
+        env.seed(f"c{i:02d}", [date(2026, 10, 3)], MetricRow(sms_outbound_count=i + 1))
+    run_rollup(store, cfg, OCT, today=TODAY)
+    table = cli("tenants", "--month", "2026-10", "--sort", "sms")
+    assert table.code == 0
+    assert "c56" in table.out and "c06" not in table.out  # the top 50 by SMS: c56 down to c07
+    assert table.out.rstrip().endswith("and 7 more (--limit N, --all, or --format csv)")
+    assert "c00" in cli("tenants", "--month", "2026-10", "--all").out
+    assert "more (" not in cli("tenants", "--month", "2026-10", "--all").out
+    few = cli("tenants", "--month", "2026-10", "--sort", "sms", "-n", "3").out
+    assert "c54" in few and "c53" not in few and "and 54 more" in few
+    # csv and json: every tenant, streamed, the same figures as the in-memory report.
+    rows = list(csv.reader(io.StringIO(cli("tenants", "--month", "2026-10", "-f", "csv").out)))
+    assert len(rows) == 1 + many + 1 and rows[-1][1] == "TOTAL" and rows[-1][5] == str(sum(range(many + 1)))
+    bad = cli("tenants", "--month", "2026-10", "-f", "csv", "--sort", "bogus")
+    assert bad.code == 2 and bad.out == ""  # refused before a line is written
+    got = json.loads(cli("tenants", "--month", "2026-10", "-f", "json").out)
+    full = tenants_dict(tenants_report(store, OCT, cfg=cfg))  # today, as the command has it
+    assert len(got["tenants"]) == many
+    for doc in (got, full):
+        doc.pop("generated_at")
+    assert got == full
+    # Streaming keeps a batch, not the ranking: the lines come in order, 10 at a time here.
+    rep = tenants_report(store, OCT, sort="sms", cfg=cfg, today=TODAY, stream=True, batch=10)
+    assert rep.lines == () and rep.more == 0
+    assert [t.slug for t in rep.iter_lines()] == [f"c{i:02d}" for i in reversed(range(many))]
 
 
 def _plan_changes(store: Store) -> None:
@@ -251,12 +225,11 @@ def _plan_changes(store: Store) -> None:
         record_plan(conn, get_tenant(conn, "t10").id, "starter", date(2026, 11, 3), "test")  # type: ignore[union-attr]
 
 
-def test_a_plan_change_is_priced_exactly_in_the_ranking(store: Any) -> None:
+def test_a_plan_change_is_priced_exactly_in_the_ranking(priced: Callable[..., Priced]) -> None:
     """The ranking's plan charge, its order by plan charge and margin and its totals are the exact prorated
     figures for a tenant whose plan changes in the month or after it."""
-    cfg = _config()
-    sync_tenants(store, cfg.tenants)
-    _fill(store, cfg)
+    env = _ranked(priced)
+    store, cfg = env.store, env.cfg
     _plan_changes(store)
     full = tenants_report(store, OCT, cfg=cfg, today=TODAY)
     by = {t.slug: t for t in full.lines}
@@ -275,7 +248,9 @@ def test_a_plan_change_is_priced_exactly_in_the_ranking(store: Any) -> None:
 
 
 @pytest.mark.parametrize("with_cfg", [True, False], ids=["cfg", "no-cfg"])
-def test_the_streamed_csv_is_the_csv_of_the_exact_report_objects(store: Any, with_cfg: bool) -> None:
+def test_the_streamed_csv_is_the_csv_of_the_exact_report_objects(
+    priced: Callable[..., Priced], with_cfg: bool
+) -> None:
     """`usagectl tenants --format csv` writes every tenant from the ranking's rows (ranking_rows,
     write_ranking_csv): byte for byte the CSV that the exact PlanCharge/ProviderCosts objects of every tenant
     give (write_tenants_csv over the full report), for every sort: negative and unknown margins, a plan change,
@@ -286,9 +261,8 @@ def test_the_streamed_csv_is_the_csv_of_the_exact_report_objects(store: Any, wit
     from usagectl.reports import ranking_rows
     from usagectl.store.tables import tenants
 
-    cfg = _config()
-    sync_tenants(store, cfg.tenants)
-    _fill(store, cfg)
+    env = _ranked(priced)
+    store, cfg = env.store, env.cfg
     _plan_changes(store)
     with store.engine.begin() as conn:
         # t04 (complete provider costs): a day whose reported cost exceeds its plan charge, a negative margin.

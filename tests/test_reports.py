@@ -12,97 +12,25 @@ from typing import Any
 
 import pytest
 
-from usagectl import config as cfgmod
+from conftest import Priced
+from priced import EMAIL, FORMULA_TENANTS, OCT, SMS_V1, SMS_V2, V2_FROM, micro, seed
 from usagectl.periods import Window
 from usagectl.records import MetricRow
 from usagectl.reports import EMPTY_MESSAGE, export_rows, tenant_report
-from usagectl.store.engine import Store, open_store
-from usagectl.store.metrics import upsert_metric
-from usagectl.store.tenants import get_tenant, sync_tenants
 
-CONFIG = """
-[[pricing.books]]
-version = "v1"
-effective_from = "2026-01-01"
-sms = "0.014"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-
-[[pricing.books]]
-version = "v2"
-effective_from = "2026-10-15"
-sms = "0.010"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-
-[plans.starter]
-included = { sms = 500, emails = 5000, voice_minutes = 100, ai_tokens = 200000 }
-
-[plans.pro]
-included = { sms = 5000, emails = 50000 }
-
-[[tenants]]
-slug = "acme"
-name = "Acme Corp"
-plan = "starter"
-
-[[tenants]]
-slug = "globex"
-name = "=HYPERLINK(\\"http://evil\\")"
-plan = "pro"
-
-[[tenants]]
-slug = "quiet"
-name = "Quiet Ltd"
-plan = "elite"
-"""
-
-OCT = Window.month(2026, 10)
 ANSI = re.compile(r"\x1b\[")
 SECRET = "sk-live-SECRET-value-123"
 
 
 @pytest.fixture
-def env(
-    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Store, cfgmod.Config]]:
-    path = write_config(CONFIG + '\n[providers.openai]\nadmin_key_env = "OPENAI_ADMIN_KEY"\n')
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
+def env(priced: Callable[..., Priced], monkeypatch: pytest.MonkeyPatch) -> Priced:
+    # globex's name is a spreadsheet formula; an OpenAI key in the config must never reach any output.
     monkeypatch.setenv("OPENAI_ADMIN_KEY", SECRET)
-    cfg = cfgmod.load(path)
-    store = open_store(db_url)
-    sync_tenants(store, cfg.tenants)
-    yield store, cfg
-    store.close()
+    return priced(tenants=FORMULA_TENANTS, extra='\n[providers.openai]\nadmin_key_env = "OPENAI_ADMIN_KEY"\n')
 
 
-def _collect(store: Store, slug: str, days: Window, row: MetricRow, source: str = "twilio") -> None:
-    with store.engine.begin() as conn:
-        tid = get_tenant(conn, slug).id  # type: ignore[union-attr]
-        for d in days:
-            upsert_metric(conn, tid, d, source, row)
-
-
-def _october(store: Store, cli: Callable[..., Any]) -> None:
-    # acme: 40 SMS a day (1,240 in October: over its 500 allowance) and a provider cost;
-    # globex: distinctive figures that must never leak into acme's output.
-    _collect(store, "acme", OCT, MetricRow(sms_outbound_count=30, sms_inbound_count=10, emails_sent=100,
-                                           provider_cost_usd=Decimal("0.41")))  # fmt: skip
-    _collect(
-        store, "globex", OCT, MetricRow(sms_outbound_count=987_654, voice_minutes=55_555), source="sendgrid"
-    )
-    res = cli("-q", "rollup", "--since", "2026-10-01", "--until", "2026-10-31")
-    assert res.code == 0 and res.out == "" and res.err == ""
-
-
-def test_empty_tenant_sees_the_onboarding_message(env: Any, cli: Callable[..., Any]) -> None:
-    store, _ = env
-    _october(store, cli)
+def test_empty_tenant_sees_the_onboarding_message(env: Priced, cli: Callable[..., Any]) -> None:
+    env.standard()
     res = cli("report", "--tenant", "quiet", "--month", "2026-10")
     assert res.code == 0
     assert res.out == "Usage metrics will appear here once you begin messaging.\n" == EMPTY_MESSAGE + "\n"
@@ -110,7 +38,7 @@ def test_empty_tenant_sees_the_onboarding_message(env: Any, cli: Callable[..., A
     assert js["has_usage"] is False and js["days"] == [] and js["totals"]["estimated_cost_usd"] == "0.000000"
 
 
-def test_unknown_tenant_is_a_usage_error_pointing_at_tenants(env: Any, cli: Callable[..., Any]) -> None:
+def test_unknown_tenant_is_a_usage_error_pointing_at_tenants(env: Priced, cli: Callable[..., Any]) -> None:
     for args in (("report", "--tenant", "nope"), ("export", "--format", "csv", "--tenant", "nope")):
         res = cli(*args)
         assert res.code == 2
@@ -118,27 +46,29 @@ def test_unknown_tenant_is_a_usage_error_pointing_at_tenants(env: Any, cli: Call
         assert res.err.strip() == "usagectl: error: unknown tenant 'nope'; `usagectl tenants` lists them"
 
 
-def test_price_book_change_mid_month(env: Any, cli: Callable[..., Any]) -> None:
-    store, _ = env
-    _october(store, cli)
+def test_price_book_change_mid_month(env: Priced, cli: Callable[..., Any]) -> None:
+    env.standard()
     js = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
     days = {d["date"]: d for d in js["days"]}
     assert len(days) == 31
-    assert days["2026-10-14"]["pricing_version"] == "v1"
-    assert days["2026-10-14"]["sms_cost_usd"] == "0.560000"  # 40 x 0.014
-    assert days["2026-10-15"]["pricing_version"] == "v2"
-    assert days["2026-10-15"]["sms_cost_usd"] == "0.400000"  # 40 x 0.010
-    expected = 14 * Decimal("0.56") + 17 * Decimal("0.40") + 31 * Decimal("0.05")
-    assert Decimal(js["totals"]["estimated_cost_usd"]) == expected
+    last_v1, first_v2 = str(V2_FROM - timedelta(days=1)), str(V2_FROM)
+    assert days[last_v1]["pricing_version"] == "v1"
+    assert days[last_v1]["sms_cost_usd"] == str(micro(40 * SMS_V1)) == "0.560000"
+    assert days[first_v2]["pricing_version"] == "v2"
+    assert days[first_v2]["sms_cost_usd"] == str(micro(40 * SMS_V2)) == "0.400000"
+    # 15 days at v1 and 16 at v2, each 40 SMS and 100 emails (acme is on starter: no override).
+    v1_days, v2_days = (V2_FROM - OCT.start).days, (OCT.end - V2_FROM).days
+    assert (v1_days, v2_days) == (15, 16)
+    expected = v1_days * micro(40 * SMS_V1) + v2_days * micro(40 * SMS_V2) + 31 * micro(100 * EMAIL)
+    assert Decimal(js["totals"]["estimated_cost_usd"]) == expected == Decimal("16.350000")
     assert js["month_to_date"]["estimated_cost_usd"] == js["totals"]["estimated_cost_usd"]
     assert js["totals"]["provider_cost_usd"] == str(31 * Decimal("0.41")) + "0000"
     table = cli("report", "--tenant", "acme", "--month", "2026-10").out
     assert "v1, v2" in table
 
 
-def test_plan_allowance_over_100_percent(env: Any, cli: Callable[..., Any]) -> None:
-    store, _ = env
-    _october(store, cli)
+def test_plan_allowance_over_100_percent(env: Priced, cli: Callable[..., Any]) -> None:
+    env.standard()
     js = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
     allow = {a["metric"]: a for a in js["allowances"]}
     assert allow["sms"] == {
@@ -153,13 +83,13 @@ def test_plan_allowance_over_100_percent(env: Any, cli: Callable[..., Any]) -> N
     assert re.search(r"SMS\s+1,240\s+500\s+248\.0% over", out)
 
 
-def test_month_to_date_projection_is_labelled_an_estimate(env: Any, cli: Callable[..., Any]) -> None:
-    store, cfg = env
-    _october(store, cli)
+def test_month_to_date_projection_is_labelled_an_estimate(env: Priced, cli: Callable[..., Any]) -> None:
+    env.standard()
+    store, cfg = env.store, env.cfg
     rep = tenant_report(store, cfg, "acme", OCT, today=date(2026, 10, 11))
     mtd = rep.month_to_date
     assert mtd.as_of == date(2026, 10, 10) and not mtd.complete
-    assert mtd.cost == 10 * Decimal("0.61")
+    assert mtd.cost == 10 * (micro(40 * SMS_V1) + micro(100 * EMAIL)) == Decimal("6.10")  # all at v1
     assert mtd.projected_cost == (mtd.cost * 31 / 10).quantize(Decimal("0.000001"))
     from usagectl.render.table import render_tenant_report
 
@@ -174,9 +104,10 @@ def _lines_ok(text: str, width: int = 80) -> None:
     assert not too_long, too_long
 
 
-def test_plain_output_in_80_columns_without_tty(env: Any, cli: Callable[..., Any], monkeypatch: Any) -> None:
-    store, _ = env
-    _october(store, cli)
+def test_plain_output_in_80_columns_without_tty(
+    env: Priced, cli: Callable[..., Any], monkeypatch: Any
+) -> None:
+    env.standard()
     monkeypatch.setenv("COLUMNS", "80")
     commands = [
         ("report", "--tenant", "acme", "--days", "45"),
@@ -198,13 +129,13 @@ class FakeTTY(io.StringIO):
 
 
 def test_no_color_on_a_terminal_means_no_escape_codes(
-    env: Any, cli: Callable[..., Any], monkeypatch: Any
+    env: Priced, cli: Callable[..., Any], monkeypatch: Any
 ) -> None:
     from usagectl.render.table import render_tenant_report, render_tenants
     from usagectl.reports import tenants_report
 
-    store, cfg = env
-    _october(store, cli)
+    env.standard()
+    store, cfg = env.store, env.cfg
     rep = tenant_report(store, cfg, "acme", OCT)
     tty = FakeTTY()
     render_tenant_report(rep, tty, width=80)
@@ -217,9 +148,8 @@ def test_no_color_on_a_terminal_means_no_escape_codes(
         _lines_ok(tty.getvalue())  # ...but not with NO_COLOR
 
 
-def test_report_and_export_of_one_tenant_never_show_another(env: Any, cli: Callable[..., Any]) -> None:
-    store, _ = env
-    _october(store, cli)
+def test_report_and_export_of_one_tenant_never_show_another(env: Priced, cli: Callable[..., Any]) -> None:
+    env.standard()
     outputs = [
         cli("report", "--tenant", "acme", "--month", "2026-10", "--format", f).out
         for f in ("table", "json", "csv")
@@ -234,9 +164,8 @@ def test_report_and_export_of_one_tenant_never_show_another(env: Any, cli: Calla
         assert SECRET not in out
 
 
-def test_csv_escapes_formula_cells_and_money_is_exact(env: Any, cli: Callable[..., Any]) -> None:
-    store, _ = env
-    _october(store, cli)
+def test_csv_escapes_formula_cells_and_money_is_exact(env: Priced, cli: Callable[..., Any]) -> None:
+    env.standard()
     out = cli("export", "--format", "csv", "--month", "2026-10").out
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 62
@@ -257,15 +186,15 @@ def test_csv_escapes_formula_cells_and_money_is_exact(env: Any, cli: Callable[..
 
 
 def test_csv_export_bulk_path_writes_exactly_what_the_day_rows_give(
-    env: Any, cli: Callable[..., Any]
+    env: Priced, cli: Callable[..., Any]
 ) -> None:
     from dataclasses import replace
 
     from usagectl.money import from_micros
     from usagectl.render.csv import micros_text, write_export_csv
 
-    store, _ = env
-    _october(store, cli)
+    env.standard()
+    store = env.store
     fast, slow = io.StringIO(), io.StringIO()
     assert write_export_csv(export_rows(store, OCT), fast) == 62
     assert write_export_csv(replace(export_rows(store, OCT), raw_rows=None), slow) == 62
@@ -274,9 +203,8 @@ def test_csv_export_bulk_path_writes_exactly_what_the_day_rows_give(
         assert micros_text(micros) == str(from_micros(micros))
 
 
-def test_tenants_ranking_zeros_sort_limit_and_total(env: Any, cli: Callable[..., Any]) -> None:
-    store, _ = env
-    _october(store, cli)
+def test_tenants_ranking_zeros_sort_limit_and_total(env: Priced, cli: Callable[..., Any]) -> None:
+    env.standard()
     js = json.loads(cli("tenants", "--month", "2026-10", "--format", "json").out)
     assert [t["tenant"] for t in js["tenants"]] == ["globex", "acme", "quiet"]  # by cost, highest first
     quiet = js["tenants"][2]
@@ -294,7 +222,7 @@ def test_tenants_ranking_zeros_sort_limit_and_total(env: Any, cli: Callable[...,
     assert cli("tenants", "--sort", "bogus").code == 2
 
 
-def test_tenants_with_no_usage_at_all(env: Any, cli: Callable[..., Any]) -> None:
+def test_tenants_with_no_usage_at_all(env: Priced, cli: Callable[..., Any]) -> None:
     res = cli("tenants", "--month", "2026-10", "--format", "csv")
     assert res.code == 0
     rows = list(csv.DictReader(io.StringIO(res.out)))
@@ -302,11 +230,11 @@ def test_tenants_with_no_usage_at_all(env: Any, cli: Callable[..., Any]) -> None
     assert {r["estimated_cost_usd"] for r in rows} == {"0.000000"}
 
 
-def test_export_streams_many_rows(env: Any, cli: Callable[..., Any], tmp_path: Path) -> None:
-    store, _ = env
+def test_export_streams_many_rows(env: Priced, cli: Callable[..., Any], tmp_path: Path) -> None:
+    store = env.store
     days = Window(date(2026, 1, 1), date(2026, 1, 1) + timedelta(days=400))
     for slug in ("acme", "globex", "quiet"):
-        _collect(store, slug, days, MetricRow(sms_outbound_count=1, emails_sent=2))
+        seed(store, slug, days, MetricRow(sms_outbound_count=1, emails_sent=2))
     assert cli("-q", "rollup", "--since", "2026-01-01", "--until", "2027-02-04").code == 0
     window = Window(date(2026, 1, 1), date(2027, 2, 5))
     rows = export_rows(store, window).rows
@@ -344,9 +272,8 @@ TOTALS = [
 ]  # fmt: skip
 
 
-def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
-    store, _ = env
-    _october(store, cli)
+def test_schema_snapshots(env: Priced, cli: Callable[..., Any]) -> None:
+    env.standard()
     for args in (("export", "--format", "csv"), ("report", "--tenant", "acme", "--format", "csv")):
         assert cli(*args, "--month", "2026-10").out.splitlines()[0] == EXPORT_CSV_HEADER
     assert cli("tenants", "--month", "2026-10", "--format", "csv").out.splitlines()[0] == TENANTS_CSV_HEADER
@@ -398,9 +325,9 @@ def test_schema_snapshots(env: Any, cli: Callable[..., Any]) -> None:
     assert row["storage_bytes"] is None
 
 
-def test_report_queries_use_indexes(env: Any, cli: Callable[..., Any]) -> None:
+def test_report_queries_use_indexes(env: Priced, cli: Callable[..., Any]) -> None:
     """One tenant over a range and all tenants for a month are index searches, not scans (SQLite plan)."""
-    store, _ = env
+    store = env.store
     if store.dialect != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL picks seq scans on tiny tables anyway")
     from sqlalchemy import event
@@ -414,10 +341,10 @@ def test_report_queries_use_indexes(env: Any, cli: Callable[..., Any]) -> None:
             rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
             plans.append("\n".join(str(r[-1]) for r in rows))
 
-    _october(store, cli)
+    env.standard()
     from usagectl.reports import tenants_report
 
-    cfg = env[1]
+    cfg = env.cfg
     event.listen(store.engine, "before_cursor_execute", explain)
     try:
         tenant_report(store, cfg, "acme", OCT)
@@ -456,11 +383,11 @@ LEGACY_NAME = "Legacy\rCo\x1b[2J\x1b]0;owned\x07\u202e"
 
 
 def test_control_characters_in_a_stored_name_never_split_csv_rows_or_reach_the_terminal(
-    env: Any, cli: Callable[..., Any]
+    env: Priced, cli: Callable[..., Any]
 ) -> None:
     from usagectl.store.tables import tenants, utcnow
 
-    store, _ = env
+    store = env.store
     now = utcnow()
     with store.engine.begin() as conn:
         conn.execute(
@@ -473,8 +400,8 @@ def test_control_characters_in_a_stored_name_never_split_csv_rows_or_reach_the_t
                 updated_at=now,
             )
         )
-    _collect(store, "legacy", OCT, MetricRow(sms_outbound_count=3))
-    _october(store, cli)
+    seed(store, "legacy", OCT, MetricRow(sms_outbound_count=3))
+    env.standard()
 
     export = cli("export", "--format", "csv", "--month", "2026-10")
     assert export.code == 0, export.err

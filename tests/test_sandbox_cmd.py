@@ -21,17 +21,22 @@ def _usagectl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+def _sandbox(args: list[str], **env: str) -> subprocess.Popen[str]:
+    """`usagectl sandbox ARGS` in its own process (`env`: more variables); the caller stops it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "usagectl", "sandbox", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
 @pytest.mark.slow
 def test_sandbox_serves_until_ctrl_c_with_a_working_config(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "100"}
     cfg = tmp_path / "sandbox.toml"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "usagectl", "sandbox", "--write-config", str(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = _sandbox(["--write-config", str(cfg)], COLUMNS="100")
     try:
         assert proc.stdout is not None
         # The config path on stdout means the servers are up and the file is written.
@@ -80,14 +85,7 @@ def test_sandbox_removes_its_temporary_folder_when_stopped_by_a_signal(tmp_path:
     the written config points at. Stopped by any of the three, it removes it and says so."""
     temp = tmp_path / "tmp"
     temp.mkdir()
-    env = {**os.environ, "TMPDIR": str(temp)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "usagectl", "sandbox"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = _sandbox([], TMPDIR=str(temp))
     try:
         assert proc.stdout is not None
         cfg = Path(proc.stdout.readline().strip())  # the servers are up, the config written

@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from conftest import Priced
+from priced import EMAIL as EMAIL_PRICE
+from priced import SMS_V1, SMS_V2, micro, priced_toml
 from usagectl import config as cfgmod
 from usagectl.periods import Window, utc_today
 from usagectl.records import MetricRow
@@ -25,38 +28,17 @@ from usagectl.render.json import tenant_report_dict, tenant_summary_dict
 from usagectl.reports import tenant_report
 from usagectl.reprice import reprice
 from usagectl.rollup import run_rollup, seal, sealed_through
-from usagectl.store.engine import Store, open_store
+from usagectl.store.engine import Store
 from usagectl.store.metrics import upsert_metric
 from usagectl.store.tables import metadata, usage_adjustments, usage_rollups_daily, utcnow
-from usagectl.store.tenants import get_tenant, sync_tenants
+from usagectl.store.tenants import get_tenant
 
 OCT = Window.month(2026, 10)
 NOV_2 = date(2026, 11, 2)
-SMS = Decimal("0.01")
-EMAIL = Decimal("0.0005")
+SMS, EMAIL = SMS_V1, EMAIL_PRICE  # book v1's: every day here is priced by it until a test edits the books
+# Both on elite (no plan section), so each unit is at the book's price.
+TENANTS = (("acme", "Acme", "elite"), ("globex", "Globex", "elite"))
 
-CONFIG = """
-[rollup]
-seal_after_days = 35
-
-[[pricing.books]]
-version = "v1"
-effective_from = "2026-01-01"
-sms = "{sms}"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-{extra}
-
-[[tenants]]
-slug = "acme"
-plan = "pro"
-
-[[tenants]]
-slug = "globex"
-plan = "starter"
-"""
 
 # docs/export.md, Adjustments.
 ADJUSTMENTS_CSV_HEADER = (
@@ -65,20 +47,16 @@ ADJUSTMENTS_CSV_HEADER = (
     "mms_cost_usd,voice_cost_usd,email_cost_usd,ai_cost_usd,estimated_cost_usd"
 )
 
-NEW_BOOK = """
-[[pricing.books]]
-version = "v2"
-effective_from = "2026-11-01"
-sms = "0.5"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-"""
+
+def config_file(write_config: Callable[..., Path], *, v2: date | None = None, seal: int = 35) -> Path:
+    """The shared priced config with sealing after `seal` days, written beside the test's own (edited.toml):
+    v1 only by default; `v2`, when book v2 (SMS at $0.010) starts, is how a test edits the books."""
+    extra = f"[rollup]\nseal_after_days = {seal}\n"
+    return write_config(priced_toml(v2=v2, tenants=TENANTS, extra=extra), "edited.toml")
 
 
-def config(write_config: Callable[..., Path], sms: str = "0.01", extra: str = "") -> cfgmod.Config:
-    return cfgmod.load(write_config(CONFIG.format(sms=sms, extra=extra)))
+def config(write_config: Callable[..., Path], *, v2: date | None = None, seal: int = 35) -> cfgmod.Config:
+    return cfgmod.load(config_file(write_config, v2=v2, seal=seal))
 
 
 @dataclass
@@ -110,14 +88,9 @@ class Env:
 
 
 @pytest.fixture
-def env(db_url: str, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    cfg = config(write_config)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(write_config(CONFIG.format(sms="0.01", extra=""))))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    store = open_store(db_url)
-    sync_tenants(store, cfg.tenants)
-    yield Env(store, cfg, db_url, write_config)
-    store.close()
+def env(priced: Callable[..., Priced], write_config: Callable[..., Path]) -> Env:
+    base = priced(v2=None, tenants=TENANTS, extra="[rollup]\nseal_after_days = 35\n")
+    return Env(base.store, base.cfg, base.url, write_config)
 
 
 def _closed_october(env: Env) -> None:
@@ -164,7 +137,8 @@ def test_sealed_month_unchanged_after_recollect_and_adjustment_shown_where_poste
     assert adj["date"] == date(2026, 10, 20) and adj["reason"] == "late-data"
     assert adj["sms_total"] == 30 and adj["email_total"] == -100 and adj["ai_total_tokens"] == 0
     assert adj["sms_cost_usd"] == 30 * SMS and adj["email_cost_usd"] == -100 * EMAIL
-    assert adj["estimated_cost_usd"] == 30 * SMS - 100 * EMAIL == Decimal("0.25")
+    late = 30 * SMS - 100 * EMAIL
+    assert adj["estimated_cost_usd"] == late == Decimal("0.37")
     posted = adj["posted_at"]
     month = Window.month(posted.year, posted.month)
     assert month == _this_month() and date(2026, 10, 20) not in month
@@ -173,12 +147,10 @@ def test_sealed_month_unchanged_after_recollect_and_adjustment_shown_where_poste
     rep = tenant_report(env.store, env.cfg, "acme", month)
     shown = tenant_report_dict(rep)["adjustments"]
     assert [(a["date"], a["reason"], a["sms_total"], a["estimated_cost_usd"]) for a in shown["posted"]] == [
-        ("2026-10-20", "late-data", 30, "0.250000")
+        ("2026-10-20", "late-data", 30, "0.370000")
     ]
-    assert shown["estimated_cost_usd"] == "0.250000"
-    assert Decimal(shown["estimated_cost_with_adjustments_usd"]) == rep.totals.estimated_cost + Decimal(
-        "0.25"
-    )
+    assert shown["estimated_cost_usd"] == "0.370000"
+    assert Decimal(shown["estimated_cost_with_adjustments_usd"]) == rep.totals.estimated_cost + late
     assert tenant_summary_dict(rep)["adjustments"] == shown
     assert tenant_report(env.store, env.cfg, "globex", month).adjustments == ()
 
@@ -199,7 +171,7 @@ def test_sealed_month_unchanged_after_recollect_and_adjustment_shown_where_poste
     assert out.out.splitlines()[0] == ADJUSTMENTS_CSV_HEADER
     (row,) = list(csv.DictReader(io.StringIO(out.out)))
     assert row["tenant"] == "acme" and row["reason"] == "late-data" and row["sms_total"] == "30"
-    assert row["estimated_cost_usd"] == "0.250000" and row["email_cost_usd"] == "-0.050000"
+    assert row["estimated_cost_usd"] == "0.370000" and row["email_cost_usd"] == str(-100 * EMAIL) + "00"
     days_csv = cli("export", "--format", "csv", "--month", month.start.strftime("%Y-%m"))
     assert "1 adjustment for sealed days posted in this window" in days_csv.err
 
@@ -254,7 +226,7 @@ def test_rollup_seals_by_age_after_rolling_up(env: Env, write_config: Callable[.
     assert env.rollup_row("acme", date(2026, 9, 1))["sms_total"] == 5
 
     # seal_after_days = 0: rollup never seals, and a hand seal never moves backwards.
-    off = cfgmod.load(write_config(CONFIG.format(sms="0.01", extra="").replace("= 35", "= 0"), "off.toml"))
+    off = config(write_config, seal=0)
     run_rollup(env.store, off, today=date(2027, 6, 1))
     with env.store.engine.connect() as conn:
         assert sealed_through(conn) == date(2026, 10, 2)
@@ -276,8 +248,8 @@ def test_reprice_dry_run_writes_nothing(
     _closed_october(env)
     env.collect("acme", date(2026, 11, 1), 20)
     run_rollup(env.store, env.cfg, Window(date(2026, 11, 1), NOV_2), today=NOV_2)
-    # The books are edited: SMS is repriced from $0.01 to $0.012 for every day.
-    edited = config(write_config, sms="0.012")
+    # The books are edited: a book v2 from 1 October reprices every day's SMS from $0.014 to $0.010.
+    edited = config(write_config, v2=OCT.start)
     before = _snapshot(env.store)
     sqlite_file = Path(env.url.removeprefix("sqlite:///")) if env.url.startswith("sqlite") else None
     raw = sqlite_file.read_bytes() if sqlite_file else b""
@@ -287,17 +259,23 @@ def test_reprice_dry_run_writes_nothing(
     )
     lines = {line.slug: line for line in report.lines}
     assert lines["acme"].old_cost == 170 * SMS + 1000 * EMAIL
-    assert lines["acme"].new_cost == 170 * Decimal("0.012") + 1000 * EMAIL
-    assert lines["acme"].difference == 170 * Decimal("0.002")
-    assert lines["globex"].old_cost == Decimal("0.10") and lines["globex"].new_cost == Decimal("0.12")
+    assert lines["acme"].new_cost == 170 * SMS_V2 + 1000 * EMAIL
+    assert lines["acme"].difference == 170 * (SMS_V2 - SMS) == Decimal("-0.68")
+    assert lines["globex"].old_cost == 10 * SMS and lines["globex"].new_cost == 10 * SMS_V2
     assert report.dry_run and report.adjusted == report.changed == 0
 
-    monkey_config = write_config(CONFIG.format(sms="0.012", extra=""), "edited.toml")
     out = cli(
-        "-c", str(monkey_config), "reprice", "--since", "2026-10-01", "--until", "2026-11-01", "--dry-run"
+        "-c",
+        str(config_file(write_config, v2=OCT.start)),
+        "reprice",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-11-01",
+        "--dry-run",
     )
     assert out.code == 0, out.err
-    assert "acme" in out.out and "+$0.340000" in out.out and "dry run" in out.err
+    assert "acme" in out.out and "$-0.680000" in out.out and "dry run" in out.err
 
     assert _snapshot(env.store) == before
     if sqlite_file:
@@ -315,27 +293,27 @@ def test_reprice_updates_unsealed_days_and_adjusts_sealed_ones(
     globex_nov = env.rollup_row("globex", date(2026, 11, 1))
 
     # A new book from Nov 1 leaves October alone (effective-dated) and reprices November.
-    with_v2 = config(write_config, extra=NEW_BOOK)
+    with_v2 = config(write_config, v2=date(2026, 11, 1))
     window = Window(OCT.start, NOV_2)
     report = reprice(env.store, with_v2, window, tenant="acme", today=date(2026, 11, 3))
     assert report.adjusted == 0 and report.changed == 1 and report.tenant_days == 1
     assert env.rollup_row("globex", date(2026, 11, 1)) == globex_nov  # --tenant acme
     nov = env.rollup_row("acme", date(2026, 11, 1))
-    assert nov["pricing_version"] == "v2" and nov["sms_cost_usd"] == 20 * Decimal("0.5")
+    assert nov["pricing_version"] == "v2" and nov["sms_cost_usd"] == 20 * SMS_V2
     assert env.adjustments() == []
 
-    # Editing the October book reprices the sealed days by adjustments; their rollup rows stay.
-    edited = config(write_config, sms="0.012", extra=NEW_BOOK)
+    # Moving v2 back to 1 October reprices the sealed days by adjustments; their rollup rows stay.
+    edited = config(write_config, v2=OCT.start)
     report = reprice(env.store, edited, window, tenant="acme", today=date(2026, 11, 3))
     assert report.adjusted == 2 and report.changed == 0
     assert env.rollup_row("acme", date(2026, 10, 10)) == sealed_row
     adjs = env.adjustments()
     assert {a["date"]: a["sms_cost_usd"] for a in adjs} == {
-        date(2026, 10, 10): 100 * Decimal("0.002"),
-        date(2026, 10, 20): 50 * Decimal("0.002"),
+        date(2026, 10, 10): 100 * (SMS_V2 - SMS),
+        date(2026, 10, 20): 50 * (SMS_V2 - SMS),
     }
     assert all(
-        a["reason"] == "reprice" and a["sms_total"] == 0 and a["pricing_version"] == "v1" for a in adjs
+        a["reason"] == "reprice" and a["sms_total"] == 0 and a["pricing_version"] == "v2" for a in adjs
     )
     # --tenant: globex's sealed day is not touched.
     assert all(a["tenant_id"] == adjs[0]["tenant_id"] for a in adjs)
@@ -344,9 +322,7 @@ def test_reprice_updates_unsealed_days_and_adjusts_sealed_ones(
     assert reprice(env.store, edited, window, tenant="acme", today=date(2026, 11, 3)).adjusted == 0
     again = reprice(env.store, edited, window, dry_run=True, today=date(2026, 11, 3))
     acme = next(line for line in again.lines if line.slug == "acme")
-    assert acme.difference == 0 and acme.old_cost == 150 * Decimal("0.012") + 1000 * EMAIL + 20 * Decimal(
-        "0.5"
-    )
+    assert acme.difference == 0 and acme.old_cost == 150 * SMS_V2 + 1000 * EMAIL + 20 * SMS_V2
 
 
 @pytest.mark.parametrize(
@@ -401,11 +377,13 @@ def test_api_summary_shows_the_adjustment_in_the_month_it_was_posted(env: Env) -
 
         october = summary("2026-10")
         posted = summary(month.start.strftime("%Y-%m"))
-    assert october["cost"]["estimated_cost_usd"] == "2.000000"  # 150 SMS + 1000 emails, as sealed
+    # 150 SMS + 1000 emails, as sealed
+    assert october["cost"]["estimated_cost_usd"] == str(micro(150 * SMS + 1000 * EMAIL)) == "2.600000"
     assert october["adjustments"]["posted"] == []
     (adj,) = posted["adjustments"]["posted"]
-    assert adj["date"] == "2026-10-10" and adj["sms_total"] == -10 and adj["sms_cost_usd"] == "-0.100000"
-    assert posted["adjustments"]["estimated_cost_usd"] == "-0.100000"
+    assert adj["date"] == "2026-10-10" and adj["sms_total"] == -10
+    assert adj["sms_cost_usd"] == str(micro(-10 * SMS)) == "-0.140000"
+    assert posted["adjustments"]["estimated_cost_usd"] == "-0.140000"
 
 
 def test_concurrent_rollups_post_one_adjustment(env: Env) -> None:
@@ -456,8 +434,8 @@ def test_a_reprice_that_waited_for_the_lock_prints_what_it_wrote(
     _closed_october(env)
     env.collect("acme", date(2026, 11, 1), 20)
     run_rollup(env.store, env.cfg, Window(date(2026, 11, 1), NOV_2), today=NOV_2)
-    edited = config(write_config, sms="0.012")
-    edited_path = write_config(CONFIG.format(sms="0.012", extra=""), "edited.toml")
+    edited = config(write_config, v2=OCT.start)
+    edited_path = config_file(write_config, v2=OCT.start)
     window = Window(OCT.start, date(2026, 11, 2))  # Oct 1 .. Nov 1, as --since/--until below
     before = _stored_costs(env.store)
 
@@ -477,10 +455,11 @@ def test_a_reprice_that_waited_for_the_lock_prints_what_it_wrote(
     assert out.code == 0, out.err
     after = _stored_costs(env.store)
 
-    # The run that went first printed exactly what it changed (acme's sealed October days by 170 SMS x $0.002,
-    # globex's by 10 x $0.002, as adjustments; acme's unsealed Nov 1 rewritten).
+    # The run that went first printed exactly what it changed (acme's sealed October days by 170 SMS x -$0.004,
+    # globex's by 10 x -$0.004, as adjustments; acme's unsealed Nov 1 rewritten).
     first = {line.slug: line.difference for line in other[0].lines}
-    assert first == {"acme": Decimal("0.34"), "globex": Decimal("0.02")}
+    assert first == {"acme": 170 * (SMS_V2 - SMS), "globex": 10 * (SMS_V2 - SMS)}
+    assert first == {"acme": Decimal("-0.68"), "globex": Decimal("-0.04")}
     assert {slug: after[slug] - before[slug] for slug in before} == first
     assert other[0].changed == 1 and other[0].adjusted == 3
     # The one that waited found nothing left to change, wrote nothing, and says so.
@@ -489,5 +468,5 @@ def test_a_reprice_that_waited_for_the_lock_prints_what_it_wrote(
     }
     assert set(rows) == {"acme", "globex"}, out.out
     assert all(row.split()[-1] == "$0.000000" for row in rows.values()), out.out  # zero has no sign
-    assert "+$0.38" not in out.out and "+$0.02" not in out.out
+    assert "$-0.68" not in out.out and "$-0.04" not in out.out
     assert "(0 rows changed), 0 adjustments posted" in out.err

@@ -7,54 +7,21 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import Priced
+from priced import EMAIL, OCT, SMS_V1, SMS_V2, V2_FROM, micro
 from usagectl import config as cfgmod
-from usagectl.periods import Window, utc_today
-from usagectl.records import MetricRow
+from usagectl.periods import utc_today
 from usagectl.render.layout import PLATFORM_FIELDS
-from usagectl.store.engine import Store, open_store
-from usagectl.store.metrics import upsert_metric
+from usagectl.store.engine import Store
 from usagectl.store.tables import SCHEMA_HEAD
-from usagectl.store.tenants import get_tenant, sync_tenants
 from usagectl.store.tokens import create_token, revoke_token
 from usagectl.web.app import ServeSettings, create_app
 
-CONFIG = """
-[[pricing.books]]
-version = "v1"
-effective_from = "2026-01-01"
-sms = "0.014"
-mms = "0.02"
-voice_minute = "0.015"
-email = "0.0005"
-ai_token = "0.000002"
-
-[plans.starter]
-included = { sms = 500, emails = 5000, voice_minutes = 100, ai_tokens = 200000 }
-
-[[tenants]]
-slug = "acme"
-name = "Acme Corp"
-plan = "starter"
-
-[[tenants]]
-slug = "globex"
-name = "Globex"
-plan = "pro"
-
-[[tenants]]
-slug = "quiet"
-name = "Quiet Ltd"
-plan = "elite"
-"""
-
-OCT = Window.month(2026, 10)
 DAILY = "/api/admin/usage/daily"
 SUMMARY = "/api/admin/usage/summary"
 TENANTS = "/api/root-admin/usage/tenants"
@@ -69,48 +36,25 @@ class Api:
     globex: str
     root: str
 
+    @classmethod
+    def open(cls, store: Store, cfg: cfgmod.Config, **client: Any) -> Self:
+        """The app in-process over `store`, with a token for acme, one for globex and a root token."""
+        acme, _ = create_token(store, tenant="acme")
+        globex, _ = create_token(store, tenant="globex")
+        root, _ = create_token(store, tenant=None)
+        app = create_app(ServeSettings(cfg, store=store, access_log=False))
+        return cls(TestClient(app, **client), store, cfg, acme, globex, root)
+
     def get(self, url: str, token: str | None, **params: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return self.client.get(url, params=params, headers=headers)
 
 
-def collect(store: Store, slug: str, days: Window, row: MetricRow, source: str = "twilio") -> None:
-    with store.engine.begin() as conn:
-        tid = get_tenant(conn, slug).id  # type: ignore[union-attr]
-        for d in days:
-            upsert_metric(conn, tid, d, source, row)
-
-
 @pytest.fixture
-def api(
-    db_url: str,
-    write_config: Callable[[str], Path],
-    monkeypatch: pytest.MonkeyPatch,
-    cli: Callable[..., Any],
-) -> Iterator[Api]:
-    path = write_config(CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    cfg = cfgmod.load(path)
-    store = open_store(db_url)
-    sync_tenants(store, cfg.tenants)
-    collect(
-        store,
-        "acme",
-        OCT,
-        MetricRow(sms_outbound_count=30, emails_sent=100, provider_cost_usd=Decimal("0.41")),
-    )
-    collect(
-        store, "globex", OCT, MetricRow(sms_outbound_count=987_654, voice_minutes=55_555), source="sendgrid"
-    )
-    assert cli("-q", "rollup", "--since", "2026-10-01", "--until", "2026-10-31").code == 0
-    acme, _ = create_token(store, tenant="acme")
-    globex, _ = create_token(store, tenant="globex")
-    root, _ = create_token(store, tenant=None)
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)))
-    yield Api(client, store, cfg, acme, globex, root)
-    client.close()
-    store.close()
+def api(seeded: Priced) -> Iterator[Api]:
+    api = Api.open(seeded.store, seeded.cfg)
+    yield api
+    api.client.close()
 
 
 def _strip(d: dict[str, Any]) -> dict[str, Any]:
@@ -137,10 +81,14 @@ def test_daily_equals_report_json_for_the_same_window(api: Api, cli: Callable[..
     assert _strip(api.get(DAILY, api.root, tenant="acme", **window).json()) == _strip(expected)
     assert len(body["days"]) == 31
     day = body["days"][0]
-    assert day["tenant"] == "acme" and day["sms_total"] == 30 and day["sms_cost_usd"] == "0.420000"
-    assert "provider_cost_usd" not in day and day["email_cost_usd"] == "0.050000"
+    # The standard day (tests/priced.py): 30 + 10 SMS at v1's price, 100 emails.
+    assert day["tenant"] == "acme" and day["sms_total"] == 40
+    assert day["sms_cost_usd"] == str(micro(40 * SMS_V1)) == "0.560000"
+    assert "provider_cost_usd" not in day and day["email_cost_usd"] == str(micro(100 * EMAIL)) == "0.050000"
     assert expected["days"][0]["provider_cost_usd"] == "0.410000"
-    assert body["totals"]["estimated_cost_usd"] == str(31 * Decimal("0.47")) + "0000"
+    v1_days, v2_days = (V2_FROM - OCT.start).days, (OCT.end - V2_FROM).days
+    month = v1_days * micro(40 * SMS_V1) + v2_days * micro(40 * SMS_V2) + 31 * micro(100 * EMAIL)
+    assert body["totals"]["estimated_cost_usd"] == str(month) == "16.350000"
 
 
 def test_daily_defaults_to_the_last_30_complete_days(api: Api) -> None:
@@ -160,7 +108,7 @@ def test_summary_equals_report_json_for_the_month(api: Api, cli: Callable[..., A
     rep = json.loads(cli("report", "--tenant", "acme", "--month", "2026-10", "--format", "json").out)
     t = rep["totals"]
     assert s["kind"] == "tenant_summary" and s["month"] == "2026-10" and s["plan_tier"] == "starter"
-    assert s["cards"]["sms"] == {"sms_total": 930, "mms_total": 0} and t["sms_total"] == 930
+    assert s["cards"]["sms"] == {"sms_total": 1240, "mms_total": 0} and t["sms_total"] == 1240
     assert s["cards"]["email"]["email_total"] == t["email_total"] == 3100
     assert s["cards"]["voice"]["voice_total_minutes"] == t["voice_total_minutes"]
     assert s["cards"]["ai"]["ai_total_tokens"] == t["ai_total_tokens"]
@@ -173,7 +121,7 @@ def test_summary_equals_report_json_for_the_month(api: Api, cli: Callable[..., A
     assert s["cost"]["projected_month_cost_usd"] == rep["month_to_date"]["projected_month_cost_usd"]
     assert s["allowances"] == rep["allowances"]
     sms = next(a for a in s["allowances"] if a["metric"] == "sms")
-    assert sms == {"metric": "sms", "included": 500, "used": 930, "percent_used": "186.0", "over": True}
+    assert sms == {"metric": "sms", "included": 500, "used": 1240, "percent_used": "248.0", "over": True}
 
 
 def test_summary_defaults_to_the_current_month(api: Api) -> None:

@@ -220,6 +220,7 @@ def test_no_cookie_or_form_field_gives_a_server_error(
 _day = st.dates(min_value=DAYS.start - timedelta(days=40), max_value=DAYS.last + timedelta(days=40))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     me=st.sampled_from(SLUGS),

@@ -8,7 +8,6 @@ import io
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,12 +17,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from test_serve_api import CONFIG, collect
+from conftest import open_priced
+from priced import EVIL, TENANTS, seed
+from test_serve_api import Api
 from usagectl import config as cfgmod
 from usagectl.periods import Window, utc_today
 from usagectl.records import MetricRow
 from usagectl.reports import EMPTY_MESSAGE
-from usagectl.store.engine import Store, open_store
+from usagectl.store.engine import Store
 from usagectl.store.sessions import open_session, session_scope
 from usagectl.store.tables import web_sessions
 from usagectl.store.tenants import sync_tenants
@@ -32,20 +33,12 @@ from usagectl.web.app import ServeSettings, create_app
 from usagectl.web.session import CSRF_COOKIE, SESSION_COOKIE, Session, read_session, sign_session
 
 SECRET = "test-session-secret-0123456789"
-EVIL = "<script>alert(1)</script>"
-PAGE_CONFIG = CONFIG + f'\n[[tenants]]\nslug = "evil"\nname = "{EVIL}"\nplan = "starter"\n'
 BILLING = "/admin/billing-usage"
 SYSTEM = "/admin/system-usage"
 
 
-@dataclass
-class Site:
-    client: TestClient
-    store: Store
-    cfg: cfgmod.Config
-    acme: str
-    globex: str
-    root: str
+class Site(Api):
+    """test_serve_api's Api, for the pages: its client follows no redirect."""
 
     def fresh(self) -> TestClient:
         return TestClient(self.client.app, follow_redirects=False)
@@ -69,24 +62,19 @@ def make_site(
     cli: Callable[..., Any],
     extra: str = "",
 ) -> tuple[Store, cfgmod.Config]:
+    """The shared priced config with evil and a session secret (`extra`: more [serve] keys), and the standard
+    usage (tests/priced.py) over the last 30 days, rolled up; the caller closes the store."""
     secret = write_config(SECRET, "secret.txt")
-    path = write_config(f'[serve]\nsession_secret_file = "{secret}"\n{extra}\n' + PAGE_CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    cfg = cfgmod.load(path)
-    store = open_store(db_url)
-    sync_tenants(store, cfg.tenants)
-    days = Window.last_days(30)
-    collect(
-        store,
-        "acme",
-        days,
-        MetricRow(sms_outbound_count=30, emails_sent=100, provider_cost_usd=Decimal("0.41")),
-    )
-    collect(store, "globex", days, MetricRow(sms_outbound_count=987_654, voice_minutes=55_555), "sendgrid")
-    first, last = days.start.isoformat(), days.last.isoformat()
-    assert cli("-q", "rollup", "--since", first, "--until", last).code == 0
-    return store, cfg
+    env = open_priced(
+        db_url, write_config, monkeypatch, cli,
+        tenants=(*TENANTS, ("evil", EVIL, "starter")), extra=f'[serve]\nsession_secret_file = "{secret}"\n{extra}\n',
+    )  # fmt: skip
+    try:
+        env.standard(Window.last_days(30))
+    except BaseException:
+        env.store.close()
+        raise
+    return env.store, env.cfg
 
 
 @pytest.fixture
@@ -94,12 +82,9 @@ def site(
     db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
 ) -> Iterator[Site]:
     store, cfg = make_site(db_url, write_config, monkeypatch, cli)
-    acme, _ = create_token(store, tenant="acme")
-    globex, _ = create_token(store, tenant="globex")
-    root, _ = create_token(store, tenant=None)
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
-    yield Site(client, store, cfg, acme, globex, root)
-    client.close()
+    site = Site.open(store, cfg, follow_redirects=False)
+    yield site
+    site.client.close()
     store.close()
 
 
@@ -438,20 +423,28 @@ def test_missing_or_short_session_secret_is_a_config_error(
     assert res.code == 2 and "at least 16" in res.err and "short-secret" not in res.err
 
 
+def _jwt_site(
+    db_url: str,
+    write_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., Any],
+    extra: str = "",
+) -> tuple[Store, TestClient]:
+    """make_site in JWT mode (the secret "k" x 40 in USAGECTL_TEST_JWT; `extra`: more [serve.auth] keys) and a
+    client that follows no redirect; the caller closes both."""
+    monkeypatch.setenv("USAGECTL_TEST_JWT", "k" * 40)
+    auth = '[serve.auth]\nmode = "jwt"\njwt_secret_env = "USAGECTL_TEST_JWT"\n' + extra
+    store, cfg = make_site(db_url, write_config, monkeypatch, cli, auth)
+    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
+    return store, client
+
+
 def test_jwt_mode_reads_the_cookie_and_has_no_sign_in_form(
     db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
 ) -> None:
     import jwt
 
-    monkeypatch.setenv("USAGECTL_TEST_JWT", "k" * 40)
-    store, cfg = make_site(
-        db_url,
-        write_config,
-        monkeypatch,
-        cli,
-        '[serve.auth]\nmode = "jwt"\njwt_secret_env = "USAGECTL_TEST_JWT"\njwt_cookie = "platform_session"\n',
-    )
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
+    store, client = _jwt_site(db_url, write_config, monkeypatch, cli, 'jwt_cookie = "platform_session"\n')
     exp = int(time.time()) + 600
     acme = jwt.encode({"role": "tenant_admin", "tenant": "acme", "exp": exp}, "k" * 40, algorithm="HS256")
     root = jwt.encode({"role": "root_admin", "exp": exp}, "k" * 40, algorithm="HS256")
@@ -500,15 +493,7 @@ def test_sign_in_form_errors_and_sign_out_without_a_session(site: Site) -> None:
 def test_jwt_mode_has_no_sign_in_or_sign_out(
     db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]
 ) -> None:
-    monkeypatch.setenv("USAGECTL_TEST_JWT", "k" * 40)
-    store, cfg = make_site(
-        db_url,
-        write_config,
-        monkeypatch,
-        cli,
-        '[serve.auth]\nmode = "jwt"\njwt_secret_env = "USAGECTL_TEST_JWT"\n',
-    )
-    client = TestClient(create_app(ServeSettings(cfg, store=store, access_log=False)), follow_redirects=False)
+    store, client = _jwt_site(db_url, write_config, monkeypatch, cli)
     try:
         for method, path in (("GET", "/signin"), ("POST", "/signin"), ("POST", "/signout")):
             r = client.request(method, path)
@@ -597,7 +582,7 @@ def many_tenants(site: Site, month: Window) -> None:
         row = MetricRow(
             sms_outbound_count=1 + (i * 37) % 90, emails_sent=i, provider_cost_usd=Decimal("0.01")
         )
-        collect(site.store, f"m{i:03d}", Window(month.start, month.start + timedelta(days=3)), row)
+        seed(site.store, f"m{i:03d}", Window(month.start, month.start + timedelta(days=3)), row)
     run_rollup(site.store, site.cfg, month)
 
 

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from browser import set_color_scheme, set_viewport, static_server
-from test_web_pages import NOV_5, OCT, ROOT, TENANT, WEB_CONFIG, _october
+from conftest import open_priced
+from priced import PAGE_TENANTS
+from test_web_pages import NOV_5, OCT, ROOT, TENANT, _october
 from usagectl import config as cfgmod
 from usagectl.periods import Window
 from usagectl.render.fmt import n, usd
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, estimated_costs, tenant_report, tenants_report
-from usagectl.store.engine import Store, make_engine, open_store, upgrade
-from usagectl.store.tenants import sync_tenants
+from usagectl.store.engine import Store, make_engine, upgrade
 from usagectl.web.pages import (
     STATIC_DIR,
     STYLESHEET,
@@ -40,6 +41,7 @@ CSP = (
 LIGHT_BG = "rgb(246, 247, 249)"  # --bg in usage.css
 DARK_BG = "rgb(13, 17, 23)"
 NOV_3 = date(2026, 11, 3)
+pytestmark = pytest.mark.slow  # a real browser
 
 
 @pytest.fixture
@@ -90,23 +92,19 @@ def october_store(
     monkeypatch: pytest.MonkeyPatch,
     cli: Callable[..., Any],
 ) -> tuple[cfgmod.Config, Store]:
-    """A migrated SQLite store under WEB_CONFIG with test_web_pages' October in it; the caller closes it."""
+    """A migrated SQLite store under the pages' priced config with test_web_pages' October in it; the caller
+    closes it. SQLite only: the browser tests are about the pages, not the backends."""
     url = f"sqlite:///{tmp_path / 'usage.db'}"
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    path = write_config(WEB_CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", url)
-    cfg = cfgmod.load(path)
-    store = open_store(url)
+    env = open_priced(url, write_config, monkeypatch, cli, tenants=PAGE_TENANTS)
     try:
-        sync_tenants(store, cfg.tenants)
-        _october(store, cli)
+        _october(env)
     except BaseException:
-        store.close()
+        env.store.close()
         raise
-    return cfg, store
+    return env.cfg, env.store
 
 
 def write_site(root: Path, pages: dict[str, str]) -> Path:
@@ -322,28 +320,27 @@ return out;
 
 
 def test_billing_usage_shows_the_plan_parts_of_a_month_with_a_plan_change(
-    browser: Any, tmp_path: Path, write_config: Callable[[str], Path]
+    browser: Any,
+    tmp_path: Path,
+    write_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Callable[..., Any],
 ) -> None:
     """A tenant upgraded from Starter to Pro on 15 November: the charge card names each part with its days and
     amount ("Starter 1-14 Nov", "Pro from 15 Nov"), readable in light and dark and inside a 390 px phone."""
-    from test_plan_history import NOV
-    from test_plan_history import _setup as plan_change_store
-    from usagectl.rollup import run_rollup
+    from test_plan_history import TENANTS, _hand_charge, _november
+    from usagectl.web.pages import PageContext
 
     url = f"sqlite:///{tmp_path / 'usage.db'}"
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    store = open_store(url)
+    env = open_priced(url, write_config, monkeypatch, cli, tenants=TENANTS)
     try:
-        cfg, _ = plan_change_store(store, write_config)
-        run_rollup(store, cfg, NOV, today=date(2026, 12, 2), seal_by_age=False)
-        report = tenant_report(store, cfg, "acme", NOV, today=date(2026, 12, 2))
-        from usagectl.web.pages import PageContext
-
+        report = _november(env)
         page = render_billing_usage(report, PageContext(role="tenant", tenant="acme", csrf_token="t"))
     finally:
-        store.close()
+        env.store.close()
     root = write_site(tmp_path / "site", {"admin/billing-usage-plan-change.html": page})
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -368,8 +365,11 @@ def test_billing_usage_shows_the_plan_parts_of_a_month_with_a_plan_change(
                 seen[f"{scheme} {label}"] = amount
             browser.save_screenshot(str(shots / f"plan-parts-{scheme}-1280x800.png"))
         amounts = {k.split(" ", 1)[1]: v for k, v in seen.items() if k.startswith("light")}
-        assert any(k.startswith("Starter 1-14 Nov") and v == "$14.00" for k, v in amounts.items()), amounts
-        assert any(k.startswith("Pro from 15 Nov") and v == "$53.33" for k, v in amounts.items()), amounts
+        # The prorated fees (test_plan_history): $49 x 14/30 and $99 x 16/30.
+        fees = _hand_charge()
+        assert (usd(fees["fee_starter"]), usd(fees["fee_pro"])) == ("$22.87", "$52.80")
+        assert any(k.startswith("Starter 1-14 Nov") and v == "$22.87" for k, v in amounts.items()), amounts
+        assert any(k.startswith("Pro from 15 Nov") and v == "$52.80" for k, v in amounts.items()), amounts
         # The colours differ between the schemes (the dark stylesheet applies to these lines too).
         set_color_scheme(browser, "light")
         light_fg = parts()

@@ -6,25 +6,24 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from test_reports import CONFIG, OCT, _collect
+from conftest import Priced
+from priced import EMAIL, EVIL, OCT, PAGE_TENANTS, SMS_V1, SMS_V2, V2_FROM, micro
 from usagectl import config as cfgmod
 from usagectl.errors import InputError
 from usagectl.periods import Window
 from usagectl.records import MetricRow
 from usagectl.render.fmt import margin_text, n, usd
 from usagectl.reports import EMPTY_MESSAGE, TenantReport, tenant_report, tenants_report
-from usagectl.store.engine import Store, open_store
-from usagectl.store.tenants import sync_tenants
+from usagectl.store.engine import Store
 from usagectl.web.pages import (
     PageContext,
     SystemUsageQuery,
@@ -36,8 +35,6 @@ from usagectl.web.pages import (
 )
 from usagectl.web.svgchart import Series, line_chart_svg
 
-EVIL = "<script>alert(1)</script>"
-WEB_CONFIG = CONFIG + f'\n[[tenants]]\nslug = "evil"\nname = "{EVIL}"\nplan = "starter"\n'
 NOV_5 = date(2026, 11, 5)  # "today" for the reports: October is complete
 TENANT = PageContext(role="tenant", tenant="acme", csrf_token="tok-123")
 ROOT = PageContext(role="root", base_path="/usage", csrf_token="tok-root")
@@ -126,39 +123,25 @@ def card(doc: Node, name: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def env(
-    db_url: str, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Store, cfgmod.Config]]:
-    path = write_config(WEB_CONFIG)
-    monkeypatch.setenv("USAGECTL_CONFIG", str(path))
-    monkeypatch.setenv("USAGECTL_DATABASE_URL", db_url)
-    cfg = cfgmod.load(path)
-    store = open_store(db_url)
-    sync_tenants(store, cfg.tenants)
-    yield store, cfg
-    store.close()
+def env(priced: Callable[..., Priced]) -> Priced:
+    return priced(tenants=PAGE_TENANTS)
 
 
-def _october(store: Store, cli: Callable[..., Any], skip: set[date] = frozenset()) -> None:  # type: ignore[assignment]
-    # acme: 40 SMS and 100 emails a day (1,240 SMS in October: over its 500 allowance), a provider cost;
-    # globex: figures that must never show on acme's page; evil: a name that is HTML.
-    days = [d for d in OCT if d not in skip]
-    for d in days:
-        _collect(store, "acme", Window.day(d), MetricRow(sms_outbound_count=30, sms_inbound_count=10,
-                 emails_sent=100, provider_cost_usd=Decimal("0.41")))  # fmt: skip
-    _collect(store, "globex", OCT, MetricRow(sms_outbound_count=987_654, voice_minutes=55_555), "sendgrid")
-    _collect(store, "evil", Window.day(date(2026, 10, 3)), MetricRow(sms_outbound_count=7))
-    res = cli("-q", "rollup", "--since", "2026-10-01", "--until", "2026-10-31")
-    assert res.code == 0, res.err
+def _october(env: Priced, skip: Iterable[date] = ()) -> None:
+    """The standard October (tests/priced.py: acme 40 SMS and 100 emails a day, over its 500 SMS allowance, and
+    a provider cost; globex figures that must never show on acme's page) but for the days in `skip`, and 7 SMS
+    on 3 October for evil, whose name is HTML."""
+    env.seed("evil", [date(2026, 10, 3)], MetricRow(sms_outbound_count=7))
+    env.standard(skip=skip)
 
 
 def _acme(store: Store, cfg: cfgmod.Config) -> TenantReport:
     return tenant_report(store, cfg, "acme", OCT, today=NOV_5)
 
 
-def test_billing_usage_page_shows_the_reports_figures(env: Any, cli: Callable[..., Any]) -> None:
-    store, cfg = env
-    _october(store, cli)
+def test_billing_usage_page_shows_the_reports_figures(env: Priced, cli: Callable[..., Any]) -> None:
+    _october(env)
+    store, cfg = env.store, env.cfg
     report = _acme(store, cfg)
     html = render_billing_usage(report, TENANT)
     csp_clean(html)
@@ -179,14 +162,17 @@ def test_billing_usage_page_shows_the_reports_figures(env: Any, cli: Callable[..
     assert card(doc, "Voice") == {"minutes": "0", "cost": "$0.00"}
     assert card(doc, "AI") == {"tokens": "0", "cost": "$0.00"}
     cost = card(doc, "Cost")
-    # 14 days at $0.61 (price book v1) + 17 at $0.45 (v2); provider: 31 x $0.41.
-    assert cost["Estimated, this window"] == usd(report.totals.estimated_cost) == "$16.19"
+    # 15 days at $0.61 (price book v1) + 16 at $0.45 (v2); provider: 31 x $0.41.
+    v1_day, v2_day = micro(40 * SMS_V1) + micro(100 * EMAIL), micro(40 * SMS_V2) + micro(100 * EMAIL)
+    month = (V2_FROM - OCT.start).days * v1_day + (OCT.end - V2_FROM).days * v2_day
+    assert (v1_day, v2_day, month) == (Decimal("0.61"), Decimal("0.45"), Decimal("16.35"))
+    assert cost["Estimated, this window"] == usd(report.totals.estimated_cost) == usd(month) == "$16.35"
     # A tenant admin never sees the platform's provider cost or margin; a root admin does.
     assert "Provider-reported, this window" not in cost and "Margin" not in card(doc, "Charge")
     root_doc = parse(render_billing_usage(report, ROOT))
     assert card(root_doc, "Cost")["Provider-reported, this window"] == "$12.71"
-    assert cost["October 2026 to 31 Oct"] == usd(report.month_to_date.cost) == "$16.19"
-    assert cost["Month total"] == "$16.19"  # October is over: not an estimate
+    assert cost["October 2026 to 31 Oct"] == usd(report.month_to_date.cost) == "$16.35"
+    assert cost["Month total"] == "$16.35"  # October is over: not an estimate
     assert "v1, v2" in doc.one("section", **{"data-card": "Cost"}).text()
 
     # Allowances: one bar each, over-allowance marked.
@@ -216,10 +202,10 @@ def test_billing_usage_page_shows_the_reports_figures(env: Any, cli: Callable[..
         ]  # fmt: skip
     assert body[0] == ["2026-10-01", "40", "0", "0", "100", "0", "$0.61"]
     assert body[-1][6] == "$0.45"
-    assert rows(table, "tfoot") == [["Total", "1,240", "0", "0", "3,100", "0", "$16.19"]]
+    assert rows(table, "tfoot") == [["Total", "1,240", "0", "0", "3,100", "0", "$16.35"]]
     root_table = root_doc.one("table", class_="daily")
     assert rows(root_table)[0] == ["2026-10-01", "40", "0", "0", "100", "0", "$0.61", "$0.41"]
-    assert rows(root_table, "tfoot") == [["Total", "1,240", "0", "0", "3,100", "0", "$16.19", "$12.71"]]
+    assert rows(root_table, "tfoot") == [["Total", "1,240", "0", "0", "3,100", "0", "$16.35", "$12.71"]]
     assert all("num" in td.attrs.get("class", "") for td in table.one("tbody").iter("td"))
 
     # The chart of the last 30 days: a point per day, and a text alternative.
@@ -253,10 +239,10 @@ def test_billing_usage_page_shows_the_reports_figures(env: Any, cli: Callable[..
     assert signout.one("input").attrs["value"] == "tok-123"
 
 
-def test_missing_days_are_gaps_in_the_chart_not_zeros(env: Any, cli: Callable[..., Any]) -> None:
-    store, cfg = env
+def test_missing_days_are_gaps_in_the_chart_not_zeros(env: Priced, cli: Callable[..., Any]) -> None:
+    store, cfg = env.store, env.cfg
     missing = {date(2026, 10, 10), date(2026, 10, 11), date(2026, 10, 20)}
-    _october(store, cli, skip=missing)
+    _october(env, skip=missing)
     report = _acme(store, cfg)
     doc = parse(render_billing_usage(report, TENANT))
     svg = doc.one("svg", id="chart-cost")
@@ -312,9 +298,9 @@ def _system(store: Any, query: SystemUsageQuery, cfg: Any = None) -> str:
     return render_system_usage(report, query, ROOT)
 
 
-def test_tenant_supplied_strings_are_escaped(env: Any, cli: Callable[..., Any]) -> None:
-    store, cfg = env
-    _october(store, cli)
+def test_tenant_supplied_strings_are_escaped(env: Priced, cli: Callable[..., Any]) -> None:
+    _october(env)
+    store, cfg = env.store, env.cfg
     page = render_billing_usage(tenant_report(store, cfg, "evil", OCT, today=NOV_5), ROOT)
     system = _system(store, SystemUsageQuery(OCT, q='"><script>x</script>'))
     for html in (page, system):
@@ -334,9 +320,9 @@ def test_tenant_supplied_strings_are_escaped(env: Any, cli: Callable[..., Any]) 
     assert parse(system).one("span", class_="tenant-name").text() == EVIL
 
 
-def test_empty_state_sentence(env: Any, cli: Callable[..., Any]) -> None:
-    store, cfg = env
-    _october(store, cli)
+def test_empty_state_sentence(env: Priced, cli: Callable[..., Any]) -> None:
+    _october(env)
+    store, cfg = env.store, env.cfg
     html = render_billing_usage(tenant_report(store, cfg, "quiet", OCT, today=NOV_5), TENANT)
     csp_clean(html)
     doc = parse(html)
@@ -348,9 +334,9 @@ def test_empty_state_sentence(env: Any, cli: Callable[..., Any]) -> None:
     assert not list(doc.iter("table")) and not list(doc.iter("svg")) and not list(doc.iter("meter"))
 
 
-def test_system_usage_page(env: Any, cli: Callable[..., Any]) -> None:
-    store, cfg = env
-    _october(store, cli)
+def test_system_usage_page(env: Priced, cli: Callable[..., Any]) -> None:
+    _october(env)
+    store, cfg = env.store, env.cfg
     report = tenants_report(store, OCT, cfg=cfg)
     html = render_system_usage(report, SystemUsageQuery(OCT), ROOT)
     csp_clean(html)
